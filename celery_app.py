@@ -1,0 +1,17 @@
+"""The Celery app for ``celery -A celery_app worker`` and ``celery -A celery_app beat``."""
+
+from celery.signals import worker_process_init
+
+from scoreboard import create_app
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs):
+    """A forked worker must not share the parent's database connections."""
+    from scoreboard.extensions import db
+
+    with flask_app.app_context():
+        db.engine.dispose(close=False)

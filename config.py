@@ -1,0 +1,160 @@
+"""Configuration read from ``SCOREBOARD_*`` environment variables.
+
+Unset ``SCOREBOARD_DATABASE_URL`` / ``SCOREBOARD_REDIS_URL`` select the embedded
+defaults: a SQLite file and in-process cache, pub/sub, rate-limit storage and
+eager task execution, so ``make run`` needs no other service.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def env(name, default=None):
+    """Return ``SCOREBOARD_<name>`` from the environment, or ``default``."""
+    value = os.environ.get(f"SCOREBOARD_{name}")
+    return default if value in (None, "") else value
+
+
+def env_bool(name, default=False):
+    """Return a boolean ``SCOREBOARD_<name>`` (1/true/yes/on)."""
+    value = env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    """Return an integer ``SCOREBOARD_<name>``."""
+    return int(env(name, default))
+
+
+def parse_duration(text):
+    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``7d`` into a timedelta."""
+    text = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    return timedelta(seconds=float(text))
+
+
+def read_key(value):
+    """Accept a PEM key inline or as a path to a file holding it."""
+    if value and not value.lstrip().startswith("-----") and Path(value).is_file():
+        return Path(value).read_text()
+    return value
+
+
+class Config:
+    """Settings for one process; every field can be set from the environment."""
+
+    def __init__(self):
+        self.SECRET_KEY = env("SECRET_KEY", "dev-only-not-secret")
+        self.DATABASE_URL = env("DATABASE_URL")
+        self.SQLALCHEMY_DATABASE_URI = self.DATABASE_URL or "sqlite:///" + str(
+            Path(env("SQLITE_PATH", BASE_DIR / "instance" / "scoreboard.sqlite3"))
+        )
+        self.EMBEDDED_DATABASE = self.DATABASE_URL is None
+        self.SQLALCHEMY_ENGINE_OPTIONS = (
+            {"connect_args": {"timeout": 30}}
+            if self.EMBEDDED_DATABASE
+            else {
+                "pool_pre_ping": True,
+                "pool_size": env_int("DB_POOL_SIZE", 10),
+                "max_overflow": env_int("DB_MAX_OVERFLOW", 20),
+                "pool_timeout": 5,
+                "connect_args": {"connect_timeout": 3},
+            }
+        )
+
+        # Redis: cache, sorted set, pub/sub, rate limits; unset means in-process.
+        self.REDIS_URL = env("REDIS_URL")
+        self.EMBEDDED_REDIS = self.REDIS_URL is None
+        self.REDIS_PREFIX = env("REDIS_PREFIX", "scoreboard:")
+
+        # Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://).
+        self.BROKER_URL = env("BROKER_URL", self.REDIS_URL)
+        self.CELERY = {
+            "broker_url": self.BROKER_URL or "memory://localhost/",
+            "task_always_eager": self.BROKER_URL is None,
+            "task_ignore_result": True,
+            "result_backend": None,
+            "task_default_queue": env("CELERY_QUEUE", "board"),
+            "worker_prefetch_multiplier": 1,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"socket_connect_timeout": 2},
+            "broker_connection_timeout": 2,
+            "task_publish_retry": False,
+            "worker_hijack_root_logger": False,
+            "beat_schedule": {
+                "sweep-board": {
+                    "task": "workers.board.sweep",
+                    "schedule": float(env("SWEEP_INTERVAL", 2.0)),
+                },
+                "reconcile-board": {
+                    "task": "workers.board.reconcile",
+                    "schedule": float(env("RECONCILE_INTERVAL", 300.0)),
+                },
+                "expire-completions": {
+                    "task": "workers.maintenance.expire_completions",
+                    "schedule": float(env("EXPIRE_INTERVAL", 60.0)),
+                },
+            },
+        }
+
+        # Auth: HS256 with a shared secret, or RS256 verified with the public key
+        # of the site's own auth server (the private key is only needed to mint).
+        public_key = read_key(env("JWT_PUBLIC_KEY"))
+        if public_key:
+            self.JWT_ALGORITHM = "RS256"
+            self.JWT_PUBLIC_KEY = public_key
+            self.JWT_PRIVATE_KEY = read_key(env("JWT_PRIVATE_KEY"))
+        else:
+            self.JWT_ALGORITHM = "HS256"
+            self.JWT_SECRET_KEY = env("JWT_SECRET_KEY", "dev-only-jwt-secret-change-me-0123456789")
+        self.JWT_DECODE_ALGORITHMS = [self.JWT_ALGORITHM]
+        self.JWT_TOKEN_LOCATION = ["headers"]
+        self.JWT_ACCESS_TOKEN_EXPIRES = parse_duration(env("JWT_EXPIRES", "1h"))
+        self.JWT_DECODE_LEEWAY = env_int("JWT_LEEWAY", 10)
+        self.JWT_DECODE_ISSUER = env("JWT_ISSUER")
+        self.JWT_ENCODE_ISSUER = env("JWT_ISSUER")
+        self.JWT_DECODE_AUDIENCE = env("JWT_AUDIENCE")
+        self.JWT_ENCODE_AUDIENCE = env("JWT_AUDIENCE")
+
+        # Scoring rules.
+        self.COMPLETION_TTL = parse_duration(env("COMPLETION_TTL", "1h"))
+        self.MAX_ACTION_POINTS = env_int("MAX_ACTION_POINTS", 10_000)
+        self.BOARD_SIZE = env_int("BOARD_SIZE", 10)
+        self.TOP_CACHE_TTL = env_int("TOP_CACHE_TTL", 300)
+        self.BROADCAST_MAX_RATE = float(env("BROADCAST_MAX_RATE", 20))
+        self.PUBLIC_BOARD = env_bool("PUBLIC_BOARD", False)
+        self.CATALOG_FILE = env("CATALOG_FILE", str(BASE_DIR / "scoreboard" / "default_catalog.json"))
+
+        # Rate limits (Flask-Limiter); storage follows Redis.
+        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        self.RATELIMIT_DEFAULT = env("RATE_LIMIT_IP", "50/second;2000/minute")
+        self.RATELIMIT_HEADERS_ENABLED = True
+        self.RATELIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
+        self.RATE_LIMIT_USER = env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour")
+        self.RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", "5/minute;50/hour")
+        self.RATE_LIMIT_SERVICE = env("RATE_LIMIT_SERVICE", "500/second")
+        # Redis down: limits keep holding per process (in-memory fallback) rather than failing requests.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        self.RATELIMIT_SWALLOW_ERRORS = True
+        self.RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
+
+        # WebSocket.
+        self.SOCK_SERVER_OPTIONS = {
+            "ping_interval": env_int("WS_PING_INTERVAL", 25),
+            "max_message_size": env_int("WS_MAX_MESSAGE", 4096),
+        }
+        self.WS_SEND_TIMEOUT = float(env("WS_SEND_TIMEOUT", 5))
+
+        self.MAX_CONTENT_LENGTH = env_int("MAX_BODY_BYTES", 16 * 1024)
+        self.LOG_LEVEL = env("LOG_LEVEL", "INFO")
+        self.PROXY_HOPS = env_int("PROXY_HOPS", 0)
+        self.MIGRATIONS_DIR = BASE_DIR / "migrations"

@@ -1,0 +1,86 @@
+"""The live scoreboard service: a Flask app factory."""
+
+import logging
+from pathlib import Path
+
+from celery import Celery, Task
+from flask import Flask, render_template
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config
+
+from . import api, auth, board, cli, errors  # noqa: F401  (auth registers JWT callbacks)
+from .extensions import db, jwt, limiter, migrate, sock
+from .live import socket as live_socket
+
+
+def create_app(config=None):
+    """Build the app; ``config`` overrides settings read from the environment."""
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.from_object(Config())
+    if config:
+        app.config.update(config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if app.config["EMBEDDED_DATABASE"]:
+        Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    hops = int(app.config.get("PROXY_HOPS", 0))
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+    jwt.init_app(app)
+    limiter.init_app(app)
+    sock.init_app(app)
+    with app.app_context():
+        if app.config["EMBEDDED_DATABASE"]:
+            _tune_sqlite(db.engine)
+
+    errors.init_app(app)
+    board.init_app(app)
+    api.init_app(app)
+    live_socket.init_app(app)
+    cli.init_app(app)
+    celery_init_app(app)
+
+    @app.get("/")
+    def demo():
+        """The demo page: the live board and a button that completes an action."""
+        return render_template("demo.html")
+
+    return app
+
+
+def _tune_sqlite(engine):
+    """SQLite in WAL mode, with write transactions that take the lock up front (no upgrade deadlocks)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def celery_init_app(app):
+    """Bind a Celery app whose tasks run inside this Flask app's context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    import workers  # noqa: F401  (registers the tasks with this Celery app)
+
+    return celery_app

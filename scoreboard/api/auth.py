@@ -1,0 +1,30 @@
+"""``POST /api/auth/login``: local accounts trade a password for an access token."""
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import select
+
+from ..auth import mint_token, verify_password
+from ..errors import ApiError
+from ..extensions import db, limiter
+from ..models import User
+from .schemas import LoginBody, parse_body
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+
+@bp.post("/login")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"])
+def login():
+    """Check a username and password; answer a Bearer token."""
+    body = parse_body(LoginBody)
+    user = db.session.scalar(select(User).where(User.id == body.username))
+    if not verify_password(user.password_hash if user else None, body.password) or user.status == "banned":
+        raise ApiError(401, "invalid_credentials", "Wrong username or password.")
+    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return jsonify(
+        accessToken=mint_token(user.id, [r for r in user.roles.split(",") if r]),
+        tokenType="Bearer",
+        expiresIn=int(expires.total_seconds()),
+        userId=user.id,
+        displayName=user.display_name,
+    )

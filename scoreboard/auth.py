@@ -1,0 +1,117 @@
+"""Token verification (Flask-JWT-Extended), roles, and local password accounts."""
+
+from functools import wraps
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .errors import ApiError, error_response
+from .extensions import jwt
+
+ROLES = ("service", "admin")
+
+# Checked against when the username is unknown, so a login takes as long either way.
+_DUMMY_HASH = generate_password_hash("timing-equaliser")
+
+
+def hash_password(password):
+    """Hash with Werkzeug's scrypt: slow on purpose."""
+    return generate_password_hash(password)
+
+
+def verify_password(password_hash, password):
+    """Check a password; a missing hash still costs a full hash check."""
+    return check_password_hash(password_hash or _DUMMY_HASH, password) and password_hash is not None
+
+
+def mint_token(user_id, roles=(), expires=None):
+    """Create an access token for ``user_id`` with a ``roles`` claim."""
+    return create_access_token(
+        identity=str(user_id),
+        additional_claims={"roles": list(roles)},
+        expires_delta=expires if expires is not None else current_app.config["JWT_ACCESS_TOKEN_EXPIRES"],
+    )
+
+
+def current_user_id():
+    """The verified ``sub`` of the request's token."""
+    return get_jwt_identity()
+
+
+def current_roles():
+    """The verified ``roles`` claim; anything but a list of strings counts as none."""
+    roles = get_jwt().get("roles", [])
+    return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
+
+
+def login_required(view):
+    """Require a valid token."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def role_required(role):
+    """Require a valid token whose ``roles`` claim holds ``role``."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            verify_jwt_in_request()
+            if role not in current_roles():
+                raise ApiError(403, "forbidden", f"This needs the '{role}' role.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def board_reader(view):
+    """Require a token to read the board unless the board is public."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request(optional=current_app.config["PUBLIC_BOARD"])
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _unauthorized(code, message):
+    return error_response(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+@jwt.unauthorized_loader
+def _missing_token(reason):
+    return _unauthorized("token_missing", "A Bearer token is required.")
+
+
+@jwt.invalid_token_loader
+def _invalid_token(reason):
+    return _unauthorized("token_invalid", f"The token is invalid: {reason}.")
+
+
+@jwt.expired_token_loader
+def _expired_token(header, payload):
+    return _unauthorized("token_expired", "The token has expired.")
+
+
+@jwt.revoked_token_loader
+def _revoked_token(header, payload):
+    return _unauthorized("token_revoked", "The token has been revoked.")
+
+
+@jwt.token_verification_failed_loader
+def _verification_failed(header, payload):
+    return _unauthorized("token_invalid", "The token failed verification.")
+
+
+@jwt.user_lookup_error_loader
+def _user_lookup_failed(header, payload):
+    return _unauthorized("token_invalid", "The token's user is unknown.")

@@ -1,0 +1,132 @@
+"""The board store in process memory, for the embedded single-process mode.
+
+Same interface and semantics as :class:`~scoreboard.board.redis_store.RedisStore`;
+one lock stands in for Redis's atomic scripts.
+"""
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+from .entry import user_of
+
+
+class MemoryStore:
+    """Board state for one process."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()
+        self._listeners = []
+        self.reset()
+        self._published = None
+        self._message = None
+        self._version = 0
+        self._pending = False
+        self._last_broadcast = 0.0
+
+    def ping(self):
+        """Always reachable."""
+
+    def is_built(self):
+        """Whether the mirror holds the whole ranking."""
+        return self._built
+
+    def reset(self):
+        """Drop the mirror before a rebuild."""
+        with self._lock:
+            self._rank = {}  # member -> score
+            self._state = {}  # user id -> (version, member)
+            self._built = False
+
+    def mark_built(self):
+        """Record that a rebuild finished."""
+        self._built = True
+
+    def apply(self, entries):
+        """Upsert entries newer than what is mirrored; returns how many were applied."""
+        applied = 0
+        with self._lock:
+            for e in entries:
+                version, member = self._state.get(e.user_id, (-1, None))
+                if e.version <= version:
+                    continue
+                self._rank.pop(member, None)
+                self._state[e.user_id] = (e.version, e.member if e.visible else None)
+                if e.visible:
+                    self._rank[e.member] = e.score
+                applied += 1
+        return applied
+
+    def top(self, limit):
+        """The top ``limit`` ``(user_id, score)`` pairs, in Redis's ZREVRANGE order."""
+        with self._lock:
+            best = sorted(self._rank.items(), key=lambda item: (item[1], item[0]), reverse=True)[:limit]
+        return [(user_of(member), score) for member, score in best]
+
+    def publish_if_changed(self, top_json, ttl):
+        """Cache and broadcast ``top_json`` if it changed; returns the new version or 0."""
+        with self._lock:
+            if top_json == self._published:
+                return 0
+            self._version += 1
+            self._published = top_json
+            self._message = f'{{"type":"update","version":{self._version},"top":{top_json}}}'
+            message, listeners = self._message, list(self._listeners)
+        for listener in listeners:
+            listener(message)
+        return self._version
+
+    def cached_board(self):
+        """The last message as a dict, or None."""
+        return json.loads(self._message) if self._message else None
+
+    def version(self):
+        """The version of the last broadcast."""
+        return self._version
+
+    def cache_if_absent(self, version, top_json, ttl):
+        """Cache a top list read from the database unless a broadcast got there first."""
+        with self._lock:
+            if self._message is None:
+                self._message = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
+
+    def claim_refresh_slot(self):
+        """True if no recompute is queued yet."""
+        with self._lock:
+            taken, self._pending = self._pending, True
+        return not taken
+
+    def release_refresh_slot(self):
+        """Let the next change queue a recompute."""
+        self._pending = False
+
+    @contextmanager
+    def refresh_lock(self, timeout=30, wait=15):
+        """One recompute at a time in this process."""
+        if not self._refresh_lock.acquire(timeout=wait):
+            raise TimeoutError("board refresh lock busy")
+        try:
+            yield
+        finally:
+            self._refresh_lock.release()
+
+    def last_broadcast_at(self):
+        """When the last broadcast went out (epoch seconds)."""
+        return self._last_broadcast
+
+    def mark_broadcast(self):
+        """Record a broadcast's time, for the rate bound."""
+        self._last_broadcast = time.time()
+
+    def listen(self, on_message, stop):
+        """Deliver every broadcast to ``on_message`` until ``stop`` is set."""
+        with self._lock:
+            self._listeners.append(on_message)
+        try:
+            on_message(None)
+            stop.wait()
+        finally:
+            with self._lock:
+                self._listeners.remove(on_message)

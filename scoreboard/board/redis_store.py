@@ -1,0 +1,172 @@
+"""The board store on Redis, shared by every web process and worker.
+
+Keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
+
+==========================  ======  ===========================================================
+``<p>rank``                 zset    score -> ``<inverted reached time>:<user id>``, visible users
+``<p>rank:state``           hash    user id -> ``<version>|<member>``: guards against stale writes
+``<p>rank:built``           string  set once ``rank`` has been rebuilt from the database
+``<p>top``                  string  the last broadcast message (JSON), TTL ``SCOREBOARD_TOP_CACHE_TTL``
+``<p>top:published``        string  the last broadcast top list, to publish only on change
+``<p>top:version``          string  broadcast counter; only grows
+``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
+``<p>refresh:lock``         lock    held while a recompute runs
+``<p>refresh:last``         string  when the last broadcast went out (ms), to bound the rate
+``<p>board`` (channel)      pub/sub every broadcast message
+==========================  ======  ===========================================================
+"""
+
+import json
+import logging
+import time
+
+import redis
+
+from .entry import user_of
+
+log = logging.getLogger(__name__)
+
+APPLY = """
+local applied = 0
+for i = 1, #ARGV, 5 do
+  local uid, score, member, ver, visible = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local cur = redis.call('HGET', KEYS[2], uid)
+  local curver, curmember = -1, ''
+  if cur then
+    local sep = string.find(cur, '|', 1, true)
+    curver = tonumber(string.sub(cur, 1, sep - 1))
+    curmember = string.sub(cur, sep + 1)
+  end
+  if ver > curver then
+    if curmember ~= '' then redis.call('ZREM', KEYS[1], curmember) end
+    if visible == '1' then redis.call('ZADD', KEYS[1], score, member) else member = '' end
+    redis.call('HSET', KEYS[2], uid, ver .. '|' .. member)
+    applied = applied + 1
+  end
+end
+return applied
+"""
+
+PUBLISH_IF_CHANGED = """
+local function message(version)
+  return '{"type":"update","version":' .. version .. ',"top":' .. ARGV[1] .. '}'
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SET', KEYS[2], message(redis.call('GET', KEYS[3]) or '0'), 'EX', ARGV[2])
+  end
+  return 0
+end
+local version = redis.call('INCR', KEYS[3])
+local payload = message(version)
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], payload, 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], payload)
+return version
+"""
+
+
+class RedisStore:
+    """Board state in Redis; every multi-key change is one Lua script, so atomic."""
+
+    def __init__(self, url, prefix):
+        self.redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
+        )
+        self.prefix = prefix
+        self.channel = f"{prefix}board"
+        k = self.key
+        self.keys = {n: k(n) for n in ("rank", "rank:state", "rank:built", "top", "top:published",
+                                         "top:version", "refresh:pending", "refresh:lock", "refresh:last")}
+        self._apply = self.redis.register_script(APPLY)
+        self._publish = self.redis.register_script(PUBLISH_IF_CHANGED)
+
+    def key(self, name):
+        """The full Redis key for ``name``."""
+        return f"{self.prefix}{name}"
+
+    def ping(self):
+        """Raise if Redis cannot be reached."""
+        self.redis.ping()
+
+    # The ranking mirror.
+    def is_built(self):
+        """Whether the mirror holds the whole ranking."""
+        return bool(self.redis.exists(self.keys["rank:built"]))
+
+    def reset(self):
+        """Drop the mirror before a rebuild."""
+        self.redis.delete(self.keys["rank"], self.keys["rank:state"], self.keys["rank:built"])
+
+    def mark_built(self):
+        """Record that a rebuild finished."""
+        self.redis.set(self.keys["rank:built"], "1")
+
+    def apply(self, entries):
+        """Upsert entries; each is applied only if newer than what is mirrored. Returns how many were."""
+        args = []
+        for e in entries:
+            args += [e.user_id, e.score, e.member, e.version, "1" if e.visible else "0"]
+        if not args:
+            return 0
+        return int(self._apply(keys=[self.keys["rank"], self.keys["rank:state"]], args=args))
+
+    def top(self, limit):
+        """The top ``limit`` ``(user_id, score)`` pairs of the mirror."""
+        rows = self.redis.zrevrange(self.keys["rank"], 0, limit - 1, withscores=True)
+        return [(user_of(member), int(score)) for member, score in rows]
+
+    # The cached, broadcast top list.
+    def publish_if_changed(self, top_json, ttl):
+        """Cache and broadcast ``top_json`` if it differs from the last broadcast; returns the new version or 0."""
+        keys = [self.keys["top:published"], self.keys["top"], self.keys["top:version"]]
+        return int(self._publish(keys=keys, args=[top_json, ttl, self.channel]))
+
+    def cached_board(self):
+        """The cached last message as a dict, or None on a miss."""
+        payload = self.redis.get(self.keys["top"])
+        return json.loads(payload) if payload else None
+
+    def version(self):
+        """The version of the last broadcast."""
+        return int(self.redis.get(self.keys["top:version"]) or 0)
+
+    def cache_if_absent(self, version, top_json, ttl):
+        """Re-cache a top list read from the database, unless a broadcast got there first."""
+        payload = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
+        self.redis.set(self.keys["top"], payload, ex=ttl, nx=True)
+
+    # Coalescing.
+    def claim_refresh_slot(self):
+        """True if no recompute is queued yet: the caller should queue one."""
+        return bool(self.redis.set(self.keys["refresh:pending"], "1", nx=True, ex=30))
+
+    def release_refresh_slot(self):
+        """Let the next change queue a recompute."""
+        self.redis.delete(self.keys["refresh:pending"])
+
+    def refresh_lock(self, timeout=30, wait=15):
+        """A lock so one recompute runs at a time across all workers."""
+        return self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait)
+
+    def last_broadcast_at(self):
+        """When the last broadcast went out (epoch seconds), or 0."""
+        return int(self.redis.get(self.keys["refresh:last"]) or 0) / 1000
+
+    def mark_broadcast(self):
+        """Record a broadcast's time, for the rate bound."""
+        self.redis.set(self.keys["refresh:last"], int(time.time() * 1000), ex=60)
+
+    # Pub/sub.
+    def listen(self, on_message, stop):
+        """Call ``on_message(payload)`` for every broadcast until ``stop`` is set; raises if Redis drops."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel)
+            on_message(None)  # subscribed: the caller re-syncs what it may have missed
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "message":
+                    on_message(message["data"])
+        finally:
+            pubsub.close()

@@ -1,0 +1,79 @@
+"""``flask`` commands for operators: tokens, users, the action catalog, the board."""
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from config import parse_duration
+
+from .auth import ROLES, hash_password, mint_token
+from .extensions import db
+from .models import Action, User
+from .scoring.catalog import CatalogError, load_catalog
+from .scoring.completions import ensure_user
+
+tokens = AppGroup("tokens", help="Mint access tokens for local use.")
+users = AppGroup("users", help="Manage local accounts.")
+actions = AppGroup("actions", help="Manage the action catalog.")
+board_cli = AppGroup("board", help="Maintain the Redis board mirror.")
+
+
+@tokens.command("mint")
+@click.argument("user_id")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES), help="Grant a role (repeatable).")
+@click.option("--expires", default="1h", show_default=True, help="Lifetime, e.g. 90s, 15m, 1h, 7d.")
+def mint(user_id, roles, expires):
+    """Print a signed access token for USER_ID."""
+    if current_app.config["JWT_ALGORITHM"] == "RS256" and not current_app.config.get("JWT_PRIVATE_KEY"):
+        raise click.ClickException("RS256 tokens are minted with SCOREBOARD_JWT_PRIVATE_KEY, which is not set.")
+    click.echo(mint_token(user_id, roles, parse_duration(expires)))
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--display-name", default=None, help="Name shown on the board (default: the username).")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES), help="Grant a role at login.")
+def create_user(username, password, display_name, roles):
+    """Create a local account, or reset its password if it exists."""
+    ensure_user(username, display_name)
+    user = db.session.get(User, username)
+    user.password_hash = hash_password(password)
+    user.roles = ",".join(roles)
+    db.session.commit()
+    click.echo(f"user {username} ready")
+
+
+@actions.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def load(path):
+    """Load the catalog from a JSON or CSV file (inserts and updates; nothing is deleted)."""
+    try:
+        count = load_catalog(path)
+    except CatalogError as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+    click.echo(f"loaded {count} actions from {path}")
+
+
+@actions.command("list")
+def list_actions():
+    """Print the catalog."""
+    for action in db.session.scalars(select(Action).order_by(Action.key)):
+        state = "enabled" if action.enabled else "disabled"
+        click.echo(f"{action.key:24} {action.points:>7}  {state:8}  {action.description}")
+
+
+@board_cli.command("rebuild")
+def rebuild():
+    """Rebuild the Redis mirror from the database and broadcast the result."""
+    from .board.pipeline import refresh_board
+
+    version = refresh_board(rebuild=True)
+    click.echo(f"board rebuilt (broadcast version {version or 'unchanged'})")
+
+
+def init_app(app):
+    """Register the command groups."""
+    for group in (tokens, users, actions, board_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,54 @@
+"""``WS /ws/scoreboard``: a snapshot on connect, then a message each time the top list changes."""
+
+import json
+import logging
+
+from flask import Blueprint, current_app, request
+from simple_websocket import ConnectionClosed
+
+from ..board.pipeline import read_board
+from ..extensions import sock
+from .relay import get_relay
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("live", __name__)
+
+
+def snapshot_message(relay):
+    """The current board as a ``snapshot`` message, from the relay or the cache."""
+    if relay.message is not None and relay.healthy:
+        board = json.loads(relay.message)
+    else:
+        board = read_board()
+    return json.dumps({"type": "snapshot", "version": board["version"], "top": board["top"]},
+                      separators=(",", ":"), ensure_ascii=False), board["version"]
+
+
+@sock.route("/ws/scoreboard", bp=bp)
+def scoreboard_socket(ws):
+    """Relay board broadcasts to one browser until it goes away."""
+    app = current_app._get_current_object()
+    relay = get_relay(app)
+    relay.start()
+    mailbox = relay.register()
+    peer = request.remote_addr
+    try:
+        message, shown = snapshot_message(relay)
+        ws.send(message)
+        while ws.connected:
+            item = mailbox.get(timeout=1.0)
+            if item is not None and item[0] > shown:
+                shown, message = item
+                ws.send(message)
+            ws.receive(timeout=0)  # the board is one-way; reading notices a close
+    except ConnectionClosed as closed:
+        log.info("socket closed by %s (%s)", peer, getattr(closed, "reason", ""))
+    finally:
+        relay.unregister(mailbox)
+        log.info("socket dropped for %s; %d open", peer, relay.socket_count)
+
+
+def init_app(app):
+    """Register the socket blueprint."""
+    app.register_blueprint(bp)

@@ -1,0 +1,138 @@
+"""Database models: users, their scores, the action catalog and the completion ledger.
+
+PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
+"""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from .extensions import db
+
+
+def utcnow():
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is always UTC-aware in Python, on PostgreSQL and SQLite alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """SQLite stores naive text: store UTC so text order is time order."""
+        if value is not None and dialect.name == "sqlite":
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        """Give back aware datetimes whatever the driver returned."""
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+USER_STATUSES = ("active", "hidden", "banned")
+COMPLETION_STATUSES = ("pending", "claimed", "expired", "void")
+
+
+class User(db.Model):
+    """A player; ``id`` is the JWT ``sub`` the site's auth server issues."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(80))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    # Roles granted to local accounts at login (comma-separated: "admin", "service").
+    roles: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    score: Mapped["Score"] = relationship(back_populates="user", uselist=False)
+
+
+class Score(db.Model):
+    """A user's total; changed only by atomic SQL increments from the ledger."""
+
+    __tablename__ = "scores"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # When the current score was reached: equal scores rank by who got there first.
+    reached_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped with every change, so the Redis mirror never applies an older state.
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The outbox: a change committed here but not yet mirrored to the board.
+    board_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+    user: Mapped[User] = relationship(back_populates="score")
+
+    __table_args__ = (
+        Index("ix_scores_rank", score.desc(), reached_at.asc(), user_id.desc()),
+        Index("ix_scores_board_pending", "user_id",
+              postgresql_where=text("board_pending"), sqlite_where=text("board_pending")),
+    )
+
+
+class Action(db.Model):
+    """One entry of the action catalog: what completing an action is worth."""
+
+    __tablename__ = "actions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    description: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    max_per_user_per_day: Mapped[int | None] = mapped_column(Integer)
+    cooldown_seconds: Mapped[int | None] = mapped_column(Integer)
+
+    def to_dict(self):
+        """The public JSON shape of a catalog entry."""
+        return {
+            "key": self.key,
+            "points": self.points,
+            "enabled": self.enabled,
+            "description": self.description,
+            "maxPerUserPerDay": self.max_per_user_per_day,
+            "cooldownSeconds": self.cooldown_seconds,
+        }
+
+
+class Completion(db.Model):
+    """The ledger: one recorded completion, claimable once by its user through ``id``."""
+
+    __tablename__ = "completions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the one-time actionId
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action_key: Mapped[str] = mapped_column(ForeignKey("actions.key"))
+    points: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    ref: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+    __table_args__ = (
+        Index("ix_completions_user_created", "user_id", "created_at"),
+        Index("ix_completions_pending_expiry", "expires_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    )
+
+    def to_dict(self):
+        """The JSON shape answered to the service that recorded the completion."""
+        return {
+            "actionId": self.id,
+            "userId": self.user_id,
+            "action": self.action_key,
+            "points": self.points,
+            "status": self.status,
+            "expiresAt": self.expires_at.isoformat(),
+        }

@@ -1,0 +1,1 @@
+"""Scoring rules on the database: the catalog, completions, claims and ranking."""

@@ -1,0 +1,25 @@
+"""Housekeeping tasks run by beat."""
+
+import logging
+
+from celery import shared_task
+from sqlalchemy import update
+
+from scoreboard.extensions import db
+from scoreboard.models import Completion, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="workers.maintenance.expire_completions", ignore_result=True)
+def expire_completions():
+    """Mark pending completions past their expiry as expired; returns how many."""
+    result = db.session.execute(
+        update(Completion)
+        .where(Completion.status == "pending", Completion.expires_at <= utcnow())
+        .values(status="expired")
+    )
+    db.session.commit()
+    if result.rowcount:
+        log.info("expired %d completions", result.rowcount)
+    return result.rowcount
