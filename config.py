@@ -78,7 +78,8 @@ class Config:
         self.BROKER_URL = env("BROKER_URL", self.REDIS_URL)
         self.CELERY = {
             "broker_url": self.BROKER_URL or "memory://localhost/",
-            "task_always_eager": self.BROKER_URL is None,
+            "task_always_eager": self.BROKER_URL is None or env_bool("CELERY_EAGER", False),
+            "task_eager_propagates": True,
             "task_ignore_result": True,
             "result_backend": None,
             "task_default_queue": env("CELERY_QUEUE", "board"),
@@ -138,6 +139,7 @@ class Config:
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         self.RATELIMIT_DEFAULT = env("RATE_LIMIT_IP", "50/second;2000/minute")
         self.RATELIMIT_HEADERS_ENABLED = True
+        self.RATELIMIT_KEY_PREFIX = f"{self.REDIS_PREFIX}ratelimit"
         self.RATELIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
         self.RATE_LIMIT_USER = env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour")
         self.RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", "5/minute;50/hour")

@@ -70,7 +70,7 @@ class MemoryStore:
         with self._lock:
             if top_json == self._published:
                 return 0
-            self._version += 1
+            self._version = max(self._version + 1, int(time.time() * 1000))
             self._published = top_json
             self._message = f'{{"type":"update","version":{self._version},"top":{top_json}}}'
             message, listeners = self._message, list(self._listeners)

@@ -8,7 +8,7 @@ Keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>rank:built``           string  set once ``rank`` has been rebuilt from the database
 ``<p>top``                  string  the last broadcast message (JSON), TTL ``SCOREBOARD_TOP_CACHE_TTL``
 ``<p>top:published``        string  the last broadcast top list, to publish only on change
-``<p>top:version``          string  broadcast counter; only grows
+``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
 ``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
 ``<p>refresh:lock``         lock    held while a recompute runs
 ``<p>refresh:last``         string  when the last broadcast went out (ms), to bound the rate
@@ -57,7 +57,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   end
   return 0
 end
+-- Never below the wall clock in ms: versions keep growing even if Redis loses its data.
 local version = redis.call('INCR', KEYS[3])
+local now = tonumber(ARGV[4])
+if now > version then
+  version = now
+  redis.call('SET', KEYS[3], version)
+end
 local payload = message(version)
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], payload, 'EX', ARGV[2])
@@ -120,7 +126,7 @@ class RedisStore:
     def publish_if_changed(self, top_json, ttl):
         """Cache and broadcast ``top_json`` if it differs from the last broadcast; returns the new version or 0."""
         keys = [self.keys["top:published"], self.keys["top"], self.keys["top:version"]]
-        return int(self._publish(keys=keys, args=[top_json, ttl, self.channel]))
+        return int(self._publish(keys=keys, args=[top_json, ttl, self.channel, int(time.time() * 1000)]))
 
     def cached_board(self):
         """The cached last message as a dict, or None on a miss."""

@@ -1,0 +1,181 @@
+"""Fixtures: a real PostgreSQL database and Redis, cleaned before every test.
+
+The tests create (and drop) their own database ``scoreboard_test`` on the server at
+``SCOREBOARD_TEST_PG_ADMIN_URL`` and use Redis database 15 under a key prefix unique
+to the run, so they never touch other data.
+"""
+
+import os
+import uuid
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from tests.support import bearer, start_web, start_worker
+
+PG_ADMIN_URL = os.environ.get("SCOREBOARD_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# One database per run, so concurrent runs on one machine never interfere.
+TEST_DB = os.environ.get("SCOREBOARD_TEST_DB", f"scoreboard_test_{os.getpid()}")
+DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+REDIS_URL = os.environ.get("SCOREBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PREFIX = f"sbtest:{uuid.uuid4().hex[:10]}:"
+
+TEST_ENV = {
+    "SCOREBOARD_DATABASE_URL": DATABASE_URL,
+    "SCOREBOARD_REDIS_URL": REDIS_URL,
+    "SCOREBOARD_REDIS_PREFIX": PREFIX,
+    "SCOREBOARD_CELERY_QUEUE": f"board-{PREFIX}",
+    "SCOREBOARD_JWT_SECRET_KEY": "test-secret-key-0123456789-abcdefghijklmnop",
+    "SCOREBOARD_LOG_LEVEL": "WARNING",
+    "SCOREBOARD_RATE_LIMIT_ENABLED": "false",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ[_name] = _value
+# In-process tests run the board task eagerly; the live stack below runs a real worker.
+os.environ["SCOREBOARD_CELERY_EAGER"] = "true"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _drop(conn, name):
+    conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+def _recreate_database():
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        # Drop databases left by runs that were killed before their teardown.
+        for (name,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'scoreboard_test_%'")):
+            suffix = name.rsplit("_", 1)[-1]
+            if suffix.isdigit() and not _pid_alive(int(suffix)):
+                _drop(conn, name)
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEST_DB}'"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}"'))
+        conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The app on the test database, migrated with the real migrations."""
+    from flask_migrate import upgrade
+
+    from scoreboard import create_app
+
+    _recreate_database()
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        from scoreboard.extensions import db
+
+        db.engine.dispose()
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        _drop(conn, TEST_DB)
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """A client on the tests' Redis database."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.ping()
+    yield client
+    for key in client.scan_iter(f"{PREFIX}*"):
+        client.delete(key)
+
+
+def reset_state(app, redis_client):
+    """Empty every table, reload the default catalog, drop this run's Redis keys."""
+    from scoreboard.extensions import db, limiter
+    from scoreboard.scoring.catalog import load_catalog
+
+    with app.app_context():
+        db.session.execute(text("TRUNCATE completions, scores, users, actions CASCADE"))
+        db.session.commit()
+        load_catalog(app.config["CATALOG_FILE"])
+        if limiter.enabled:
+            limiter.reset()
+    for key in redis_client.scan_iter(f"{PREFIX}*"):
+        redis_client.delete(key)
+    store = app.extensions["scoreboard.store"]
+    store.release_refresh_slot()
+
+
+@pytest.fixture(autouse=True)
+def clean(request, app, redis_client):
+    """A clean database and Redis before every test that uses them."""
+    reset_state(app, redis_client)
+    yield
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def mint(app):
+    """``mint(user_id, *roles)`` -> a signed access token."""
+    from scoreboard.auth import mint_token
+
+    def _mint(user_id, *roles, expires=None):
+        with app.app_context():
+            return mint_token(user_id, roles, expires)
+
+    return _mint
+
+
+@pytest.fixture(scope="session")
+def service_headers(mint):
+    """Headers of the site's trusted backend (role ``service``)."""
+    return bearer(mint("site-backend", "service"))
+
+
+@pytest.fixture
+def record(client, service_headers):
+    """``record(user_id, action="complete-lesson")`` -> the completion JSON."""
+
+    def _record(user_id, action="complete-lesson", **extra):
+        response = client.post("/api/actions/completions", json={"userId": user_id, "action": action, **extra},
+                               headers=service_headers)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return _record
+
+
+@pytest.fixture(scope="session")
+def stack_env():
+    """Environment for server processes: the test database and Redis, a real broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
+    env.update(TEST_ENV)
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_stack(app, stack_env, tmp_path_factory):
+    """The production stack: gunicorn (2 workers) and a Celery worker on Redis. Yields the base URL."""
+    logs = tmp_path_factory.mktemp("stack")
+    worker = start_worker(stack_env, logs)
+    try:
+        web, base = start_web(stack_env, logs)
+    except Exception:
+        worker.stop()
+        raise
+    yield base
+    web.stop()
+    worker.stop()
