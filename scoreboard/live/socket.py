@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, request
 from simple_websocket import ConnectionClosed
 
 from ..board.pipeline import read_board
-from ..extensions import sock
+from ..extensions import db, sock
 from .relay import get_relay
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ def scoreboard_socket(ws):
     peer = request.remote_addr
     try:
         message, shown = snapshot_message(relay)
+        # A socket lives for hours: it must not hold a database connection meanwhile.
+        db.session.remove()
         ws.send(message)
         while ws.connected:
             item = mailbox.get(timeout=1.0)
