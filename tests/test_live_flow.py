@@ -71,3 +71,33 @@ def test_each_change_is_one_message_and_versions_grow(live_stack, mint, service_
             last = message["version"]
         # p1 (100) leads; p2 (50) follows.
         assert [(e["userId"], e["score"]) for e in message["top"]] == [("p1", 100), ("p2", 50)]
+
+
+def test_rabbitmq_broker_works_by_url(stack_env, tmp_path, mint, service_headers):
+    """The same flow with Celery on RabbitMQ instead of Redis: only the URL changes."""
+    import socket
+
+    import pytest
+
+    from tests.support import start_web, start_worker
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    env = {**stack_env, "SCOREBOARD_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
+    worker = start_worker(env, tmp_path, name="amqp-worker", concurrency=1)
+    web, base = start_web(env, tmp_path, name="amqp-web", workers=1)
+    try:
+        user = bearer(mint("rabbit"))
+        action_id = requests.post(f"{base}/api/actions/completions", json={"userId": "rabbit", "action": "pass-quiz"},
+                                  headers=service_headers, timeout=5).json()["actionId"]
+        with connect(ws_url(base), additional_headers=user, open_timeout=5) as ws:
+            json.loads(ws.recv(timeout=5))
+            assert requests.post(f"{base}/api/action/do", json={"actionId": action_id}, headers=user,
+                                 timeout=5).status_code == 200
+            receive_until(ws, lambda m: any(e["userId"] == "rabbit" for e in m["top"]), 1.0)
+        assert "amqp://guest:**@127.0.0.1:5672//" in worker.output()
+    finally:
+        web.stop()
+        worker.stop()
