@@ -4,13 +4,13 @@ import logging
 from pathlib import Path
 
 from celery import Celery, Task
-from flask import Flask, render_template
+from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config
 
-from . import api, auth, board, cli, errors  # noqa: F401  (auth registers JWT callbacks)
+from . import api, auth, board, cli, demo, errors  # noqa: F401  (auth registers JWT callbacks)
 from .extensions import db, jwt, limiter, migrate, sock
 from .live import socket as live_socket
 
@@ -45,11 +45,7 @@ def create_app(config=None):
     live_socket.init_app(app)
     cli.init_app(app)
     celery_init_app(app)
-
-    @app.get("/")
-    def demo():
-        """The demo page: the live board and a button that completes an action."""
-        return render_template("demo.html")
+    demo.init_app(app)
 
     return app
 
