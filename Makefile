@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test services bench clean
+.PHONY: run test services chromium bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ run: $(VENV)/.installed
 services:
 	@bash scripts/ensure_services.sh
 
-test: $(VENV)/.installed services
+# Debian's chromium for the browser tests (tests/browser); installs nothing when present.
+chromium:
+	@bash scripts/ensure_chromium.sh
+
+test: $(VENV)/.installed services chromium
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed services
