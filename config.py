@@ -154,7 +154,12 @@ class Config:
             "ping_interval": env_int("WS_PING_INTERVAL", 25),
             "max_message_size": env_int("WS_MAX_MESSAGE", 4096),
         }
+        # A send that cannot finish in this many seconds drops the (slow) client.
         self.WS_SEND_TIMEOUT = float(env("WS_SEND_TIMEOUT", 5))
+        # An idle socket's thread wakes this often; broadcasts and client frames wake it at once.
+        self.WS_IDLE_WAKE = float(env("WS_IDLE_WAKE", 30))
+        # GET /api/score/top answers from the board each web process keeps in memory (kept by pub/sub).
+        self.BOARD_IN_MEMORY = env_bool("BOARD_IN_MEMORY", True)
 
         self.MAX_CONTENT_LENGTH = env_int("MAX_BODY_BYTES", 16 * 1024)
         self.LOG_LEVEL = env("LOG_LEVEL", "INFO")

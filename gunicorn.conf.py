@@ -1,7 +1,12 @@
 """Gunicorn settings for ``gunicorn -c gunicorn.conf.py wsgi:app``; each can be set from the environment.
 
-Every open WebSocket holds one worker thread for its lifetime, so ``threads`` bounds
-the sockets a worker holds; the relay thread and the request threads share the rest.
+The default worker is gevent: an open WebSocket then costs a greenlet (a few KiB)
+instead of an OS thread, so one instance holds 10,000 sockets (see
+docs/performance.md for the measurements behind the choice). psycopg2 is made
+cooperative with psycogreen, so a query waits without blocking the other
+greenlets. ``SCOREBOARD_WORKER_CLASS=gthread`` selects threads instead; then every
+open socket holds two threads (the handler and simple-websocket's reader) and
+``SCOREBOARD_WEB_THREADS`` bounds the sockets a worker can hold.
 """
 
 import multiprocessing
@@ -14,9 +19,12 @@ def _env(name, default):
 
 bind = _env("BIND", "127.0.0.1:5000")
 workers = int(_env("WEB_WORKERS", max(2, multiprocessing.cpu_count())))
-worker_class = _env("WORKER_CLASS", "gthread")
+worker_class = _env("WORKER_CLASS", "gevent")
 threads = int(_env("WEB_THREADS", 256))
+# gevent: concurrent connections (open sockets included) per worker.
 worker_connections = int(_env("WORKER_CONNECTIONS", 10000))
+# Room for a burst of reconnecting browsers (capped by net.core.somaxconn).
+backlog = int(_env("BACKLOG", 4096))
 # Sockets stay open indefinitely; the timeout only guards against a stuck worker.
 timeout = int(_env("WEB_TIMEOUT", 60))
 graceful_timeout = int(_env("GRACEFUL_TIMEOUT", 20))
@@ -26,3 +34,11 @@ errorlog = "-"
 loglevel = _env("LOG_LEVEL", "info").lower()
 # No preload: each worker builds its own app, pools and relay after the fork.
 preload_app = False
+
+
+def post_fork(server, worker):
+    """Under gevent, make psycopg2 yield to other greenlets while it waits on the database."""
+    if worker_class == "gevent":
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()

@@ -24,7 +24,7 @@ class MemoryStore:
         self._message = None
         self._version = 0
         self._pending = False
-        self._last_broadcast = 0.0
+        self._last_refresh = 0.0
 
     def ping(self):
         """Always reachable."""
@@ -112,13 +112,13 @@ class MemoryStore:
         finally:
             self._refresh_lock.release()
 
-    def last_broadcast_at(self):
-        """When the last broadcast went out (epoch seconds)."""
-        return self._last_broadcast
+    def last_refresh_at(self):
+        """When the last recompute started (epoch seconds)."""
+        return self._last_refresh
 
-    def mark_broadcast(self):
-        """Record a broadcast's time, for the rate bound."""
-        self._last_broadcast = time.time()
+    def mark_refresh(self):
+        """Record that a recompute starts now, for the rate bound."""
+        self._last_refresh = time.time()
 
     def listen(self, on_message, stop):
         """Deliver every broadcast to ``on_message`` until ``stop`` is set."""

@@ -120,10 +120,13 @@ def refresh_board(rebuild=False):
     with store.refresh_lock():
         # From here on a new change queues the next run: one running, at most one queued.
         store.release_refresh_slot()
+        # Bound recomputes (and so broadcasts) to BROADCAST_MAX_RATE, whatever the claim rate. Waiting
+        # before reading, inside the lock, means the run after a burst reads the burst's last change.
         min_interval = 1.0 / config["BROADCAST_MAX_RATE"]
-        wait = store.last_broadcast_at() + min_interval - time.time()
+        wait = store.last_refresh_at() + min_interval - time.time()
         if 0 < wait <= min_interval:
-            time.sleep(wait)  # bound the broadcast rate; reading after the wait keeps the latest state
+            time.sleep(wait)
+        store.mark_refresh()
         if rebuild or not store.is_built():
             rebuild_mirror(store)
         sync_pending(store)
@@ -131,7 +134,6 @@ def refresh_board(rebuild=False):
         db.session.commit()
         version = store.publish_if_changed(dumps(top), config["TOP_CACHE_TTL"])
         if version:
-            store.mark_broadcast()
             log.info("board broadcast", extra={"version": version})
         return version
 

@@ -11,7 +11,8 @@ Keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
 ``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
 ``<p>refresh:lock``         lock    held while a recompute runs
-``<p>refresh:last``         string  when the last broadcast went out (ms), to bound the rate
+``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
+``<p>stats:recomputes``     string  recomputes run so far (a counter, for the benchmark and ops)
 ``<p>board`` (channel)      pub/sub every broadcast message
 ==========================  ======  ===========================================================
 """
@@ -83,7 +84,8 @@ class RedisStore:
         self.channel = f"{prefix}board"
         k = self.key
         self.keys = {n: k(n) for n in ("rank", "rank:state", "rank:built", "top", "top:published",
-                                         "top:version", "refresh:pending", "refresh:lock", "refresh:last")}
+                                         "top:version", "refresh:pending", "refresh:lock", "refresh:last",
+                                         "stats:recomputes")}
         self._apply = self.redis.register_script(APPLY)
         self._publish = self.redis.register_script(PUBLISH_IF_CHANGED)
 
@@ -155,13 +157,16 @@ class RedisStore:
         """A lock so one recompute runs at a time across all workers."""
         return self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait)
 
-    def last_broadcast_at(self):
-        """When the last broadcast went out (epoch seconds), or 0."""
+    def last_refresh_at(self):
+        """When the last recompute started (epoch seconds), or 0."""
         return int(self.redis.get(self.keys["refresh:last"]) or 0) / 1000
 
-    def mark_broadcast(self):
-        """Record a broadcast's time, for the rate bound."""
-        self.redis.set(self.keys["refresh:last"], int(time.time() * 1000), ex=60)
+    def mark_refresh(self):
+        """Record that a recompute starts now, for the rate bound, and count it."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys["refresh:last"], int(time.time() * 1000), ex=60)
+            pipe.incr(self.keys["stats:recomputes"])
+            pipe.execute()
 
     # Pub/sub.
     def listen(self, on_message, stop):

@@ -1,57 +1,194 @@
 """The per-process relay between the board's pub/sub channel and the open sockets.
 
-One listener thread per process subscribes once; each socket gets a mailbox that
-keeps only the latest message, so a slow client skips stale boards instead of
-queueing them and never holds up the others.
+One listener thread per process subscribes once. Each broadcast is serialised
+and framed as a WebSocket text frame once; the listener then writes that same
+frame to every socket with a non-blocking send, so a fan-out costs one system
+call per socket and wakes no per-socket thread. A socket that cannot take the
+frame at once (a slow client) gets it through its own thread instead, which
+keeps only the latest frame and gives up after a send timeout, so one slow
+client never holds up the others.
+
+The relay also keeps the latest board in memory for ``GET /api/score/top``.
+Everything here works with plain threads (gthread, the dev server) and with
+gevent's monkey-patched ones.
 """
 
 import json
 import logging
+import select
+import socket
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
+# How many sockets to write to before letting other threads (requests) run.
+FANOUT_SLICE = 256
 
-class Mailbox:
-    """Holds the latest undelivered ``(version, message)`` for one socket."""
 
-    __slots__ = ("_cond", "_item")
+def text_frame(payload):
+    """An unmasked, final WebSocket text frame around ``payload`` (bytes), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
-    def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
-        self._item = None
 
-    def put(self, item):
-        """Replace whatever was waiting with ``item``."""
-        with self._cond:
-            self._item = item
-            self._cond.notify()
+def os_socket(sock):
+    """The OS-level socket under ``sock``: gevent wraps it (as ``_sock``); plain sockets are their own."""
+    return getattr(sock, "_sock", sock)
 
-    def get(self, timeout):
-        """The waiting message, waiting up to ``timeout`` seconds; None if none came."""
-        with self._cond:
-            if self._item is None:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
+
+def send_nowait(raw, data):
+    """Write what fits into the socket buffer now; returns the bytes written (0 if full)."""
+    try:
+        return raw.send(data, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return 0
+
+
+def send_all(raw, data, timeout):
+    """Write all of ``data``, waiting for buffer space at most ``timeout`` seconds in all."""
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout
+    poller = None
+    while view:
+        sent = send_nowait(raw, view)
+        if sent:
+            view = view[sent:]
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("websocket send timed out")
+        if poller is None:
+            # select.poll rather than select.select: descriptors past 1024 are normal with many sockets.
+            poller = select.poll()
+            poller.register(raw.fileno(), select.POLLOUT)
+        poller.poll(remaining * 1000)
+
+
+class GuardedSocket:
+    """Stands in for a WebSocket's socket so every write (pings, pongs, close) takes the subscriber's lock.
+
+    Without it a ping could land in the middle of a half-written board frame.
+    """
+
+    __slots__ = ("_sock", "_raw", "_lock", "_timeout")
+
+    def __init__(self, sock, lock, timeout):
+        self._sock = sock
+        self._raw = os_socket(sock)
+        self._lock = lock
+        self._timeout = timeout
+
+    def send(self, data):
+        """Write all of ``data`` under the lock, bounded by the send timeout."""
+        with self._lock:
+            send_all(self._raw, data, self._timeout)
+        return len(data)
+
+    sendall = send
+
+    def recv(self, size):
+        """Read from the underlying socket."""
+        return self._sock.recv(size)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class Subscriber:
+    """One socket's delivery state: the last version it was sent and at most one frame waiting.
+
+    The relay thread writes directly when the socket takes the whole frame at
+    once; otherwise the frame (or its unsent rest) waits here for the socket's
+    own thread, and a newer frame replaces an older waiting one.
+    """
+
+    __slots__ = ("ws", "raw", "lock", "timeout", "shown", "pending", "rest")
+
+    def __init__(self, ws, timeout):
+        self.ws = ws
+        self.lock = threading.Lock()
+        self.timeout = timeout
+        self.raw = os_socket(ws.sock)
+        ws.sock = GuardedSocket(ws.sock, self.lock, timeout)
+        self.shown = -1
+        self.pending = None
+        self.rest = None
+
+    def offer(self, version, frame):
+        """From the relay thread: send ``frame`` now if the socket takes it, else leave it for the socket's thread."""
+        if version <= self.shown:
+            return
+        if self.lock.acquire(blocking=False):
+            try:
+                if self.rest is None and version > self.shown:
+                    self.pending = None
+                    sent = send_nowait(self.raw, frame)
+                    if sent == len(frame):
+                        self.shown = version
+                        return
+                    if sent:
+                        # Part of the frame is on the wire: its rest must go before anything else.
+                        self.rest, self.shown = memoryview(frame)[sent:], version
+                        self._wake()
+                        return
+            except (OSError, ValueError):
+                return  # the socket is closing; its own thread notices
+            finally:
+                self.lock.release()
+        if self.pending is None or self.pending[0] < version:
+            self.pending = (version, frame)
+        self._wake()
+
+    def flush(self):
+        """From the socket's thread: finish a half-sent frame, then send the waiting one; may raise TimeoutError."""
+        with self.lock:
+            if self.rest is not None:
+                rest, self.rest = self.rest, None
+                send_all(self.raw, rest, self.timeout)
+            item, self.pending = self.pending, None
+            if item is not None and item[0] > self.shown:
+                send_all(self.raw, item[1], self.timeout)
+                self.shown = item[0]
+
+    def send_text(self, text, version):
+        """Send one message (the snapshot) and record its version as shown."""
+        with self.lock:
+            send_all(self.raw, text_frame(text.encode()), self.timeout)
+            self.shown = max(self.shown, version)
+
+    def _wake(self):
+        # The socket's thread waits on the WebSocket's own event, which also fires when the client writes or leaves.
+        self.ws.event.set()
 
 
 class Relay:
-    """Fans broadcast messages out to the mailboxes of this process's sockets."""
+    """Fans broadcast messages out to this process's sockets and keeps the latest board in memory."""
 
     def __init__(self, app, store):
         self.app = app
         self.store = store
         self.version = -1
         self.message = None  # the latest message as sent, serialised once
+        self.frame = None  # ... and framed once
+        self.top_body = None  # its top list as a JSON body, for GET /api/score/top
         self.healthy = False  # subscribed and hearing every broadcast
-        self._mailboxes = set()
+        self._subscribers = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
 
     def start(self):
         """Start the listener thread once per process (lazily, so after any fork)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
@@ -62,33 +199,45 @@ class Relay:
         """Stop listening (the thread exits within a second)."""
         self._stop.set()
 
-    def register(self):
-        """A new mailbox for a socket."""
-        mailbox = Mailbox()
+    def subscribe(self, ws, send_timeout):
+        """Attach a socket; it receives every broadcast from now on."""
+        subscriber = Subscriber(ws, send_timeout)
         with self._lock:
-            self._mailboxes.add(mailbox)
-        return mailbox
+            self._subscribers.add(subscriber)
+        return subscriber
 
-    def unregister(self, mailbox):
-        """Forget a closed socket's mailbox."""
+    def unsubscribe(self, subscriber):
+        """Forget a closed socket."""
         with self._lock:
-            self._mailboxes.discard(mailbox)
+            self._subscribers.discard(subscriber)
 
     @property
     def socket_count(self):
         """Open sockets in this process."""
-        return len(self._mailboxes)
+        return len(self._subscribers)
+
+    def current(self):
+        """``(version, top list JSON bytes)`` from memory, or None when it may be stale (not subscribed)."""
+        if not self.healthy:
+            return None
+        version, body = self.version, self.top_body
+        return None if body is None else (version, body)
 
     def deliver(self, message):
-        """Pass ``message`` to every mailbox if it is newer than what was last relayed."""
-        version = json.loads(message)["version"]
+        """Send ``message`` to every socket if it is newer than what was last relayed."""
+        board = json.loads(message)
+        version = board["version"]
         with self._lock:
             if version <= self.version:
                 return False
-            self.version, self.message = version, message
-            mailboxes = list(self._mailboxes)
-        for mailbox in mailboxes:
-            mailbox.put((version, message))
+            frame = text_frame(message.encode())
+            self.version, self.message, self.frame = version, message, frame
+            self.top_body = json.dumps(board["top"], separators=(",", ":"), ensure_ascii=False).encode()
+            subscribers = tuple(self._subscribers)
+        for i, subscriber in enumerate(subscribers, 1):
+            subscriber.offer(version, frame)
+            if i % FANOUT_SLICE == 0:
+                time.sleep(0)  # a long fan-out must not starve the request threads
         return True
 
     def _resync(self):
@@ -101,8 +250,8 @@ class Relay:
 
     def _on_message(self, message):
         if message is None:
-            self.healthy = True
             self._resync()
+            self.healthy = True
         else:
             self.deliver(message)
 
@@ -124,5 +273,5 @@ def get_relay(app):
     """The process's relay (created on first use)."""
     relay = app.extensions.get("scoreboard.relay")
     if relay is None:
-        relay = app.extensions["scoreboard.relay"] = Relay(app, app.extensions["scoreboard.store"])
+        relay = app.extensions.setdefault("scoreboard.relay", Relay(app, app.extensions["scoreboard.store"]))
     return relay

@@ -25,29 +25,37 @@ def snapshot_message(relay):
                       separators=(",", ":"), ensure_ascii=False), board["version"]
 
 
+@bp.before_request
+def _no_compression():
+    """Refuse permessage-deflate: a compressor per socket costs hundreds of KiB, and frames are shared."""
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
 @sock.route("/ws/scoreboard", bp=bp)
 def scoreboard_socket(ws):
     """Relay board broadcasts to one browser until it goes away."""
     app = current_app._get_current_object()
     relay = get_relay(app)
     relay.start()
-    mailbox = relay.register()
+    subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"])
     peer = request.remote_addr
     try:
-        message, shown = snapshot_message(relay)
+        message, version = snapshot_message(relay)
         # A socket lives for hours: it must not hold a database connection meanwhile.
         db.session.remove()
-        ws.send(message)
+        subscriber.send_text(message, version)
+        idle = app.config["WS_IDLE_WAKE"]
         while ws.connected:
-            item = mailbox.get(timeout=1.0)
-            if item is not None and item[0] > shown:
-                shown, message = item
-                ws.send(message)
+            # Woken by a frame the relay could not write at once, by the client, or by its leaving.
+            ws.event.wait(idle)
             ws.receive(timeout=0)  # the board is one-way; reading notices a close
+            subscriber.flush()
     except ConnectionClosed as closed:
         log.info("socket closed by %s (%s)", peer, getattr(closed, "reason", ""))
+    except TimeoutError:
+        log.info("socket to %s dropped: a send took over %ss", peer, app.config["WS_SEND_TIMEOUT"])
     finally:
-        relay.unregister(mailbox)
+        relay.unsubscribe(subscriber)
         log.info("socket dropped for %s; %d open", peer, relay.socket_count)
 
 
