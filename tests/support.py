@@ -86,9 +86,9 @@ def python_bin():
     return str(Path(sys.executable))
 
 
-def start_web(env, log_dir, name="web", workers=2, extra=()):
-    """Start gunicorn with the production config on a free port; returns ``(process, base_url)``."""
-    port = free_port()
+def start_web(env, log_dir, name="web", workers=2, extra=(), port=None):
+    """Start gunicorn with the production config on ``port`` (default: a free one); returns ``(process, base_url)``."""
+    port = port or free_port()
     env = {**env, "SCOREBOARD_BIND": f"127.0.0.1:{port}", "SCOREBOARD_WEB_WORKERS": str(workers)}
     argv = [python_bin(), "-m", "gunicorn", "-c", "gunicorn.conf.py", *extra, "wsgi:app"]
     proc = Process(name, argv, env, log_dir)
