@@ -119,6 +119,7 @@ class Config:
             self.JWT_SECRET_KEY = env("JWT_SECRET_KEY", "dev-only-jwt-secret-change-me-0123456789")
         self.JWT_DECODE_ALGORITHMS = [self.JWT_ALGORITHM]
         self.JWT_TOKEN_LOCATION = ["headers"]
+        self.JWT_QUERY_STRING_NAME = "token"  # only the board socket reads it
         self.JWT_ACCESS_TOKEN_EXPIRES = parse_duration(env("JWT_EXPIRES", "1h"))
         self.JWT_DECODE_LEEWAY = env_int("JWT_LEEWAY", 10)
         self.JWT_DECODE_ISSUER = env("JWT_ISSUER")
@@ -133,6 +134,12 @@ class Config:
         self.TOP_CACHE_TTL = env_int("TOP_CACHE_TTL", 300)
         self.BROADCAST_MAX_RATE = float(env("BROADCAST_MAX_RATE", 20))
         self.PUBLIC_BOARD = env_bool("PUBLIC_BOARD", False)
+        # Browser origins allowed to call the API (CORS) and open sockets; unset: same origin only.
+        self.ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in env("ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        # How long a revocation by jti is kept (covers the longest-lived token the site issues).
+        self.REVOCATION_TTL = int(parse_duration(env("REVOCATION_TTL", "7d")).total_seconds())
+        self.WS_MAX_PER_IP = env_int("WS_MAX_PER_IP", 50)
+        self.WS_MAX_CLIENT_MESSAGES = env_int("WS_MAX_CLIENT_MESSAGES", 10)
         self.CATALOG_FILE = env("CATALOG_FILE", str(BASE_DIR / "scoreboard" / "default_catalog.json"))
 
         # Rate limits (Flask-Limiter); storage follows Redis.

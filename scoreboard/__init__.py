@@ -40,6 +40,7 @@ def create_app(config=None):
             _tune_sqlite(db.engine)
 
     errors.init_app(app)
+    auth.init_app(app)
     board.init_app(app)
     api.init_app(app)
     live_socket.init_app(app)

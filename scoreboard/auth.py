@@ -1,15 +1,22 @@
 """Token verification (Flask-JWT-Extended), roles, and local password accounts."""
 
+import logging
+import time
 from functools import wraps
 
-from flask import current_app
+from flask import current_app, request
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
+from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError, error_response
 from .extensions import jwt
 
+log = logging.getLogger(__name__)
+
 ROLES = ("service", "admin")
+# No legitimate token comes near this; a bigger header is refused before any parsing.
+MAX_TOKEN_BYTES = 4096
 
 # Checked against when the username is unknown, so a login takes as long either way.
 _DUMMY_HASH = generate_password_hash("timing-equaliser")
@@ -115,3 +122,50 @@ def _verification_failed(header, payload):
 @jwt.user_lookup_error_loader
 def _user_lookup_failed(header, payload):
     return _unauthorized("token_invalid", "The token's user is unknown.")
+
+
+@jwt.token_verification_loader
+def _claims_are_well_formed(header, payload):
+    """Beyond the signature: ``exp`` is required, ``sub`` is a short string, ``roles`` a list."""
+    sub = payload.get("sub")
+    return (
+        "exp" in payload
+        and isinstance(sub, str)
+        and 0 < len(sub) <= 64
+        and isinstance(payload.get("roles", []), list)
+    )
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(header, payload):
+    """Revoked by ``jti`` (logout, bans). Redis down fails open: tokens are short-lived and
+    bans are enforced from the database on every claim."""
+    jti = payload.get("jti")
+    if not jti:
+        return False
+    try:
+        return current_app.extensions["scoreboard.store"].is_token_revoked(jti)
+    except RedisError as exc:
+        log.warning("revocation list unavailable, accepting token: %s", exc)
+        return False
+
+
+def revoke(payload, fallback_ttl=None):
+    """Revoke the token with these claims until it would have expired anyway."""
+    ttl = payload.get("exp", 0) - time.time() + current_app.config["JWT_DECODE_LEEWAY"]
+    if fallback_ttl is not None and ttl <= 0:
+        ttl = fallback_ttl
+    current_app.extensions["scoreboard.store"].revoke_token(payload["jti"], max(1, ttl))
+
+
+def _refuse_oversized_tokens():
+    """A huge Authorization header or token parameter is refused before it reaches the JWT parser."""
+    token = request.headers.get("Authorization", "") or request.args.get("token", "")
+    if len(token) > MAX_TOKEN_BYTES:
+        return _unauthorized("token_invalid", "The token is too large.")
+    return None
+
+
+def init_app(app):
+    """Install the request-level token guard."""
+    app.before_request(_refuse_oversized_tokens)

@@ -3,6 +3,7 @@
 PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
 """
 
+import json
 from datetime import datetime, timezone
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
@@ -37,7 +38,8 @@ class UTCDateTime(TypeDecorator):
 
 
 USER_STATUSES = ("active", "hidden", "banned")
-COMPLETION_STATUSES = ("pending", "claimed", "expired", "void")
+# "adjustment" rows are admin corrections: no action, a signed point delta, a reason.
+COMPLETION_STATUSES = ("pending", "claimed", "expired", "void", "adjustment")
 
 
 class User(db.Model):
@@ -110,8 +112,9 @@ class Completion(db.Model):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the one-time actionId
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    action_key: Mapped[str] = mapped_column(ForeignKey("actions.key"))
+    action_key: Mapped[str | None] = mapped_column(ForeignKey("actions.key"))
     points: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     ref: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -135,4 +138,46 @@ class Completion(db.Model):
             "points": self.points,
             "status": self.status,
             "expiresAt": self.expires_at.isoformat(),
+        }
+
+    def to_ledger_dict(self):
+        """The admin view of a ledger row."""
+        return {
+            **self.to_dict(),
+            "reason": self.reason,
+            "createdAt": self.created_at.isoformat(),
+            "claimedAt": self.claimed_at.isoformat() if self.claimed_at else None,
+            "clientIp": self.client_ip,
+            "userAgent": self.user_agent,
+        }
+
+
+class AuditEntry(db.Model):
+    """One admin act: who did what to whom, when, why and from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_ip: Mapped[str | None] = mapped_column(String(45))
+    act: Mapped[str] = mapped_column(String(32))
+    target_user: Mapped[str | None] = mapped_column(String(64), index=True)
+    target_completion: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500))
+    details: Mapped[str] = mapped_column(String(2000), default="{}", server_default="{}")
+
+    def to_dict(self):
+        """The JSON shape of an audit entry."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "actorIp": self.actor_ip,
+            "act": self.act,
+            "targetUser": self.target_user,
+            "targetCompletion": self.target_completion,
+            "reason": self.reason,
+            "details": json.loads(self.details or "{}"),
         }

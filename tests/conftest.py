@@ -103,7 +103,7 @@ def reset_state(app, redis_client):
     from scoreboard.scoring.catalog import load_catalog
 
     with app.app_context():
-        db.session.execute(text("TRUNCATE completions, scores, users, actions CASCADE"))
+        db.session.execute(text("TRUNCATE audit_log, completions, scores, users, actions CASCADE"))
         db.session.commit()
         load_catalog(app.config["CATALOG_FILE"])
         if limiter.enabled:

@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("users", "scores", "actions", "completions")
+TABLES = ("users", "scores", "actions", "completions", "audit_log")
 
 
 def bearer(token):

@@ -1,9 +1,27 @@
 """The REST API: one blueprint per resource, all JSON."""
 
-from . import actions, auth, board, claims
+from flask import request
+from flask_cors import CORS
+
+from . import actions, admin, auth, board, claims
+
+
+def _api_headers(response):
+    """API answers are per-user and never cached by browsers or proxies, never content-sniffed."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def init_app(app):
-    """Register every API blueprint."""
-    for module in (auth, actions, claims, board):
+    """Register every API blueprint, security headers and the CORS allow-list."""
+    for module in (auth, actions, claims, board, admin):
         app.register_blueprint(module.bp)
+    app.after_request(_api_headers)
+    origins = app.config["ALLOWED_ORIGINS"]
+    if origins:
+        CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False,
+             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+             expose_headers=["X-Board-Version", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                             "X-RateLimit-Reset"], max_age=600)

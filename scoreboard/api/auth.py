@@ -3,7 +3,9 @@
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import select
 
-from ..auth import mint_token, verify_password
+from flask_jwt_extended import get_jwt
+
+from ..auth import login_required, mint_token, revoke, verify_password
 from ..errors import ApiError
 from ..extensions import db, limiter
 from ..models import User
@@ -28,3 +30,14 @@ def login():
         userId=user.id,
         displayName=user.display_name,
     )
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    """Revoke the caller's token (by its ``jti``) so it is refused from now on."""
+    claims = get_jwt()
+    if not claims.get("jti"):
+        raise ApiError(400, "token_not_revocable", "This token has no jti to revoke.")
+    revoke(claims)
+    return jsonify(revoked=True)

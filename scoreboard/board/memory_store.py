@@ -19,6 +19,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()
         self._listeners = []
+        self._revoked = {}
         self.reset()
         self._published = None
         self._message = None
@@ -119,6 +120,15 @@ class MemoryStore:
     def mark_refresh(self):
         """Record that a recompute starts now, for the rate bound."""
         self._last_refresh = time.time()
+
+    def revoke_token(self, jti, ttl):
+        """Refuse the token ``jti`` until ``ttl`` seconds from now."""
+        with self._lock:
+            self._revoked[jti] = time.time() + ttl
+
+    def is_token_revoked(self, jti):
+        """Whether ``jti`` was revoked (and its revocation has not lapsed)."""
+        return self._revoked.get(jti, 0) > time.time()
 
     def listen(self, on_message, stop):
         """Deliver every broadcast to ``on_message`` until ``stop`` is set."""

@@ -168,6 +168,15 @@ class RedisStore:
             pipe.incr(self.keys["stats:recomputes"])
             pipe.execute()
 
+    # Token revocation (logout, bans): one key per revoked jti, kept until the token would expire.
+    def revoke_token(self, jti, ttl):
+        """Refuse the token ``jti`` from now on."""
+        self.redis.set(self.key(f"revoked:{jti}"), "1", ex=max(1, int(ttl)))
+
+    def is_token_revoked(self, jti):
+        """Whether ``jti`` was revoked."""
+        return bool(self.redis.exists(self.key(f"revoked:{jti}")))
+
     # Pub/sub.
     def listen(self, on_message, stop):
         """Call ``on_message(payload)`` for every broadcast until ``stop`` is set; raises if Redis drops."""

@@ -8,6 +8,7 @@ from simple_websocket import ConnectionClosed
 
 from ..board.pipeline import read_board
 from ..extensions import db, sock
+from .guard import ClientPolicy, PolicyViolation, check_handshake, socket_counter
 from .relay import get_relay
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ def _no_compression():
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
+bp.before_request(check_handshake)
+
+
 @sock.route("/ws/scoreboard", bp=bp)
 def scoreboard_socket(ws):
     """Relay board broadcasts to one browser until it goes away."""
@@ -39,6 +43,9 @@ def scoreboard_socket(ws):
     relay.start()
     subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"])
     peer = request.remote_addr
+    sockets = socket_counter(app)
+    sockets.opened(peer)
+    policy = ClientPolicy(app.config["WS_MAX_CLIENT_MESSAGES"])
     try:
         message, version = snapshot_message(relay)
         # A socket lives for hours: it must not hold a database connection meanwhile.
@@ -48,13 +55,22 @@ def scoreboard_socket(ws):
         while ws.connected:
             # Woken by a frame the relay could not write at once, by the client, or by its leaving.
             ws.event.wait(idle)
-            ws.receive(timeout=0)  # the board is one-way; reading notices a close
+            incoming = ws.receive(timeout=0)  # reading also notices a close
+            while incoming is not None:
+                if policy.judge(incoming) == "resync":
+                    subscriber.send_text(*snapshot_message(relay))
+                    db.session.remove()
+                incoming = ws.receive(timeout=0)
             subscriber.flush()
+    except PolicyViolation as violation:
+        log.info("socket from %s closed: %s", peer, violation.reason)
+        ws.close(reason=violation.code, message=violation.reason)
     except ConnectionClosed as closed:
         log.info("socket closed by %s (%s)", peer, getattr(closed, "reason", ""))
     except TimeoutError:
         log.info("socket to %s dropped: a send took over %ss", peer, app.config["WS_SEND_TIMEOUT"])
     finally:
+        sockets.closed(peer)
         relay.unsubscribe(subscriber)
         log.info("socket dropped for %s; %d open", peer, relay.socket_count)
 

@@ -1,0 +1,105 @@
+"""Admin corrections. Every one is a ledger row or a status change, and every one is audited."""
+
+import json
+
+from sqlalchemy import select, update
+
+from ..errors import ApiError
+from ..extensions import db
+from ..models import AuditEntry, Completion, Score, User, utcnow
+from .completions import new_action_id
+
+scores = Score.__table__
+
+
+def audit(actor, actor_ip, act, reason, target_user=None, target_completion=None, **details):
+    """Add an audit row to the current transaction."""
+    db.session.add(AuditEntry(actor=actor, actor_ip=actor_ip, act=act, reason=reason, target_user=target_user,
+                              target_completion=target_completion, details=json.dumps(details, default=str)))
+
+
+def _user(user_id):
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise ApiError(404, "user_not_found", "No such user.")
+    return user
+
+
+def _flag_for_board(user_id):
+    """Mark the score changed so the board mirror picks up the new state."""
+    db.session.execute(update(scores).where(scores.c.user_id == user_id)
+                       .values(version=scores.c.version + 1, board_pending=True))
+
+
+def set_status(user_id, status, reason, actor, actor_ip):
+    """Hide, unhide, ban or unban; returns the user."""
+    user = _user(user_id)
+    previous = user.status
+    user.status = status
+    _flag_for_board(user_id)
+    audit(actor, actor_ip, f"status:{status}", reason, target_user=user_id, previous=previous)
+    db.session.commit()
+    return user
+
+
+def adjust(user_id, delta, reason, actor, actor_ip):
+    """Add ``delta`` points (may be negative) as an ``adjustment`` ledger row; returns ``(row, new_score)``."""
+    _user(user_id)
+    now = utcnow()
+    row = Completion(id=new_action_id(), user_id=user_id, action_key=None, points=delta, status="adjustment",
+                     reason=reason, created_at=now, expires_at=now, claimed_at=now, client_ip=actor_ip)
+    db.session.add(row)
+    new_score = db.session.execute(
+        update(scores).where(scores.c.user_id == user_id)
+        .values(score=scores.c.score + delta, reached_at=now, version=scores.c.version + 1, board_pending=True)
+        .returning(scores.c.score)
+    ).scalar_one()
+    audit(actor, actor_ip, "adjust", reason, target_user=user_id, target_completion=row.id, delta=delta)
+    db.session.commit()
+    return row, int(new_score)
+
+
+def void(action_id, reason, actor, actor_ip):
+    """Void a completion; a claimed one gives its points back. Returns ``(completion, new_score)``."""
+    completion = db.session.scalar(select(Completion).where(Completion.id == action_id).with_for_update())
+    if completion is None or completion.status == "adjustment":
+        raise ApiError(404, "action_not_found", "No such completion.")
+    if completion.status == "void":
+        raise ApiError(409, "already_void", "This completion is already void.")
+    was_claimed = completion.status == "claimed"
+    completion.status = "void"
+    completion.reason = reason
+    values = {"version": scores.c.version + 1, "board_pending": True}
+    if was_claimed:
+        values["score"] = scores.c.score - completion.points
+    new_score = db.session.execute(
+        update(scores).where(scores.c.user_id == completion.user_id).values(**values).returning(scores.c.score)
+    ).scalar_one()
+    audit(actor, actor_ip, "void", reason, target_user=completion.user_id, target_completion=action_id,
+          points=completion.points, was_claimed=was_claimed)
+    db.session.commit()
+    return completion, int(new_score)
+
+
+def ledger(user_id, limit=200):
+    """A user's latest ledger rows and audit entries."""
+    user = _user(user_id)
+    score = db.session.get(Score, user_id)
+    rows = db.session.scalars(select(Completion).where(Completion.user_id == user_id)
+                              .order_by(Completion.created_at.desc()).limit(limit)).all()
+    audits = db.session.scalars(select(AuditEntry).where(AuditEntry.target_user == user_id)
+                                .order_by(AuditEntry.id.desc()).limit(limit)).all()
+    return user, score, rows, audits
+
+
+def full_board(limit):
+    """The top ``limit`` of every user, whatever their status (the admin's view)."""
+    rows = db.session.execute(
+        select(Score.user_id, User.display_name, Score.score, User.status)
+        .join(User, User.id == Score.user_id)
+        .where(Score.score > 0)
+        .order_by(Score.score.desc(), Score.reached_at.asc(), Score.user_id.desc())
+        .limit(limit)
+    ).all()
+    return [{"rank": rank, "userId": r.user_id, "displayName": r.display_name, "score": int(r.score),
+             "status": r.status} for rank, r in enumerate(rows, start=1)]
