@@ -10,6 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
+# Good enough for `make run` on a laptop; a deployment on a real database refuses to start with it.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
+MIN_HS256_SECRET_BYTES = 32
 
 
 def env(name, default=None):
@@ -116,7 +119,7 @@ class Config:
             self.JWT_PRIVATE_KEY = read_key(env("JWT_PRIVATE_KEY"))
         else:
             self.JWT_ALGORITHM = "HS256"
-            self.JWT_SECRET_KEY = env("JWT_SECRET_KEY", "dev-only-jwt-secret-change-me-0123456789")
+            self.JWT_SECRET_KEY = env("JWT_SECRET_KEY", DEV_JWT_SECRET)
         self.JWT_DECODE_ALGORITHMS = [self.JWT_ALGORITHM]
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_QUERY_STRING_NAME = "token"  # only the board socket reads it
@@ -172,3 +175,15 @@ class Config:
         self.LOG_LEVEL = env("LOG_LEVEL", "INFO")
         self.PROXY_HOPS = env_int("PROXY_HOPS", 0)
         self.MIGRATIONS_DIR = BASE_DIR / "migrations"
+
+
+def insecure_settings(config):
+    """Reasons this configuration must not serve real users (empty when it is fine)."""
+    problems = []
+    if config["JWT_ALGORITHM"] == "HS256":
+        secret = config["JWT_SECRET_KEY"]
+        if secret == DEV_JWT_SECRET:
+            problems.append("SCOREBOARD_JWT_SECRET_KEY is not set (the development secret is in use)")
+        elif len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+            problems.append(f"SCOREBOARD_JWT_SECRET_KEY is shorter than {MIN_HS256_SECRET_BYTES} bytes")
+    return problems

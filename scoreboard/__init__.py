@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import Config
+from config import Config, insecure_settings
 
 from . import api, auth, board, cli, demo, errors  # noqa: F401  (auth registers JWT callbacks)
 from .extensions import db, jwt, limiter, migrate, sock
@@ -22,6 +22,12 @@ def create_app(config=None):
     if config:
         app.config.update(config)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    problems = insecure_settings(app.config)
+    if problems and not app.config["EMBEDDED_DATABASE"]:
+        raise RuntimeError("refusing to start: " + "; ".join(problems))
+    for problem in problems:
+        logging.getLogger(__name__).warning("insecure setting (tolerated in embedded mode): %s", problem)
 
     if app.config["EMBEDDED_DATABASE"]:
         Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

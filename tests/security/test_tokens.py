@@ -159,3 +159,14 @@ def test_issuer_and_audience_are_checked_when_configured(record):
         assert claim_with(strict, client, token, action_id) == "token_invalid"
     good = pyjwt.encode(claims(iss="https://auth.example.test", aud="scoreboard"), SECRET, algorithm="HS256")
     assert client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(good)).status_code == 200
+
+
+def test_a_deployment_with_the_development_secret_refuses_to_start(monkeypatch):
+    from scoreboard import create_app
+
+    monkeypatch.delenv("SCOREBOARD_JWT_SECRET_KEY")
+    with pytest.raises(RuntimeError, match="SCOREBOARD_JWT_SECRET_KEY"):
+        create_app()
+    monkeypatch.setenv("SCOREBOARD_JWT_SECRET_KEY", "short")
+    with pytest.raises(RuntimeError, match="shorter than 32 bytes"):
+        create_app()
