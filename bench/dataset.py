@@ -1,0 +1,136 @@
+"""Bench databases, filled in bulk with SQL (generate_series), and tokens minted in advance.
+
+Users are ``u0000001`` ... with scores spread below one million; ten "hot" users
+``hot01`` ... ``hot10`` sit far above them, so every claim of theirs changes the
+top 10 (and so is broadcast). Completions are pre-recorded, pending, in pools
+named by a tag, each claimable once.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from sqlalchemy import create_engine, text
+
+from . import stack
+
+HOT_USERS = [f"hot{i:02d}" for i in range(1, 11)]
+
+
+def user_id(n):
+    """The id of ordinary user ``n`` (1-based)."""
+    return f"u{n:07d}"
+
+
+def migrate(db_name):
+    """Create the schema with the project's migrations (``flask db upgrade``)."""
+    env = stack.stack_env(db_name, "bench:migrate:", 0)
+    env["FLASK_APP"] = "wsgi"
+    subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=stack.ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "flask", "actions", "load", "scoreboard/default_catalog.json"],
+                   cwd=stack.ROOT, env=env, check=True, capture_output=True, timeout=300)
+
+
+def engine(db_name):
+    """An engine on a bench database."""
+    return create_engine(stack.database_url(db_name))
+
+
+def fill_users(db_name, users):
+    """Insert ``users`` ordinary users and the hot ones, with their scores, in a few statements."""
+    eng = engine(db_name)
+    with eng.begin() as conn:
+        conn.execute(text("SELECT setseed(0.42)"))
+        conn.execute(text(
+            "INSERT INTO users (id, display_name, status, roles, created_at) "
+            "SELECT 'u' || lpad(g::text, 7, '0'), 'User ' || g, 'active', '', now() FROM generate_series(1, :n) g"),
+            {"n": users})
+        conn.execute(text(
+            "INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
+            "SELECT 'u' || lpad(g::text, 7, '0'), floor(random() * 1000000)::bigint, "
+            "now() - (g || ' milliseconds')::interval, 1, false FROM generate_series(1, :n) g"), {"n": users})
+        for i, uid in enumerate(HOT_USERS):
+            conn.execute(text("INSERT INTO users (id, display_name, status, roles, created_at) "
+                              "VALUES (:u, :u, 'active', '', now())"), {"u": uid})
+            conn.execute(text("INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
+                              "VALUES (:u, :s, now(), 1, false)"), {"u": uid, "s": 10**9 + i * 1000})
+    with eng.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    eng.dispose()
+
+
+def add_completions(db_name, tag, count, users=None, hot=False, spread=1):
+    """Record ``count`` pending completions (50 points each) tagged ``tag``; returns ``[(action_id, user_id)]``.
+
+    Ordinary users are taken round-robin over ``users`` with stride ``spread``
+    (a stride coprime to ``users`` visits them all in a scattered order); hot
+    completions go round-robin over the hot users.
+    """
+    if hot:
+        owner = "'hot' || lpad(((g - 1) % 10 + 1)::text, 2, '0')"
+    else:
+        owner = f"'u' || lpad((((g - 1)::bigint * {int(spread)}) % {int(users)} + 1)::text, 7, '0')"
+    eng = engine(db_name)
+    with eng.begin() as conn:
+        rows = conn.execute(text(
+            "INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at) "
+            f"SELECT :tag || lpad(g::text, 8, '0'), {owner}, 'complete-lesson', 50, 'pending', now(), "
+            "now() + interval '1 day' FROM generate_series(1, :n) g RETURNING id, user_id"),
+            {"tag": tag, "n": count}).all()
+    eng.dispose()
+    return sorted(rows)
+
+
+def claimed_count(db_name, tag):
+    """How many completions of pool ``tag`` are claimed (each one a committed claim transaction)."""
+    eng = engine(db_name)
+    with eng.connect() as conn:
+        found = conn.scalar(text("SELECT count(*) FROM completions WHERE id LIKE :p AND status = 'claimed'"),
+                            {"p": tag + "%"})
+    eng.dispose()
+    return int(found)
+
+
+def mint_tokens(user_ids):
+    """Access tokens for ``user_ids``, signed with the bench secret exactly as the app signs them."""
+    os.environ["SCOREBOARD_JWT_SECRET_KEY"] = stack.JWT_SECRET
+    from scoreboard import create_app
+    from scoreboard.auth import mint_token
+
+    app = create_app({"JWT_ACCESS_TOKEN_EXPIRES": __import__("datetime").timedelta(hours=6)})
+    with app.app_context():
+        return {uid: mint_token(uid) for uid in user_ids}
+
+
+def write_claims_file(path, completions, tokens):
+    """One ``actionId token`` line per completion, for wrk's claim script and the open-loop claimer."""
+    with open(path, "w") as out:
+        for action_id, uid in completions:
+            out.write(f"{action_id} {tokens[uid]} {uid}\n")
+    return path
+
+
+def prepare(db_name, users, fresh=True):
+    """Create (or reuse) a bench database with ``users`` users; returns seconds spent."""
+    start = time.monotonic()
+    if fresh or not stack.database_exists(db_name):
+        stack.create_database(db_name)
+        migrate(db_name)
+        fill_users(db_name, users)
+    return time.monotonic() - start
+
+
+def count_users(db_name):
+    """How many users a bench database holds (0 if it does not exist)."""
+    if not stack.database_exists(db_name):
+        return 0
+    eng = engine(db_name)
+    try:
+        with eng.connect() as conn:
+            return int(conn.scalar(text("SELECT count(*) FROM users")))
+    except Exception:
+        return 0
+    finally:
+        eng.dispose()
