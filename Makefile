@@ -35,8 +35,13 @@ chromium:
 test: $(VENV)/.installed services chromium
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed services
-	$(BIN)/python -m bench
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick".
+bench: $(VENV)/.bench-installed services
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
