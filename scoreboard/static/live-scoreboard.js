@@ -340,6 +340,7 @@
       .avatar { display: none; }
       table { font-size: 0.875rem; }
     }
+    .card:not([data-state="connecting"]):not([data-state="reconnecting"]) .skeleton .bar { animation: none; }
     @media (prefers-reduced-motion: reduce) {
       .status .dot, .status .dot::after, .skeleton .bar { animation: none !important; }
     }
@@ -761,10 +762,25 @@
 
     /** Show that the token was refused; retry only where a provider can supply a new one. */
     _unauthorized(message) {
+      // Signed out: the board was for the signed-in viewer, so it goes too.
+      if (!this._token) this._clearBoard();
       this._setState("unauthorized", { message });
       this._emit("scoreboard-error", { reason: "unauthorized", message });
+      // A provider may hand out a fresh token next time; with none at all, the page calls reconnect()
+      // once it has one (after a sign-in), so there is nothing to retry meanwhile.
       const provider = this._tokenProvider || globalFunction(this.getAttribute("token-provider"));
-      if (provider) this._scheduleRetry("unauthorized");
+      if (provider && this._token) this._scheduleRetry("unauthorized");
+    }
+
+    /** Forget the board shown; the next one is taken whatever its version. */
+    _clearBoard() {
+      this._top = [];
+      this._version = -1;
+      this._hasBoard = false;
+      this._rowEls.clear();
+      this._announcer.reset(null);
+      this._els.card.removeAttribute("data-stale");
+      this._renderRows();
     }
 
     /** Tell screen readers once (not at every retry) that the live link dropped. */
@@ -865,6 +881,7 @@
       this._state = state;
       const { status, statusLabel, retry, notice } = this._els;
       status.dataset.state = state;
+      this._els.card.dataset.state = state;
       clearInterval(this._countdownTimer);
       this._countdownTimer = null;
       if (state === "reconnecting" && extra.delay) {
