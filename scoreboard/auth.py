@@ -6,6 +6,7 @@ from functools import wraps
 
 from flask import current_app, request
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
+from jwt.exceptions import DecodeError
 from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -52,12 +53,22 @@ def current_roles():
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
 
 
+def verify_token(**kwargs):
+    """``verify_jwt_in_request``, refusing time claims PyJWT cannot read as a 401 rather than a crash."""
+    try:
+        return verify_jwt_in_request(**kwargs)
+    except (OverflowError, TypeError) as exc:
+        # PyJWT int()s exp/nbf/iat and catches only ValueError: Infinity, null or a list escape it.
+        # Only a correctly signed token gets this far; it is still an unusable one.
+        raise DecodeError("exp, nbf and iat must be integers") from exc
+
+
 def login_required(view):
     """Require a valid token."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        verify_jwt_in_request()
+        verify_token()
         return view(*args, **kwargs)
 
     return wrapper
@@ -69,7 +80,11 @@ def role_required(role):
     def decorator(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            verify_jwt_in_request()
+            verify_token()
+            # Flask-JWT-Extended verifies nothing on OPTIONS (CORS preflights): with no claims to check,
+            # answer the preflight and never run the protected view.
+            if request.method == "OPTIONS":
+                return current_app.make_default_options_response()
             if role not in current_roles():
                 raise ApiError(403, "forbidden", f"This needs the '{role}' role.")
             return view(*args, **kwargs)
@@ -84,7 +99,7 @@ def board_reader(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        verify_jwt_in_request(optional=current_app.config["PUBLIC_BOARD"])
+        verify_token(optional=current_app.config["PUBLIC_BOARD"])
         return view(*args, **kwargs)
 
     return wrapper

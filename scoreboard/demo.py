@@ -11,7 +11,8 @@ from pydantic import Field
 
 from config import env_bool
 
-from .api.schemas import Body, parse_body
+from .api.openapi import Reply, documented
+from .api.schemas import Body, CompletionOut, parse_body
 from .auth import current_user_id, login_required
 from .extensions import limiter
 from .ratelimits import user_key, user_limit
@@ -27,12 +28,18 @@ class DemoCompletionBody(Body):
 
 
 @bp.get("/")
+@documented("The demo page", auth="public", tags=("demo",),
+            responses={200: Reply(str, "The live board and a sign-in form.", media_type="text/html")})
 def page():
     """The demo page: sign in, complete actions, watch the live board."""
     return render_template("demo.html")
 
 
 @bp.post("/demo/complete")
+@documented("Record a completion for the signed-in user (the demo's stand-in for a site backend)",
+            auth="token", tags=("demo",), body=DemoCompletionBody, responses={201: CompletionOut},
+            errors={422: "`unknown_action`: the action is not in the catalog or is disabled.",
+                    429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user."})
 @login_required
 @limiter.limit(user_limit, key_func=user_key)
 def complete():

@@ -3,7 +3,7 @@
 from flask import request
 from flask_cors import CORS
 
-from . import actions, admin, auth, board, claims
+from . import actions, admin, auth, board, claims, openapi
 
 
 def _api_headers(response):
@@ -16,7 +16,7 @@ def _api_headers(response):
 
 def init_app(app):
     """Register every API blueprint, security headers and the CORS allow-list."""
-    for module in (auth, actions, claims, board, admin):
+    for module in (auth, actions, claims, board, admin, openapi):
         app.register_blueprint(module.bp)
     app.after_request(_api_headers)
     origins = app.config["ALLOWED_ORIGINS"]

@@ -7,12 +7,14 @@ from ..extensions import limiter
 from ..ratelimits import service_limit, user_key
 from ..scoring.catalog import enabled_actions
 from ..scoring.completions import record_completion
-from .schemas import CompletionBody, parse_body
+from .openapi import Reply, documented
+from .schemas import ActionOut, CompletionBody, CompletionOut, parse_body
 
 bp = Blueprint("actions", __name__, url_prefix="/api/actions")
 
 
 @bp.get("")
+@documented("The enabled action catalog", auth="token", responses={200: list[ActionOut]})
 @login_required
 def list_actions():
     """The enabled actions and their points."""
@@ -20,6 +22,14 @@ def list_actions():
 
 
 @bp.post("/completions")
+@documented(
+    "Record that a user completed an action", auth="service", body=CompletionBody,
+    responses={201: Reply(CompletionOut, "Recorded: the one-time `actionId` for the user's browser to claim."),
+               200: Reply(CompletionOut, "This `ref` was recorded before: the same completion.")},
+    errors={409: "`ref_conflict`: the `ref` was used for another user or action.",
+            422: "`unknown_action`: the action is not in the catalog or is disabled.",
+            429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user (`retryAfter`)."},
+)
 @role_required("service")
 @limiter.limit(service_limit, key_func=user_key)
 def create_completion():

@@ -9,12 +9,15 @@ from ..auth import login_required, mint_token, revoke, verify_password
 from ..errors import ApiError
 from ..extensions import db, limiter
 from ..models import User
-from .schemas import LoginBody, parse_body
+from .openapi import documented
+from .schemas import LoginBody, LoginResult, LogoutResult, parse_body
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
 @bp.post("/login")
+@documented("Trade a local account's password for a token", auth="public", body=LoginBody,
+            responses={200: LoginResult}, errors={401: "`invalid_credentials`: wrong username or password."})
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"])
 def login():
     """Check a username and password; answer a Bearer token."""
@@ -33,6 +36,8 @@ def login():
 
 
 @bp.post("/logout")
+@documented("Revoke the caller's token", auth="token", responses={200: LogoutResult},
+            errors={400: "`token_not_revocable`: the token has no `jti`."})
 @login_required
 def logout():
     """Revoke the caller's token (by its ``jti``) so it is refused from now on."""

@@ -5,6 +5,8 @@ from flask import Blueprint, current_app, jsonify
 from ..auth import board_reader
 from ..board.pipeline import read_board
 from ..live.relay import get_relay
+from .openapi import Reply, documented
+from .schemas import TopEntry
 
 bp = Blueprint("board", __name__, url_prefix="/api/score")
 
@@ -20,6 +22,12 @@ def _from_memory(app):
 
 
 @bp.get("/top")
+@documented(
+    "The top list, highest first", auth="board",
+    responses={200: Reply(list[TopEntry], "Highest score first; equal scores by who reached them first.",
+                          headers={"X-Board-Version": "The `version` of the socket message holding this list."},
+                          required_headers=("X-Board-Version",))},
+)
 @board_reader
 def top():
     """The current top list; ``X-Board-Version`` matches the socket messages' ``version``."""

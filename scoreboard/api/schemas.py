@@ -17,6 +17,14 @@ class Body(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value):
+        """Refuse NUL characters: PostgreSQL cannot store them, so they would fail deep in a query."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class ClaimBody(Body):
     """``POST /api/action/do``."""
@@ -79,7 +87,11 @@ class RevokeBody(Body):
 
 def parse_body(model):
     """Validate the JSON body against ``model`` or raise a 400 naming the problem."""
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # Nested deeper than the parser recurses (a 16 KiB body can be): as unusable as malformed JSON.
+        data = None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "The body must be a JSON object.")
     try:

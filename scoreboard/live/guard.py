@@ -12,8 +12,8 @@ from collections import Counter, deque
 from urllib.parse import urlsplit
 
 from flask import current_app, request
-from flask_jwt_extended import verify_jwt_in_request
 
+from ..auth import verify_token
 from ..errors import error_response
 
 CLOSE_UNSUPPORTED = 1003
@@ -74,7 +74,7 @@ def check_handshake():
         return error_response(403, "origin_forbidden", "This origin may not open a board socket.")
     if not config["PUBLIC_BOARD"]:
         # Browsers cannot set headers on a socket: the token may come as ?token=.
-        verify_jwt_in_request(locations=["headers", "query_string"])
+        verify_token(locations=["headers", "query_string"])
     if socket_counter(current_app).count(request.remote_addr) >= config["WS_MAX_PER_IP"]:
         return error_response(429, "too_many_sockets", "Too many open board sockets from this address.",
                               headers={"Retry-After": "10"})
