@@ -9,6 +9,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from kombu import Queue
+
 BASE_DIR = Path(__file__).resolve().parent
 # Good enough for `make run` on a laptop; a deployment on a real database refuses to start with it.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
@@ -85,8 +87,15 @@ class Config:
             "task_eager_propagates": True,
             "task_ignore_result": True,
             "result_backend": None,
+            # Board work has a queue of its own, so housekeeping never sits in front of a recompute;
+            # a worker started without -Q consumes both (see docs/performance.md for worker settings).
             "task_default_queue": env("CELERY_QUEUE", "board"),
+            "task_queues": (Queue(env("CELERY_QUEUE", "board")),
+                            Queue(env("CELERY_MAINTENANCE_QUEUE", "maintenance"))),
+            "task_routes": {"workers.maintenance.*": {"queue": env("CELERY_MAINTENANCE_QUEUE", "maintenance")}},
+            # One task reserved at a time: a queued recompute never waits behind a busy process.
             "worker_prefetch_multiplier": 1,
+            "worker_disable_rate_limits": True,
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "broker_connection_retry_on_startup": True,
