@@ -46,8 +46,10 @@ def error_response(status, code, message, headers=None, **details):
 
 
 def handle_api_error(error):
-    """Answer a raised :class:`ApiError`."""
-    return error_response(error.status, error.code, error.message, **error.details)
+    """Answer a raised :class:`ApiError`; a ``retryAfter`` detail is also sent as ``Retry-After``."""
+    retry_after = error.details.get("retryAfter")
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(error.status, error.code, error.message, headers, **error.details)
 
 
 def handle_http_exception(error):

@@ -1,6 +1,6 @@
 """The REST API: one blueprint per resource, all JSON."""
 
-from flask import request
+from flask import abort, request
 from flask_cors import CORS
 
 from . import actions, admin, auth, board, claims, openapi
@@ -14,10 +14,17 @@ def _api_headers(response):
     return response
 
 
+def _no_nul_in_path():
+    """A path with a NUL names nothing (PostgreSQL cannot even store one): 404 before any query."""
+    if "\x00" in request.path:
+        abort(404)
+
+
 def init_app(app):
     """Register every API blueprint, security headers and the CORS allow-list."""
     for module in (auth, actions, claims, board, admin, openapi):
         app.register_blueprint(module.bp)
+    app.before_request(_no_nul_in_path)
     app.after_request(_api_headers)
     origins = app.config["ALLOWED_ORIGINS"]
     if origins:

@@ -198,7 +198,9 @@ OTHER_HEADERS = st.fixed_dictionaries({}, optional={
 })
 
 URL_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+HOSTILE = st.sampled_from(["%00", "a%00b", "%ff", "%2F", "..", "%2e%2e", "%", "💥", "a" * 300, "%20", "u1%00"])
 SEGMENTS = st.one_of(
+    HOSTILE,
     st.text(alphabet=URL_SAFE, max_size=12),
     st.sampled_from([".", "..", "%2e%2e", "%2F", "%00", "%ff", "%", "%%", "%zz", "~", "users", "admin", "u1",
                      "score", "top", "action", "do", "completions", "void", "tokens", "revoke", "auth", "login",
@@ -399,26 +401,55 @@ def test_fuzzed_headers(app, client, mint, world, data):
 
 # --- paths ------------------------------------------------------------------------------------
 
+# The token each kind of operation expects.
+ROLE_OF = {"public": None, "token": "user", "board": "user", "service": "service", "admin": "admin"}
+
 
 @st.composite
-def paths(draw, app):
-    """Random paths under /api/, or real routes with their arguments replaced by anything."""
-    if draw(st.booleans()):
-        path = "/api/" + "/".join(draw(st.lists(SEGMENTS, max_size=5)))
-    else:
-        rule = draw(st.sampled_from([r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/")]))
+def requests(draw, app):
+    """``(method, path, role)``: mostly real routes with their arguments replaced by anything, called with the
+    method and token they expect (so the arguments reach the view); else random paths, methods and tokens."""
+    if draw(st.integers(0, 9)) < 7:
+        rule, method, operation = draw(st.sampled_from(api_operations(app)))
         path = re.sub(r"<[^>]+>", lambda _: draw(SEGMENTS.filter(bool)), rule)
-    return path + draw(st.sampled_from(["", "/", "//", "/."])) + draw(QUERIES)
+        role = ROLE_OF[operation.auth]
+        if draw(st.integers(0, 4)) == 0:
+            method, role = draw(st.sampled_from(METHODS)), draw(st.sampled_from(list(ROLE_OF.values())))
+    else:
+        path = "/api/" + "/".join(draw(st.lists(SEGMENTS, max_size=5)))
+        method, role = draw(st.sampled_from(METHODS)), draw(st.sampled_from(list(ROLE_OF.values())))
+    return method, path + draw(st.sampled_from(["", "", "/", "//", "/."])) + draw(QUERIES), role
 
 
 @settings(FUZZ, max_examples=200)
 @given(data=st.data())
 def test_fuzzed_paths(app, client, world, data):
-    path = data.draw(paths(app), label="path")
-    method = data.draw(st.sampled_from(METHODS), label="method")
-    role = data.draw(st.sampled_from([None, "user", "service", "admin"]), label="role")
+    method, path, role = data.draw(requests(app), label="request")
     body = data.draw(st.none() | JSON, label="body")
     kwargs = {"headers": world["headers"][role]}
     if body is not None:
         kwargs["json"] = body
     check(app, client, method, path, **kwargs)
+
+
+@settings(FUZZ, max_examples=150)
+@given(data=st.data())
+def test_fuzzed_path_arguments(app, client, world, data):
+    """Every route argument gets hostile values, with the method, token and a body the route accepts."""
+    rule, method, operation = data.draw(st.sampled_from([op for op in api_operations(app) if "<" in op[0]]),
+                                        label="operation")
+    path = re.sub(r"<[^>]+>", lambda _: data.draw(HOSTILE | SEGMENTS.filter(bool), label="argument"), rule)
+    kwargs = {"headers": world["headers"][ROLE_OF[operation.auth]]}
+    if operation.body is not None:
+        kwargs["json"] = data.draw(valid_bodies(operation.body), label="body")
+    check(app, client, method, path, **kwargs)
+
+
+@pytest.mark.parametrize("path", ["/api/admin/users/%00", "/api/admin/users/u1%00", "/api/admin/users/%00/status",
+                                  "/api/admin/completions/a%00b/void", "/api/score/top%00"])
+def test_nul_in_a_path_is_a_404(app, client, world, path):
+    """A path with a NUL names nothing, whoever asks: 404, not a query PostgreSQL refuses."""
+    for method in ("GET", "POST"):
+        response = check(app, client, method, path, json={"status": "hidden", "reason": "abcd"},
+                         headers=world["headers"]["admin"])
+        assert response.status_code == 404

@@ -170,7 +170,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_service_conforms_to_its_document(case, mint):
     case.call_and_validate(headers=headers_for(case.operation, mint), checks=CHECKS)
 
@@ -211,3 +211,43 @@ def test_happy_paths_conform_to_the_document(app, client, mint, seeded, api_sche
     # u1: 50 + 100 claimed, -3 adjusted, the 50 voided; u2 is hidden.
     top = client.get("/api/score/top", headers=bearer(mint("u1"))).get_json()
     assert [(row["userId"], row["score"]) for row in top] == [("u1", 97)]
+
+
+def test_catalog_limits_send_retry_after_as_documented(app, client, record, service_headers, document):
+    """The document promises ``Retry-After`` on a 429; the catalog's cooldown sends it, matching ``retryAfter``."""
+    assert "Retry-After" in document["paths"]["/api/actions/completions"]["post"]["responses"]["429"]["headers"]
+    record("u1", "pass-quiz")
+    response = client.post("/api/actions/completions", json={"userId": "u1", "action": "pass-quiz"},
+                           headers=service_headers)
+    assert response.status_code == 429
+    assert response.get_json()["error"]["code"] == "action_cooldown"
+    assert response.headers["Retry-After"] == str(response.get_json()["error"]["retryAfter"])
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_production_server_answers_as_documented(live_stack, mint, service_headers, api_schema):
+    """Under gunicorn (where the top list comes from the process's relay) the answers match the document too."""
+    import time
+
+    import requests
+
+    served = requests.get(f"{live_stack}/api/openapi.json", timeout=10)
+    assert served.status_code == 200 and served.json()["paths"].keys() == api_schema.raw_schema["paths"].keys()
+    user = bearer(mint("live-doc"))
+    recorded = requests.post(f"{live_stack}/api/actions/completions", json={"userId": "live-doc",
+                             "action": "win-challenge"}, headers=service_headers, timeout=10)
+    api_schema["/api/actions/completions"]["POST"].validate_response(recorded)
+    claimed = requests.post(f"{live_stack}/api/action/do", json={"actionId": recorded.json()["actionId"]},
+                            headers=user, timeout=10)
+    api_schema["/api/action/do"]["POST"].validate_response(claimed)
+    deadline = time.monotonic() + 10
+    while True:
+        top = requests.get(f"{live_stack}/api/score/top", headers=user, timeout=10)
+        if any(row["userId"] == "live-doc" for row in top.json()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    api_schema["/api/score/top"]["GET"].validate_response(top)
+    assert any(row["userId"] == "live-doc" for row in top.json())
+    refused = requests.post(f"{live_stack}/api/action/do", json={"actionId": "nope"}, headers=user, timeout=10)
+    assert refused.status_code == 404
+    api_schema["/api/action/do"]["POST"].validate_response(refused)
