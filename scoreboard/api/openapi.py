@@ -100,6 +100,7 @@ def documented(summary, *, auth, responses, body=None, query=None, path=None, er
                           errors=dict(errors or {}), description=description, tags=tuple(tags))
 
     def decorator(view):
+        """Attach the operation to the view."""
         view.__openapi__ = operation
         return view
 
@@ -129,9 +130,11 @@ class _Components:
     """``components.schemas``, filled as operations refer to types."""
 
     def __init__(self):
+        """No schemas yet."""
         self.schemas = {}
 
-    def _add(self, name, schema):
+    def add(self, name, schema):
+        """Register a component schema under ``name``, refusing a different one under the same name."""
         if self.schemas.setdefault(name, schema) != schema:
             # Two models with one name would silently describe one of them wrongly.
             raise ValueError(f"two different schemas are named {name!r}")
@@ -140,9 +143,9 @@ class _Components:
         """A JSON Schema for ``tp``: a ``$ref`` for models, inline for anything else."""
         schema = TypeAdapter(tp).json_schema(ref_template=REF, by_alias=True, mode=mode)
         for name, definition in schema.pop("$defs", {}).items():
-            self._add(name, definition)
+            self.add(name, definition)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            self._add(tp.__name__, schema)
+            self.add(tp.__name__, schema)
             return {"$ref": REF.format(model=tp.__name__)}
         return schema
 
@@ -151,7 +154,7 @@ def _parameters(model, where, components):
     """OpenAPI parameters from the fields of a pydantic model."""
     schema = model.model_json_schema(ref_template=REF, by_alias=True, mode="validation")
     for name, definition in schema.pop("$defs", {}).items():
-        components._add(name, definition)
+        components.add(name, definition)
     required = set(schema.get("required", ()))
     params = []
     for name, prop in schema.get("properties", {}).items():

@@ -43,11 +43,13 @@ def http_routes(app):
 
 
 def test_document_is_valid_openapi_3_1_and_public(document):
+    """Served without a token and valid against the OpenAPI 3.1 schema."""
     assert document["openapi"] == "3.1.0"
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema
 
 
 def test_every_api_route_is_documented(app, document):
+    """No route under /api (nor any other HTTP route) is missing from the document."""
     import re
 
     api_routes = [(path, method) for path, method in http_routes(app) if path.startswith("/api/")]
@@ -60,6 +62,7 @@ def test_every_api_route_is_documented(app, document):
 
 
 def test_websockets_are_described(app, document):
+    """Every WebSocket route is listed under x-websockets with its message schema."""
     sockets = [rule.rule for rule in app.url_map.iter_rules() if rule.websocket]
     assert sockets and set(sockets) <= set(document["x-websockets"])
     board = document["x-websockets"]["/ws/scoreboard"]
@@ -99,6 +102,7 @@ def test_request_schemas_are_the_validating_models(app, document):
 
 
 def test_security_and_errors_follow_each_endpoint(document):
+    """Roles become security requirements; every error status uses the Error schema."""
     paths = document["paths"]
     assert paths["/api/actions/completions"]["post"]["security"] == [{"bearerAuth": ["service"]}]
     assert paths["/api/admin/board"]["get"]["security"] == [{"bearerAuth": ["admin"]}]
@@ -124,6 +128,7 @@ def test_security_and_errors_follow_each_endpoint(document):
 
 
 def test_public_board_setting_drops_the_boards_security(app):
+    """SCOREBOARD_PUBLIC_BOARD makes the board's operation and socket public in the document."""
     before = app.config["PUBLIC_BOARD"]
     try:
         app.config["PUBLIC_BOARD"] = True
@@ -172,6 +177,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_service_conforms_to_its_document(case, mint):
+    """schemathesis: generated requests with valid tokens; every answer as documented."""
     case.call_and_validate(headers=headers_for(case.operation, mint), checks=CHECKS)
 
 
