@@ -492,6 +492,7 @@
   }
 
   class LiveScoreboard extends HTMLElement {
+    /** The attributes whose changes the element reacts to. */
     static get observedAttributes() {
       return ["server", "token", "token-provider", "heading", "title", "rows", "viewer"];
     }
@@ -567,6 +568,7 @@
       window.removeEventListener("offline", this._onOffline);
       document.removeEventListener("visibilitychange", this._onVisible);
       this._teardown();
+      clearInterval(this._countdownTimer);
       this._announcer.cancel();
     }
 
