@@ -28,6 +28,15 @@ REFRESH_TASK = "workers.board.refresh"
 BATCH = 2000
 
 
+class _Queued:
+    """What ``send_task`` hands back for a recompute: nobody waits for its result."""
+
+    __slots__ = ("id", "ignored")
+
+    def __init__(self, task_id):
+        self.id = task_id
+
+
 def request_refresh():
     """Queue one board recompute unless one is already queued; never raises."""
     store = get_store()
@@ -38,7 +47,13 @@ def request_refresh():
         log.warning("board refresh not queued, redis unavailable (the sweep will catch up): %s", exc)
         return False
     try:
-        current_app.extensions["celery"].tasks[REFRESH_TASK].delay()
+        celery = current_app.extensions["celery"]
+        if celery.conf.task_always_eager:
+            celery.tasks[REFRESH_TASK].delay()
+        else:
+            # No AsyncResult: building one looks up the result backend, which Celery caches per thread,
+            # and under gevent every request is a new greenlet, so each send paid for a fresh lookup.
+            celery.send_task(REFRESH_TASK, ignore_result=True, result_cls=_Queued)
         return True
     except Exception as exc:  # broker down: the outbox keeps the change for the sweep
         log.warning("board refresh not queued, broker unavailable (the sweep will catch up): %s", exc)
