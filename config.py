@@ -99,6 +99,10 @@ class Config:
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             "broker_connection_retry_on_startup": True,
+            # A lost broker is retried forever, every second (see scoreboard.ops.worker), so the
+            # worker is back within a second or two of the broker's return, however long it was gone.
+            "broker_connection_max_retries": None,
+            "worker_consumer": "scoreboard.ops.worker:QuickReconnectConsumer",
             "broker_transport_options": {"socket_connect_timeout": 2},
             "broker_connection_timeout": 2,
             "task_publish_retry": False,

@@ -42,3 +42,28 @@ def post_fork(server, worker):
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+
+
+def on_starting(server):
+    """Empty PROMETHEUS_MULTIPROC_DIR before any worker writes to it: old files would add stale counts."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+
+
+def post_worker_init(worker):
+    """When this worker is told to stop, close its WebSockets with 1001 so widgets reconnect elsewhere."""
+    from scoreboard.ops.shutdown import watch_gunicorn_worker
+
+    watch_gunicorn_worker(worker, worker.wsgi)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (open sockets) from the metrics (prometheus-client's recipe)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

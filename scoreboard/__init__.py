@@ -10,9 +10,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, insecure_settings
 
-from . import api, auth, board, cli, demo, errors  # noqa: F401  (auth registers JWT callbacks)
+from . import api, auth, board, cli, demo, errors, ops  # noqa: F401  (auth registers JWT callbacks)
 from .extensions import db, jwt, limiter, migrate, sock
 from .live import socket as live_socket
+from .ops import logging as ops_logging
 
 
 def create_app(config=None):
@@ -21,7 +22,7 @@ def create_app(config=None):
     app.config.from_object(Config())
     if config:
         app.config.update(config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ops_logging.configure(app.config["LOG_LEVEL"])
 
     problems = insecure_settings(app.config)
     if problems and not app.config["EMBEDDED_DATABASE"]:
@@ -47,6 +48,7 @@ def create_app(config=None):
 
     errors.init_app(app)
     auth.init_app(app)
+    ops.init_app(app)
     board.init_app(app)
     api.init_app(app)
     live_socket.init_app(app)

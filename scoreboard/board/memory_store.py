@@ -66,14 +66,15 @@ class MemoryStore:
             best = sorted(self._rank.items(), key=lambda item: (item[1], item[0]), reverse=True)[:limit]
         return [(user_of(member), score) for member, score in best]
 
-    def publish_if_changed(self, top_json, ttl):
+    def publish_if_changed(self, top_json, ttl, changed_at=None):
         """Cache and broadcast ``top_json`` if it changed; returns the new version or 0."""
         with self._lock:
             if top_json == self._published:
                 return 0
             self._version = max(self._version + 1, int(time.time() * 1000))
             self._published = top_json
-            self._message = f'{{"type":"update","version":{self._version},"top":{top_json}}}'
+            changed = "" if changed_at is None else f',"changedAt":{int(changed_at)}'
+            self._message = f'{{"type":"update","version":{self._version},"top":{top_json}{changed}}}'
             message, listeners = self._message, list(self._listeners)
         for listener in listeners:
             listener(message)
@@ -92,6 +93,32 @@ class MemoryStore:
         with self._lock:
             if self._message is None:
                 self._message = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
+
+    def audit(self, entries):
+        """For each entry: ``(mirrored, ranked, matches)`` compared with the mirror."""
+        results = []
+        with self._lock:
+            for e in entries:
+                state = self._state.get(e.user_id)
+                member = state[1] if state else None
+                expected = (e.version, e.member if e.visible else None)
+                matches = state == expected and (not e.visible or self._rank.get(e.member) == e.score)
+                results.append((state is not None, member is not None and member in self._rank, matches))
+        return results
+
+    def mirror_size(self):
+        """``(state entries, ranking members)`` in the mirror."""
+        with self._lock:
+            return len(self._state), len(self._rank)
+
+    def cache_consistent(self):
+        """The cached message is always the one published here."""
+        return True
+
+    def invalidate_cache(self):
+        """Forget the published top list, so the next publish re-broadcasts it."""
+        with self._lock:
+            self._published = None
 
     def claim_refresh_slot(self):
         """True if no recompute is queued yet."""

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
 from ..models import Score, User
+from ..ops import metrics
 from ..scoring.ranking import display_names, public_entries, to_micros, top_from_db
 from . import get_store
 from .entry import RankEntry
@@ -94,26 +95,32 @@ def rebuild_mirror(store):
 
 
 def sync_pending(store, max_batches=50):
-    """Mirror the outbox (rows flagged ``board_pending``) into the store; returns how many rows."""
+    """Mirror the outbox (rows flagged ``board_pending``) into the store.
+
+    Returns how many rows, and when the oldest of them changed (epoch ms, None if none did).
+    """
     scores = Score.__table__
     clear = (
         update(scores)
         .where(scores.c.user_id == bindparam("uid"), scores.c.version == bindparam("ver"))
         .values(board_pending=False)
     )
-    total = 0
+    total, oldest = 0, None
     for _ in range(max_batches):
         rows = db.session.execute(_rows().where(Score.board_pending).limit(BATCH)).all()
         if not rows:
             break
-        store.apply(_entries(rows))
+        entries = _entries(rows)
+        store.apply(entries)
+        first = min(e.reached_us for e in entries) // 1000
+        oldest = first if oldest is None else min(oldest, first)
         # Clear the flag only where no newer change has landed since we read the row.
         db.session.connection().execute(clear, [{"uid": r.user_id, "ver": r.version} for r in rows])
         db.session.commit()
         total += len(rows)
         if len(rows) < BATCH:
             break
-    return total
+    return total, oldest
 
 
 def compose_top(store, limit):
@@ -142,13 +149,20 @@ def refresh_board(rebuild=False):
         if 0 < wait <= min_interval:
             time.sleep(wait)
         store.mark_refresh()
+        metrics.RECOMPUTES.inc()
+        if rebuild and store.is_built():
+            from .audit import count_drift
+
+            metrics.RECONCILE_DRIFT.inc(count_drift(store, _rows(), _entries))
         if rebuild or not store.is_built():
+            metrics.REBUILDS.labels(reason="reconcile" if rebuild else "mirror_missing").inc()
             rebuild_mirror(store)
-        sync_pending(store)
+        _, changed_at = sync_pending(store)
         top = compose_top(store, config["BOARD_SIZE"])
         db.session.commit()
-        version = store.publish_if_changed(dumps(top), config["TOP_CACHE_TTL"])
+        version = store.publish_if_changed(dumps(top), config["TOP_CACHE_TTL"], changed_at)
         if version:
+            metrics.BROADCASTS.inc()
             log.info("board broadcast", extra={"version": version})
         return version
 
@@ -168,10 +182,12 @@ def read_board():
     try:
         board = store.cached_board()
         if board is not None:
+            metrics.CACHE.labels(result="hit").inc()
             return board
         version = store.version()
     except RedisError as exc:
         log.warning("board cache unavailable, reading the database: %s", exc)
+    metrics.CACHE.labels(result="miss").inc()
     top = top_from_db(config["BOARD_SIZE"])
     if version is not None:
         try:

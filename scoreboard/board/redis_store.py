@@ -19,9 +19,12 @@ Keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 
 import redis
+from redis.exceptions import LockError
 
 from .entry import user_of
 
@@ -49,12 +52,12 @@ return applied
 """
 
 PUBLISH_IF_CHANGED = """
-local function message(version)
-  return '{"type":"update","version":' .. version .. ',"top":' .. ARGV[1] .. '}'
+local function message(version, extra)
+  return '{"type":"update","version":' .. version .. ',"top":' .. ARGV[1] .. extra .. '}'
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   if redis.call('EXISTS', KEYS[2]) == 0 then
-    redis.call('SET', KEYS[2], message(redis.call('GET', KEYS[3]) or '0'), 'EX', ARGV[2])
+    redis.call('SET', KEYS[2], message(redis.call('GET', KEYS[3]) or '0', ''), 'EX', ARGV[2])
   end
   return 0
 end
@@ -65,7 +68,8 @@ if now > version then
   version = now
   redis.call('SET', KEYS[3], version)
 end
-local payload = message(version)
+-- changedAt: when the oldest change in this broadcast was claimed (ms), for the lag metric.
+local payload = message(version, ARGV[5] ~= '' and (',"changedAt":' .. ARGV[5]) or '')
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], payload, 'EX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], payload)
@@ -125,10 +129,14 @@ class RedisStore:
         return [(user_of(member), int(score)) for member, score in rows]
 
     # The cached, broadcast top list.
-    def publish_if_changed(self, top_json, ttl):
-        """Cache and broadcast ``top_json`` if it differs from the last broadcast; returns the new version or 0."""
+    def publish_if_changed(self, top_json, ttl, changed_at=None):
+        """Cache and broadcast ``top_json`` if it differs from the last broadcast; returns the new version or 0.
+
+        ``changed_at`` (epoch ms of the oldest change it carries) rides along as ``changedAt``.
+        """
         keys = [self.keys["top:published"], self.keys["top"], self.keys["top:version"]]
-        return int(self._publish(keys=keys, args=[top_json, ttl, self.channel, int(time.time() * 1000)]))
+        changed = "" if changed_at is None else int(changed_at)
+        return int(self._publish(keys=keys, args=[top_json, ttl, self.channel, int(time.time() * 1000), changed]))
 
     def cached_board(self):
         """The cached last message as a dict, or None on a miss."""
@@ -153,9 +161,75 @@ class RedisStore:
         """Let the next change queue a recompute."""
         self.redis.delete(self.keys["refresh:pending"])
 
-    def refresh_lock(self, timeout=30, wait=15):
-        """A lock so one recompute runs at a time across all workers."""
-        return self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait)
+    @contextmanager
+    def refresh_lock(self, timeout=6, wait=15):
+        """A lock so one recompute runs at a time across all workers.
+
+        Its TTL is short and renewed every ``timeout / 3`` seconds while the recompute runs, so
+        a worker killed mid-run (SIGKILL, out of memory) holds the others up for ``timeout``
+        seconds at most, however long a rebuild may take.
+        """
+        lock = self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait)
+        if not lock.acquire():
+            raise LockError("board refresh lock busy")
+        done = threading.Event()
+
+        def renew():
+            while not done.wait(timeout / 3):
+                try:
+                    lock.reacquire()
+                except Exception as exc:  # Redis gone or lock lost: the recompute fails or finishes alone
+                    log.warning("board refresh lock not renewed: %s", exc)
+                    return
+
+        renewer = threading.Thread(target=renew, name="refresh-lock-renewal", daemon=True)
+        renewer.start()
+        try:
+            yield lock
+        finally:
+            done.set()
+            renewer.join(timeout)
+            try:
+                lock.release()
+            except LockError as exc:  # it expired: another recompute may have run alongside this one
+                log.warning("board refresh lock had expired before release: %s", exc)
+
+    # Reconcile's audit.
+    def audit(self, entries):
+        """For each entry: ``(mirrored, ranked, matches)`` compared with the mirror.
+
+        ``mirrored``: the user has a state entry; ``ranked``: the member that state names is
+        in the ranking; ``matches``: state and ranking agree with the entry.
+        """
+        if not entries:
+            return []
+        states = self.redis.hmget(self.keys["rank:state"], [e.user_id for e in entries])
+        members = [state.split("|", 1)[1] if state else "" for state in states]
+        named = [m for m in members if m]
+        scores = iter(self.redis.zmscore(self.keys["rank"], named) if named else [])
+        results = []
+        for e, state, member in zip(entries, states, members):
+            score = next(scores) if member else None
+            expected = f"{e.version}|{e.member if e.visible else ''}"
+            matches = state == expected and (not e.visible or score == e.score)
+            results.append((state is not None, score is not None, matches))
+        return results
+
+    def mirror_size(self):
+        """``(state entries, ranking members)`` in the mirror."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(self.keys["rank:state"])
+            pipe.zcard(self.keys["rank"])
+            return tuple(pipe.execute())
+
+    def cache_consistent(self):
+        """False if the cached top list differs from the last one published (a miss is not drift)."""
+        cached, published = self.redis.mget(self.keys["top"], self.keys["top:published"])
+        return cached is None or published is None or json.loads(cached)["top"] == json.loads(published)
+
+    def invalidate_cache(self):
+        """Forget the cached and published top list, so the next publish re-caches and re-broadcasts it."""
+        self.redis.delete(self.keys["top"], self.keys["top:published"])
 
     def last_refresh_at(self):
         """When the last recompute started (epoch seconds), or 0."""

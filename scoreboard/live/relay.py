@@ -20,6 +20,8 @@ import socket
 import threading
 import time
 
+from ..ops import metrics
+
 log = logging.getLogger(__name__)
 
 # How many sockets to write to before letting other threads (requests) run.
@@ -238,7 +240,24 @@ class Relay:
             subscriber.offer(version, frame)
             if i % FANOUT_SLICE == 0:
                 time.sleep(0)  # a long fan-out must not starve the request threads
+        if "changedAt" in board:
+            metrics.BROADCAST_LAG.observe(max(0.0, time.time() - board["changedAt"] / 1000))
         return True
+
+    def close_all(self, code, reason):
+        """Close every open socket with ``code`` (1001 when the process stops); returns how many."""
+        with self._lock:
+            subscribers = tuple(self._subscribers)
+        for subscriber in subscribers:
+            ws = subscriber.ws
+            try:
+                if ws.connected:
+                    # The client's close reply wakes the socket's thread; waking it sooner would let the
+                    # server drop the connection while simple-websocket's reader still waits to read it.
+                    ws.close(reason=code, message=reason)
+            except Exception:  # closing already, or the peer is gone: nothing left to tell it
+                pass
+        return len(subscribers)
 
     def _resync(self):
         """After (re)subscribing, catch up on anything broadcast while not listening."""

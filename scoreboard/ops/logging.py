@@ -1,0 +1,109 @@
+"""Structured logs: one JSON object a line, with the request id and the user id, secrets scrubbed."""
+
+import logging
+import re
+import sys
+
+from flask import g, has_request_context
+from pythonjsonlogger.json import JsonFormatter
+
+from config import env
+
+# Scrubbed from every formatted line, whatever logged it (an exception text can quote a header or
+# a bound SQL parameter): JWTs, Bearer credentials, and values of password/secret/token fields.
+SECRETS = (
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted]"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"), r"\1[redacted]"),
+    (re.compile(r"(?i)([\w-]*(?:password|passwd|secret|token)[\w-]*\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+                r"(?!\[redacted\])[^\"'\s,;&}\\]+"),
+     r"\1[redacted]"),
+)
+
+
+def redact(text):
+    """``text`` with anything that looks like a credential replaced by ``[redacted]``."""
+    for pattern, replacement in SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ContextFilter(logging.Filter):
+    """Adds ``request_id`` and ``user_id`` inside a request, ``task_id`` inside a Celery task."""
+
+    def filter(self, record):
+        """Attach the context fields; never drops a record."""
+        if has_request_context():
+            record.request_id = g.get("request_id")
+            user_id = verified_user_id()
+            if user_id is not None:
+                record.user_id = user_id
+        else:
+            task = _current_task()
+            if task is not None:
+                record.task_id, record.task_name = task
+        return True
+
+
+def verified_user_id():
+    """The ``sub`` of the request's token once it has been verified, else None."""
+    from flask_jwt_extended import get_jwt_identity
+
+    try:
+        return get_jwt_identity()
+    except RuntimeError:  # no verified token in this request (yet)
+        return None
+
+
+def _current_task():
+    """``(id, name)`` of the Celery task running in this thread, if any."""
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    if current_task and request is not None and getattr(request, "id", None):
+        return request.id, current_task.name
+    return None
+
+
+class Formatter(JsonFormatter):
+    """python-json-logger's formatter, with secrets scrubbed from the finished line."""
+
+    def format(self, record):
+        """Format as JSON, then redact."""
+        return redact(super().format(record))
+
+
+class TextFormatter(logging.Formatter):
+    """A plain one-line format for reading logs in a terminal, scrubbed the same way."""
+
+    def format(self, record):
+        """Format as text, then redact."""
+        return redact(super().format(record))
+
+
+def make_formatter(kind="json"):
+    """The formatter for ``SCOREBOARD_LOG_FORMAT``: ``json`` (default) or ``text``."""
+    if kind == "text":
+        return TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+                             defaults={"request_id": "-"})
+    return Formatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
+
+
+def configure(level="INFO", kind=None):
+    """Send the root logger's records to stderr as JSON (or ``SCOREBOARD_LOG_FORMAT=text``); idempotent."""
+    kind = kind or env("LOG_FORMAT", "json")
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_scoreboard", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._scoreboard = True
+        handler.addFilter(ContextFilter())
+        root.addHandler(handler)
+    handler.setFormatter(make_formatter(kind))
+    root.setLevel(level)
+    return handler

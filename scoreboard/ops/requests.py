@@ -1,0 +1,78 @@
+"""Per-request bookkeeping: the request id, the access log line, and request-level metrics."""
+
+import logging
+import re
+import time
+import uuid
+
+from flask import g, request
+
+from . import metrics
+from .logging import verified_user_id
+
+log = logging.getLogger("scoreboard.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is kept only if it is short and plain, so it cannot forge log fields.
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+CLAIM_ENDPOINT = "claims.do_action"
+SOCKET_ENDPOINT = "live.scoreboard_socket"
+# Probes and scrapes arrive every few seconds; they are logged only at DEBUG.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def start_request():
+    """Adopt the caller's ``X-Request-ID`` (or mint one) and note the start time."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+    if request.endpoint == SOCKET_ENDPOINT:
+        # A socket's request lasts as long as the socket: counted from here to its teardown.
+        metrics.OPEN_SOCKETS.inc()
+        g.socket_counted = True
+
+
+def end_request(_error=None):
+    """Stop counting a socket whose request (and so connection) has ended."""
+    if g.pop("socket_counted", False):
+        metrics.OPEN_SOCKETS.dec()
+
+
+def finish_request(response):
+    """Echo the request id, record claim and rate-limit metrics, write the access log line."""
+    if "request_id" not in g:  # a hook before ours answered first
+        start_request()
+    response.headers[REQUEST_ID_HEADER] = g.request_id
+    elapsed = time.perf_counter() - g.request_started
+    if request.endpoint == CLAIM_ENDPOINT:
+        metrics.CLAIMS.labels(outcome=claim_outcome(response)).inc()
+        metrics.CLAIM_SECONDS.observe(elapsed)
+    if response.status_code == 429:
+        metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unknown").inc()
+    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 2),
+            "remote_addr": request.remote_addr,
+            "user_id": verified_user_id(),
+        })
+    return response
+
+
+def claim_outcome(response):
+    """``claimed`` for a success, else the machine-readable error code answered."""
+    if response.status_code < 400:
+        return "claimed"
+    body = response.get_json(silent=True) if response.is_json else None
+    code = (body or {}).get("error", {}).get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else f"http_{response.status_code}"
+
+
+def init_app(app):
+    """Run first among the before-request hooks, so even early refusals carry an id."""
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
+    app.after_request(finish_request)
+    app.teardown_request(end_request)

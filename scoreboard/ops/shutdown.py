@@ -1,0 +1,54 @@
+"""Graceful shutdown of a web process: open WebSockets close with 1001 (going away).
+
+Gunicorn stops a worker with SIGTERM (on ``kill -TERM <master>``, a HUP reload, or a
+rolling restart); the worker stops accepting connections and waits up to
+``graceful_timeout`` for its requests to finish. A WebSocket never finishes on its own,
+so without this it would be cut when the worker exits and the browser would see an
+abnormal close (1006). Instead, as soon as the worker is told to stop, every socket is
+closed with 1001, which tells the widget to reconnect, and the load balancer sends it
+to an instance that is still up. Sockets that finish their handshake during the drain
+are closed the same way.
+"""
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+REASON = "server restarting"
+STOPPING = threading.Event()
+
+
+def stopping():
+    """Whether this process has been asked to stop."""
+    return STOPPING.is_set()
+
+
+def close_sockets(app):
+    """Close this process's open sockets with 1001; returns how many there were."""
+    relay = app.extensions.get("scoreboard.relay")
+    return relay.close_all(GOING_AWAY, REASON) if relay is not None else 0
+
+
+def watch_gunicorn_worker(worker, app, interval=0.2):
+    """Close sockets with 1001 once ``worker`` stops being alive (SIGTERM clears ``worker.alive``).
+
+    Watching the flag, rather than taking over the signal, works the same for the
+    gthread and gevent workers and leaves gunicorn's own handling untouched.
+    """
+
+    def watch():
+        while worker.alive:
+            time.sleep(interval)
+        STOPPING.set()
+        closed = close_sockets(app)
+        log.info("worker stopping: closed %d sockets with 1001", closed)
+        while True:  # until the process exits: sockets still finishing their handshake
+            time.sleep(interval)
+            close_sockets(app)
+
+    thread = threading.Thread(target=watch, name="shutdown-watch", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,118 @@
+"""Throwaway PostgreSQL and Redis servers on spare ports, which fault tests may stop and restart.
+
+PostgreSQL refuses to run as root. When the tests run as root (CI containers do), the cluster
+directory belongs to the ``postgres`` OS user and ``initdb``/``pg_ctl`` run through
+``runuser -u postgres --``; as any other user they run directly.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support import Process, free_port
+
+
+def _port_open(port):
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port, up=True, timeout=30):
+    """Wait until 127.0.0.1:``port`` accepts connections (or, with ``up=False``, refuses them)."""
+    deadline = time.monotonic() + timeout
+    while _port_open(port) != up:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"port {port} still {'closed' if up else 'open'} after {timeout}s")
+        time.sleep(0.05)
+
+
+def pg_tool(name):
+    """Path of a PostgreSQL server tool (``initdb``, ``pg_ctl``): on PATH, else the newest Debian install."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.access(os.path.join(directory, name), os.X_OK):
+            return os.path.join(directory, name)
+    raise RuntimeError(f"{name} not found: install the PostgreSQL server (apt-get install postgresql)")
+
+
+class PostgresServer:
+    """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="scoreboard-faults-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self._as = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def _run(self, tool, *args, timeout=60, check=True):
+        return subprocess.run([*self._as, pg_tool(tool), *args], capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def url(self, database="postgres"):
+        """A SQLAlchemy URL for ``database`` on this server."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self):
+        """Start the server and wait until it accepts connections."""
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start")
+        wait_port(self.port)
+
+    def stop(self, mode="fast"):
+        """Stop the server (``fast`` ends every session, as a restart in production does)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop", check=False)
+        wait_port(self.port, up=False)
+
+    def destroy(self):
+        """Stop the server for good and delete its files."""
+        if self.data.exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RedisServer:
+    """A redis-server without persistence: a restart loses every key, the worst case for the board."""
+
+    def __init__(self, log_dir):
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.process = None
+        self.starts = 0
+
+    def url(self, db=0):
+        """A Redis URL for database ``db``."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self):
+        """Start redis-server on this server's port and wait until it answers."""
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
+        self.starts += 1
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--protected-mode", "no"]
+        self.process = Process(f"redis-{self.starts}", argv, dict(os.environ), self.log_dir)
+        wait_port(self.port)
+
+    def stop(self):
+        """Stop redis-server (its data is gone) and wait until the port refuses connections."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+        wait_port(self.port, up=False)

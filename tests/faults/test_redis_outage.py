@@ -1,0 +1,46 @@
+"""Redis stopped for 5 s during a stream of claims (it comes back empty: no persistence)."""
+
+import time
+
+import requests
+
+from tests.support import bearer
+
+from .conftest import USERS
+from .stack import BoardWatcher, ClaimStream, account, wait_converged
+
+OUTAGE = 5.0
+
+
+def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
+    items = stack.record(service_headers, USERS, 60)
+    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
+    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens).start()
+    try:
+        time.sleep(1.5)
+        stack.redis.stop()
+        down_at = time.monotonic()
+        ready = requests.get(f"{stack.base_a}/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["error"]["failing"] == ["redis", "broker"]
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        # Stop claiming as Redis returns: only the outbox sweep can bring the outage's claims to the board.
+        stream.stop()
+        stack.redis.start()
+        back_at = time.monotonic()
+        converged_in = wait_converged(stack, reader, watchers, timeout=10)
+        assert requests.get(f"{stack.base_a}/readyz", timeout=10).status_code == 200
+    finally:
+        stream.stop()
+        for watcher in watchers:
+            watcher.stop()
+
+    outage = [o for o in stream.outcomes if down_at <= o.at < back_at]
+    assert outage, "no claim was sent while Redis was down"
+    assert set(stream.statuses()) <= {200, 503}, stream.statuses()
+    assert all(o.code in ("ok", "redis_unavailable", "broker_unavailable") for o in stream.outcomes), \
+        {o.code for o in stream.outcomes}
+    counts = account(stack, stream, "redis outage", converged_in)
+    assert counts["acknowledged_not_committed"] == 0
+    assert counts["lost"] == 0
+    assert counts["committed"] == counts["on_board"] > 0
