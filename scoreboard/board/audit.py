@@ -14,20 +14,26 @@ log = logging.getLogger(__name__)
 
 
 def count_drift(store, rows, to_entries):
-    """Entries of the mirror and cache that disagree with the database; a stale cache is dropped.
+    """How many things reconcile is about to fix; a stale cached top list is dropped here.
 
-    ``rows`` selects the mirror's columns for every user; ``to_entries`` turns rows into
-    mirror entries. Counted once each: a user whose mirrored state or ranking is wrong or
-    missing, a mirrored user or ranking member the database does not account for, and a
-    cached top list that differs from the last one published.
+    Counted: each user whose mirrored state or ranking differs from the database, each
+    mirrored state or ranking member the database does not account for, and a cached top
+    list that differs from the last one published. ``rows`` selects the mirror's columns
+    for every user; ``to_entries`` turns rows into mirror entries.
     """
     wrong = present = ranked = 0
     result = db.session.execute(rows.add_columns(Score.board_pending).execution_options(yield_per=10_000))
     for chunk in result.partitions():
-        for row, (has_state, in_rank, matches) in zip(chunk, store.audit(to_entries(chunk))):
-            present += has_state
-            ranked += in_rank
-            wrong += not matches and not row.board_pending
+        entries = to_entries(chunk)
+        for row, e, (state, state_member_score, entry_member_score) in zip(chunk, entries, store.audit(entries)):
+            present += state is not None
+            if row.board_pending:
+                # In flight: the mirror may hold the previous state; only account for what it holds.
+                ranked += state_member_score is not None
+                continue
+            ranked += e.visible and entry_member_score is not None
+            expected = f"{e.version}|{e.member if e.visible else ''}"
+            wrong += state != expected or (e.visible and entry_member_score != e.score)
     db.session.commit()
     states, members = store.mirror_size()
     drift = wrong + (states - present) + (members - ranked)

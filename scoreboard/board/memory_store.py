@@ -95,15 +95,13 @@ class MemoryStore:
                 self._message = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
 
     def audit(self, entries):
-        """For each entry: ``(mirrored, ranked, matches)`` compared with the mirror."""
+        """For each entry: ``(state, score of the member that state names, score of the entry's member)``."""
         results = []
         with self._lock:
             for e in entries:
-                state = self._state.get(e.user_id)
-                member = state[1] if state else None
-                expected = (e.version, e.member if e.visible else None)
-                matches = state == expected and (not e.visible or self._rank.get(e.member) == e.score)
-                results.append((state is not None, member is not None and member in self._rank, matches))
+                version, member = self._state.get(e.user_id, (None, None))
+                state = None if version is None else f"{version}|{member or ''}"
+                results.append((state, self._rank.get(member), self._rank.get(e.member)))
         return results
 
     def mirror_size(self):

@@ -169,7 +169,8 @@ class RedisStore:
         a worker killed mid-run (SIGKILL, out of memory) holds the others up for ``timeout``
         seconds at most, however long a rebuild may take.
         """
-        lock = self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait)
+        # Not thread-local: the renewal thread must see the token the recompute's thread acquired.
+        lock = self.redis.lock(self.keys["refresh:lock"], timeout=timeout, blocking_timeout=wait, thread_local=False)
         if not lock.acquire():
             raise LockError("board refresh lock busy")
         done = threading.Event()
@@ -196,24 +197,18 @@ class RedisStore:
 
     # Reconcile's audit.
     def audit(self, entries):
-        """For each entry: ``(mirrored, ranked, matches)`` compared with the mirror.
+        """For each entry: ``(state, score of the member that state names, score of the entry's member)``.
 
-        ``mirrored``: the user has a state entry; ``ranked``: the member that state names is
-        in the ranking; ``matches``: state and ranking agree with the entry.
+        ``state`` is the mirrored ``"<version>|<member>"`` (None if absent); a score is None
+        when that member is not in the ranking.
         """
         if not entries:
             return []
         states = self.redis.hmget(self.keys["rank:state"], [e.user_id for e in entries])
-        members = [state.split("|", 1)[1] if state else "" for state in states]
-        named = [m for m in members if m]
-        scores = iter(self.redis.zmscore(self.keys["rank"], named) if named else [])
-        results = []
-        for e, state, member in zip(entries, states, members):
-            score = next(scores) if member else None
-            expected = f"{e.version}|{e.member if e.visible else ''}"
-            matches = state == expected and (not e.visible or score == e.score)
-            results.append((state is not None, score is not None, matches))
-        return results
+        named = [state.split("|", 1)[1] if state else "" for state in states]
+        scores = iter(self.redis.zmscore(self.keys["rank"], [m for m in named if m] + [e.member for e in entries]))
+        by_state = [next(scores) if member else None for member in named]
+        return [(state, score, next(scores)) for state, score in zip(states, by_state)]
 
     def mirror_size(self):
         """``(state entries, ranking members)`` in the mirror."""

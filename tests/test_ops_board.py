@@ -1,0 +1,181 @@
+"""Beat jobs against real PostgreSQL and Redis: reconcile repairs and counts drift, the sweep drains the
+outbox, stale completions expire, and the recompute lock survives long runs but not a killed holder."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from scoreboard.models import Completion, utcnow
+from tests.conftest import PREFIX, REDIS_URL
+from tests.support import ROOT, bearer
+from workers.board import reconcile, sweep
+from workers.maintenance import expire_completions
+
+
+def sample(name, **labels):
+    """A metric's current value in this process (0 if never recorded)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def claim(client, mint, record, user):
+    """Record and claim one completion for ``user`` (the eager worker refreshes the board)."""
+    action_id = record(user)["actionId"]
+    r = client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint(user)))
+    assert r.status_code == 200, r.get_json()
+
+
+def mirror(redis_client):
+    """The ranking as Redis holds it: ``{user: score}``."""
+    return {m.split(":", 1)[1]: int(s) for m, s in redis_client.zrange(f"{PREFIX}rank", 0, -1, withscores=True)}
+
+
+def database_scores(app):
+    """Visible scores as the database holds them: ``{user: score}``."""
+    from scoreboard.extensions import db
+
+    with app.app_context():
+        rows = db.session.execute(text("SELECT user_id, score FROM scores WHERE score > 0")).all()
+        db.session.rollback()
+    return {user: int(score) for user, score in rows}
+
+
+def cached_top(redis_client):
+    """The cached top list, as ``[(user, score)]``."""
+    import json
+
+    return [(e["userId"], e["score"]) for e in json.loads(redis_client.get(f"{PREFIX}top"))["top"]]
+
+
+def test_reconcile_repairs_and_counts_drift(app, client, mint, record, redis_client):
+    for user, times in (("ann", 3), ("bob", 2), ("cat", 1)):
+        for _ in range(times):
+            claim(client, mint, record, user)
+    assert mirror(redis_client) == {"ann": 150, "bob": 100, "cat": 50}
+    truth = [("ann", 150), ("bob", 100), ("cat", 50)]
+    before = sample("scoreboard_reconcile_drift_total")
+    with app.app_context():
+        assert reconcile() == 0  # consistent: nothing republished
+    assert sample("scoreboard_reconcile_drift_total") == before
+
+    # Four kinds of drift: a ranking member lost, a state overwritten, a ghost user, a stale cached list.
+    ann_member = next(m for m in redis_client.zrange(f"{PREFIX}rank", 0, -1) if m.endswith(":ann"))
+    redis_client.zrem(f"{PREFIX}rank", ann_member)
+    redis_client.hset(f"{PREFIX}rank:state", "bob", "999|0:bob")
+    redis_client.hset(f"{PREFIX}rank:state", "ghost", "1|")
+    redis_client.set(f"{PREFIX}top", '{"type":"update","version":1,"top":[{"userId":"eve","score":9}]}')
+
+    runs = sample("scoreboard_reconcile_runs_total")
+    with app.app_context():
+        version = reconcile()
+    assert version > 0  # the repaired list was broadcast again
+    assert sample("scoreboard_reconcile_drift_total") - before == 4
+    assert sample("scoreboard_reconcile_runs_total") == runs + 1
+    assert mirror(redis_client) == database_scores(app)
+    assert redis_client.hget(f"{PREFIX}rank:state", "ghost") is None
+    assert cached_top(redis_client) == truth
+    assert [(e["userId"], e["score"]) for e in client.get("/api/score/top", headers=bearer(mint("ann"))).json] == truth
+
+
+def test_changes_still_in_the_outbox_are_not_drift(app, client, mint, record, redis_client):
+    from scoreboard.extensions import db
+
+    claim(client, mint, record, "ann")
+    with app.app_context():
+        # A claim committed while the worker was away: the score moved, the board not yet.
+        db.session.execute(text("UPDATE scores SET score = score + 50, version = version + 1, board_pending = true,"
+                                " reached_at = now() WHERE user_id = 'ann'"))
+        db.session.commit()
+        before = sample("scoreboard_reconcile_drift_total")
+        reconcile()
+    assert sample("scoreboard_reconcile_drift_total") == before
+    assert mirror(redis_client) == {"ann": 100}
+
+
+def test_sweep_drains_the_outbox_and_reports_its_size(app, client, mint, record, redis_client):
+    from scoreboard.extensions import db
+
+    claim(client, mint, record, "ann")
+    claim(client, mint, record, "bob")
+    with app.app_context():
+        db.session.execute(text("UPDATE scores SET score = score + 500, version = version + 1, board_pending = true"))
+        db.session.commit()
+        assert sweep() > 0
+        assert sample("scoreboard_outbox_pending") == 2
+        assert sweep() == 0  # drained: nothing to do
+        assert sample("scoreboard_outbox_pending") == 0
+        assert db.session.execute(text("SELECT count(*) FROM scores WHERE board_pending")).scalar() == 0
+        db.session.rollback()
+    assert mirror(redis_client) == {"ann": 550, "bob": 550}
+    assert sorted(cached_top(redis_client)) == [("ann", 550), ("bob", 550)]
+
+
+def test_published_message_carries_the_claim_time(app, client, mint, record, redis_client):
+    from scoreboard.extensions import db
+
+    claim(client, mint, record, "ann")
+    with app.app_context():
+        reached = db.session.execute(text("SELECT reached_at FROM scores WHERE user_id = 'ann'")).scalar()
+        db.session.rollback()
+    board = app.extensions["scoreboard.store"].cached_board()
+    assert board["changedAt"] == int(reached.timestamp() * 1000)
+
+
+def test_expire_completions_marks_stale_ones(app, record):
+    from scoreboard.extensions import db
+
+    fresh = record("ann")["actionId"]
+    stale = record("ann")["actionId"]
+    with app.app_context():
+        db.session.execute(text("UPDATE completions SET expires_at = :t WHERE id = :id"),
+                           {"t": utcnow() - timedelta(seconds=1), "id": stale})
+        db.session.commit()
+        assert expire_completions() == 1
+        assert db.session.get(Completion, stale).status == "expired"
+        assert db.session.get(Completion, fresh).status == "pending"
+        db.session.rollback()
+
+
+def test_beat_schedule_runs_every_job(app):
+    celery = app.extensions["celery"]
+    schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
+    assert schedule["workers.board.sweep"] <= 2.0
+    assert "workers.board.reconcile" in schedule and "workers.maintenance.expire_completions" in schedule
+    assert set(schedule) <= set(celery.tasks)
+
+
+HOLD_LOCK = """
+import sys, time
+from scoreboard.board.redis_store import RedisStore
+store = RedisStore(sys.argv[1], sys.argv[2])
+with store.refresh_lock(timeout=1):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_refresh_lock_is_renewed_while_held_and_freed_soon_after_its_holder_dies(app):
+    store = app.extensions["scoreboard.store"]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, REDIS_URL, PREFIX], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # over twice the 1 s TTL: only renewal keeps it
+        with pytest.raises(Exception):
+            with store.refresh_lock(timeout=1, wait=0.1):
+                pass
+        os.kill(holder.pid, signal.SIGKILL)  # no chance to release it
+        killed = time.monotonic()
+        with store.refresh_lock(timeout=1, wait=5):
+            freed_after = time.monotonic() - killed
+        assert freed_after <= 1.5
+    finally:
+        holder.kill()
+        holder.wait()
