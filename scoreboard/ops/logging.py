@@ -11,12 +11,13 @@ from config import env
 
 # Scrubbed from every formatted line, whatever logged it (an exception text can quote a header or
 # a bound SQL parameter): JWTs, Bearer credentials, and values of password/secret/token fields.
+_KEY = r"(?i)((?:[\w-]*(?:password|passwd|secret|token)[\w-]*)\\?[\"']?\s*[:=]\s*)"
 SECRETS = (
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"), r"\1[redacted]"),
-    (re.compile(r"(?i)([\w-]*(?:password|passwd|secret|token)[\w-]*\\?[\"']?\s*[:=]\s*\\?[\"']?)"
-                r"(?!\[redacted\])[^\"'\s,;&}\\]+"),
-     r"\1[redacted]"),
+    # A quoted value, to its closing quote (spaces and all); then a bare one, to the next separator.
+    (re.compile(_KEY + r"(\\?[\"'])((?:(?!\2).)*)\2"), r"\1\2[redacted]\2"),
+    (re.compile(_KEY + r"(?![\\\"'\[])[^\s,;&}\\\"']+"), r"\1[redacted]"),
 )
 
 
