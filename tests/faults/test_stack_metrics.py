@@ -1,0 +1,92 @@
+"""Metrics from the real processes: gunicorn workers aggregated through PROMETHEUS_MULTIPROC_DIR, and the
+Celery worker's own endpoint."""
+
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
+
+from tests.support import bearer
+
+from .conftest import USERS
+from .stack import BoardWatcher, ws_url
+
+
+def scrape(url):
+    """``{(sample name, sorted labels): value}`` from a Prometheus endpoint."""
+    r = requests.get(url, timeout=5)
+    assert r.status_code == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def delta(after, before, name, **labels):
+    """How much a sample grew between two scrapes."""
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def wait_for(predicate, timeout=5):
+    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers):
+    web_a, web_b = f"{stack.base_a}/metrics", f"{stack.base_b}/metrics"
+    worker = f"http://127.0.0.1:{stack.worker_metrics_port}/metrics"
+    items = stack.record(service_headers, USERS[:4], 5)
+    watcher = BoardWatcher(stack.base_b, reader).start()  # B's relay is listening
+    before_a, before_b, before_worker = scrape(web_a), scrape(web_b), scrape(worker)
+    try:
+        # Fresh connections, so instance A's two gunicorn workers both take claims.
+        for user, action_id in items:
+            r = requests.post(f"{stack.base_a}/api/action/do", json={"actionId": action_id},
+                              headers=bearer(tokens[user]), timeout=5)
+            assert r.status_code == 200
+        repeat = requests.post(f"{stack.base_a}/api/action/do", json={"actionId": items[0][1]},
+                               headers=bearer(tokens[items[0][0]]), timeout=5)
+        assert repeat.status_code == 409
+        wait_for(lambda: sum(score for _, score in watcher.top) == 50 * len(items))
+    finally:
+        watcher.stop()
+    after_a = scrape(web_a)
+    assert delta(after_a, before_a, "scoreboard_claims_total", outcome="claimed") == len(items)
+    assert delta(after_a, before_a, "scoreboard_claims_total", outcome="already_claimed") == 1
+    assert delta(after_a, before_a, "scoreboard_claim_duration_seconds_count") == len(items) + 1
+    # Each broadcast reached B's relay, which measured how long after the claim.
+    wait_for(lambda: delta(scrape(web_b), before_b, "scoreboard_broadcast_lag_seconds_count") >= 1)
+    after_worker = scrape(worker)
+    recomputes = delta(after_worker, before_worker, "scoreboard_board_recomputes_total")
+    broadcasts = delta(after_worker, before_worker, "scoreboard_board_broadcasts_total")
+    assert 1 <= broadcasts <= recomputes <= len(items) + 5  # coalesced: never more than one per claim (+ sweeps)
+
+
+def test_open_sockets_gauge_sums_workers_and_drops_closed_ones(stack, reader):
+    url = f"{stack.base_a}/metrics"
+
+    def open_sockets():
+        return scrape(url).get(("scoreboard_open_sockets", ()), 0.0)
+
+    sockets = [connect(ws_url(stack.base_a), additional_headers=bearer(reader), open_timeout=5) for _ in range(4)]
+    try:
+        for ws in sockets:
+            ws.recv(timeout=5)
+        assert open_sockets() == 4
+    finally:
+        for ws in sockets:
+            ws.close()
+    wait_for(lambda: open_sockets() == 0)
+
+
+def test_rate_limit_refusals_are_counted(stack):
+    url = f"{stack.base_a}/metrics"
+    before = scrape(url)
+    statuses = [requests.post(f"{stack.base_a}/api/auth/login", json={"username": "nobody", "password": "x"},
+                              timeout=5).status_code for _ in range(7)]
+    assert statuses.count(429) >= 1  # the login limit is 5 a minute per address
+    refused = delta(scrape(url), before, "scoreboard_rate_limit_refusals_total", endpoint="auth.login")
+    assert refused == statuses.count(429)
