@@ -87,9 +87,9 @@ def make_formatter(kind="json"):
         return TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
                              defaults={"request_id": "-"})
     return Formatter(
-        "{levelname}{name}{message}",
+        "{levelname}{name}{process}{message}",
         style="{",
-        rename_fields={"levelname": "level", "name": "logger"},
+        rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
         timestamp="time",
         json_ensure_ascii=False,
     )
