@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify
 from ..auth import board_reader
 from ..board.pipeline import read_board
 from ..live.relay import get_relay
+from ..ops import metrics
 from .openapi import Reply, documented
 from .schemas import TopEntry
 
@@ -36,6 +37,7 @@ def top():
     if held is not None:
         # The body was serialised once when the broadcast arrived: nothing to build per request.
         version, body = held
+        metrics.CACHE.labels(result="memory").inc()
         response = app.response_class(body, mimetype="application/json")
     else:
         board = read_board()

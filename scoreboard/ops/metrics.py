@@ -57,7 +57,8 @@ REBUILDS = Counter(
 )
 CACHE = Counter(
     "scoreboard_top_cache_total",
-    "Top-list reads by cache result (hit, or miss: read from the database).",
+    "Top-list reads by where they were answered from: memory (the web process's copy), hit (Redis), "
+    "miss (the database).",
     ["result"],
 )
 RATE_LIMITED = Counter(

@@ -59,6 +59,11 @@ def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers)
     assert delta(after_a, before_a, "scoreboard_claim_duration_seconds_count") == len(items) + 1
     # Each broadcast reached B's relay, which measured how long after the claim.
     wait_for(lambda: delta(scrape(web_b), before_b, "scoreboard_broadcast_lag_seconds_count") >= 1)
+    # B's one worker holds the board in memory (its relay is subscribed): reads are answered from there.
+    before_reads = scrape(web_b)
+    for _ in range(3):
+        assert requests.get(f"{stack.base_b}/api/score/top", headers=bearer(reader), timeout=5).status_code == 200
+    assert delta(scrape(web_b), before_reads, "scoreboard_top_cache_total", result="memory") == 3
     after_worker = scrape(worker)
     recomputes = delta(after_worker, before_worker, "scoreboard_board_recomputes_total")
     broadcasts = delta(after_worker, before_worker, "scoreboard_board_broadcasts_total")
