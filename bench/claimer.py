@@ -141,7 +141,7 @@ async def run(url, claims_file, rate, seconds, redis_url, channel):
         action_id, token, user = items[i][:3]
         tasks.append(asyncio.create_task(claim(due, action_id, token, user)))
     sent_until = time.monotonic()
-    await asyncio.wait(tasks, timeout=30)
+    await asyncio.wait(tasks, timeout=20)
     # Let the last broadcasts arrive before the observer stops.
     await asyncio.sleep(1.5)
     stop.set()

@@ -213,8 +213,10 @@ class Stack:
         before = int(client.get(key) or 0)
         sender = Celery(broker=REDIS_URL)
         sender.send_task("workers.board.refresh", queue=self.env["SCOREBOARD_CELERY_QUEUE"])
+        built = self.env["SCOREBOARD_REDIS_PREFIX"] + "rank:built"
         deadline = time.monotonic() + timeout
-        while int(client.get(key) or 0) <= before:
+        # The counter moves as a recompute starts; the first one also rebuilds the mirror, then marks it built.
+        while int(client.get(key) or 0) <= before or not client.exists(built):
             if time.monotonic() > deadline or not self.worker.alive():
                 self.stop()
                 raise RuntimeError(f"the worker did not run a recompute; see {self.log_dir}")

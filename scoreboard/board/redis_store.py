@@ -248,14 +248,24 @@ class RedisStore:
 
     # Pub/sub.
     def listen(self, on_message, stop):
-        """Call ``on_message(payload)`` for every broadcast until ``stop`` is set; raises if Redis drops."""
+        """Call ``on_message(payload)`` with the latest broadcast until ``stop`` is set; raises if Redis drops.
+
+        Broadcasts that queued up while the previous one was being handed out are
+        skipped for the newest: each is a whole board, so only the latest matters,
+        and a fan-out slower than the broadcast rate never falls further behind.
+        """
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.channel)
             on_message(None)  # subscribed: the caller re-syncs what it may have missed
             while not stop.is_set():
+                latest = None
                 message = pubsub.get_message(timeout=1.0)
-                if message and message["type"] == "message":
-                    on_message(message["data"])
+                while message is not None:
+                    if message["type"] == "message":
+                        latest = message["data"]
+                    message = pubsub.get_message(timeout=0)
+                if latest is not None:
+                    on_message(latest)
         finally:
             pubsub.close()
