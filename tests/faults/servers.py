@@ -5,16 +5,20 @@ directory belongs to the ``postgres`` OS user and ``initdb``/``pg_ctl`` run thro
 ``runuser -u postgres --``; as any other user they run directly.
 """
 
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support import Process, free_port
+from tests.support import free_port
+
+PG_DIR_PREFIX = "scoreboard-faults-pg-"
 
 
 def _port_open(port):
@@ -45,19 +49,57 @@ def pg_tool(name):
     raise RuntimeError(f"{name} not found: install the PostgreSQL server (apt-get install postgresql)")
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _as_postgres():
+    """The command prefix that runs a PostgreSQL tool as the ``postgres`` user when we are root."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError("PostgreSQL refuses to run as root and there is no 'postgres' OS user to run it as: "
+                           "install the PostgreSQL server package or run the tests as another user") from None
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def remove_abandoned_clusters():
+    """Stop and delete clusters left by test runs that died before their teardown (pg_ctl daemonizes)."""
+    for root in glob.glob(os.path.join(tempfile.gettempdir(), PG_DIR_PREFIX + "*")):
+        try:
+            owner = int(Path(root, "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        if Path(root, "data", "postmaster.pid").exists():
+            subprocess.run([*_as_postgres(), pg_tool("pg_ctl"), "-D", os.path.join(root, "data"), "-m", "immediate",
+                            "-w", "-t", "30", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PostgresServer:
     """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
 
     def __init__(self):
+        remove_abandoned_clusters()
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="scoreboard-faults-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=PG_DIR_PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self._as = []
-        if os.geteuid() == 0:
+        self._as = _as_postgres()
+        if self._as:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 
     def _run(self, tool, *args, timeout=60, check=True):
@@ -87,6 +129,15 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _die_with_parent():
+    """In the child, before exec: get SIGTERM when the test process dies, however it dies (Linux)."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class RedisServer:
     """A redis-server without persistence: a restart loses every key, the worst case for the board."""
 
@@ -107,12 +158,18 @@ class RedisServer:
         self.starts += 1
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--protected-mode", "no"]
-        self.process = Process(f"redis-{self.starts}", argv, dict(os.environ), self.log_dir)
+        with open(Path(self.log_dir) / f"redis-{self.starts}.log", "wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         wait_port(self.port)
 
     def stop(self):
         """Stop redis-server (its data is gone) and wait until the port refuses connections."""
         if self.process is not None:
-            self.process.stop()
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
             self.process = None
         wait_port(self.port, up=False)
