@@ -15,8 +15,11 @@ from sqlalchemy import text
 from scoreboard.models import Completion, utcnow
 from tests.conftest import PREFIX, REDIS_URL
 from tests.support import ROOT, bearer
-from workers.board import reconcile, sweep
-from workers.maintenance import expire_completions
+
+
+def run(app, task):
+    """Run a beat task in this app's context (its Celery app's task, whichever Celery app is the default)."""
+    return app.extensions["celery"].tasks[task]()
 
 
 def sample(name, **labels):
@@ -61,7 +64,7 @@ def test_reconcile_repairs_and_counts_drift(app, client, mint, record, redis_cli
     truth = [("ann", 150), ("bob", 100), ("cat", 50)]
     before = sample("scoreboard_reconcile_drift_total")
     with app.app_context():
-        assert reconcile() == 0  # consistent: nothing republished
+        assert run(app, "workers.board.reconcile") == 0  # consistent: nothing republished
     assert sample("scoreboard_reconcile_drift_total") == before
 
     # Four kinds of drift: a ranking member lost, a state overwritten, a ghost user, a stale cached list.
@@ -73,7 +76,7 @@ def test_reconcile_repairs_and_counts_drift(app, client, mint, record, redis_cli
 
     runs = sample("scoreboard_reconcile_runs_total")
     with app.app_context():
-        version = reconcile()
+        version = run(app, "workers.board.reconcile")
     assert version > 0  # the repaired list was broadcast again
     assert sample("scoreboard_reconcile_drift_total") - before == 4
     assert sample("scoreboard_reconcile_runs_total") == runs + 1
@@ -93,7 +96,7 @@ def test_changes_still_in_the_outbox_are_not_drift(app, client, mint, record, re
                                 " reached_at = now() WHERE user_id = 'ann'"))
         db.session.commit()
         before = sample("scoreboard_reconcile_drift_total")
-        reconcile()
+        run(app, "workers.board.reconcile")
     assert sample("scoreboard_reconcile_drift_total") == before
     assert mirror(redis_client) == {"ann": 100}
 
@@ -106,9 +109,9 @@ def test_sweep_drains_the_outbox_and_reports_its_size(app, client, mint, record,
     with app.app_context():
         db.session.execute(text("UPDATE scores SET score = score + 500, version = version + 1, board_pending = true"))
         db.session.commit()
-        assert sweep() > 0
+        assert run(app, "workers.board.sweep") > 0
         assert sample("scoreboard_outbox_pending") == 2
-        assert sweep() == 0  # drained: nothing to do
+        assert run(app, "workers.board.sweep") == 0  # drained: nothing to do
         assert sample("scoreboard_outbox_pending") == 0
         assert db.session.execute(text("SELECT count(*) FROM scores WHERE board_pending")).scalar() == 0
         db.session.rollback()
@@ -136,7 +139,7 @@ def test_expire_completions_marks_stale_ones(app, record):
         db.session.execute(text("UPDATE completions SET expires_at = :t WHERE id = :id"),
                            {"t": utcnow() - timedelta(seconds=1), "id": stale})
         db.session.commit()
-        assert expire_completions() == 1
+        assert run(app, "workers.maintenance.expire_completions") == 1
         assert db.session.get(Completion, stale).status == "expired"
         assert db.session.get(Completion, fresh).status == "pending"
         db.session.rollback()
