@@ -103,7 +103,8 @@ class Config:
             # worker is back within a second or two of the broker's return, however long it was gone.
             "broker_connection_max_retries": None,
             "worker_consumer": "scoreboard.ops.worker:QuickReconnectConsumer",
-            "broker_transport_options": {"socket_connect_timeout": 2},
+            # A hung broker (not just a refused one) must not hang a claim's enqueue or a readiness check.
+            "broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 2},
             "broker_connection_timeout": 2,
             "task_publish_retry": False,
             "worker_hijack_root_logger": False,

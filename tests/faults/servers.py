@@ -162,9 +162,18 @@ class RedisServer:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         wait_port(self.port)
 
+    def freeze(self):
+        """SIGSTOP: the port still accepts connections but nothing answers (a hung or partitioned Redis)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        """SIGCONT: answer again, with every key intact."""
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self):
         """Stop redis-server (its data is gone) and wait until the port refuses connections."""
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(15)

@@ -170,6 +170,7 @@ class Outcome:
     status: int  # 0: no answer (connection error or timeout)
     code: str | None
     at: float
+    took: float = 0.0
 
 
 class ClaimStream:
@@ -220,6 +221,7 @@ class ClaimStream:
                         outcome.code = f"not-json: {r.text[:120]!r}"
                 except requests.RequestException as exc:
                     outcome.code = exc.__class__.__name__
+                outcome.took = time.monotonic() - outcome.at
                 with self._lock:
                     self.outcomes.append(outcome)
                 self._stop.wait(self.interval)

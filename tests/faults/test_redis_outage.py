@@ -1,4 +1,5 @@
-"""Redis stopped for 5 s during a stream of claims (it comes back empty: no persistence).
+"""Redis stopped for 5 s during a stream of claims (it comes back empty: no persistence), and Redis
+frozen for 5 s (connections hang instead of being refused: only client timeouts help).
 
 ``SCOREBOARD_FAULT_REDIS_OUTAGE=40`` makes the outage longer (it must still converge within 10 s).
 """
@@ -45,6 +46,38 @@ def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
     assert all(o.code in ("ok", "redis_unavailable", "broker_unavailable") for o in stream.outcomes), \
         {o.code for o in stream.outcomes}
     counts = account(stack, stream, "redis outage", converged_in)
+    assert counts["acknowledged_not_committed"] == 0
+    assert counts["lost"] == 0
+    assert counts["committed"] == counts["on_board"] > 0
+
+
+def test_frozen_redis_answers_in_bounded_time_and_loses_nothing(stack, tokens, reader, service_headers):
+    items = stack.record(service_headers, USERS, 40)
+    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
+    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens, threads=4).start()
+    try:
+        time.sleep(1.5)
+        stack.redis.freeze()
+        frozen_at = time.monotonic()
+        ready = requests.get(f"{stack.base_b}/readyz", timeout=15)
+        assert ready.status_code == 503 and "redis" in ready.json()["error"]["failing"]
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - frozen_at)))
+        stream.stop()
+        stack.redis.thaw()
+        converged_in = wait_converged(stack, reader, watchers, timeout=10)
+    finally:
+        stack.redis.thaw()
+        stream.stop()
+        for watcher in watchers:
+            watcher.stop()
+
+    during = [o for o in stream.outcomes if o.at >= frozen_at]
+    assert during, "no claim was sent while Redis was frozen"
+    assert set(stream.statuses()) <= {200, 503}, stream.statuses()
+    slowest = max(o.took for o in stream.outcomes)
+    assert slowest < 8, f"a claim took {slowest:.1f}s: a Redis call waited without a timeout"
+    counts = account(stack, stream, "redis frozen", converged_in)
+    print(f"[redis frozen] slowest claim answer {slowest:.2f}s")
     assert counts["acknowledged_not_committed"] == 0
     assert counts["lost"] == 0
     assert counts["committed"] == counts["on_board"] > 0
