@@ -167,13 +167,6 @@ def refresh_board(rebuild=False):
         return version
 
 
-def has_pending():
-    """Whether any committed change still waits to be mirrored."""
-    found = db.session.scalar(select(Score.user_id).where(Score.board_pending).limit(1))
-    db.session.commit()
-    return found is not None
-
-
 def read_board():
     """The current board ``{"version", "top"}``: the cache, else the database (then re-cached)."""
     config = current_app.config
