@@ -117,6 +117,9 @@ def reset_state(app, redis_client):
 @pytest.fixture(autouse=True)
 def clean(request, app, redis_client):
     """A clean database and Redis before every test that uses them."""
+    # A test that builds another app (other settings) makes its Celery app current; tasks called
+    # directly must run against the main one again.
+    app.extensions["celery"].set_current()
     reset_state(app, redis_client)
     yield
 
