@@ -15,6 +15,7 @@ def make_app(app):
     """``make_app(**config)``: another app on the same settings but for ``config``; the test app stays default."""
 
     def _make(**config):
+        """A new app with ``config`` over the test settings."""
         return create_app({"TESTING": True, **config})
 
     yield _make

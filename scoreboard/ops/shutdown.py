@@ -40,6 +40,7 @@ def watch_gunicorn_worker(worker, app, interval=0.2):
     """
 
     def watch():
+        """Wait for the stop, then close sockets until the process exits."""
         while worker.alive:
             time.sleep(interval)
         STOPPING.set()

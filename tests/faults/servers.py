@@ -22,6 +22,7 @@ PG_DIR_PREFIX = "scoreboard-faults-pg-"
 
 
 def _port_open(port):
+    """Whether 127.0.0.1:``port`` accepts a connection."""
     import socket
 
     with socket.socket() as s:
@@ -50,6 +51,7 @@ def pg_tool(name):
 
 
 def _alive(pid):
+    """Whether a process ``pid`` exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,6 +92,7 @@ class PostgresServer:
     """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only."""
 
     def __init__(self):
+        """Create the cluster (initdb) on a spare port; it is not started yet."""
         remove_abandoned_clusters()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix=PG_DIR_PREFIX))
@@ -103,6 +106,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 
     def _run(self, tool, *args, timeout=60, check=True):
+        """Run a PostgreSQL tool, as the ``postgres`` user when we are root."""
         return subprocess.run([*self._as, pg_tool(tool), *args], capture_output=True, text=True,
                               timeout=timeout, check=check)
 
@@ -142,6 +146,7 @@ class RedisServer:
     """A redis-server without persistence: a restart loses every key, the worst case for the board."""
 
     def __init__(self, log_dir):
+        """Pick a spare port; logs go to ``log_dir``."""
         self.port = free_port()
         self.log_dir = log_dir
         self.process = None

@@ -36,6 +36,7 @@ class Stack:
     """PostgreSQL, Redis, web instances A and B, a worker and beat; every part can be stopped and restarted."""
 
     def __init__(self, base_env, log_dir):
+        """Create the servers (not started) and the environment every process gets."""
         self.log_dir = log_dir
         self.pg = PostgresServer()
         self.redis = RedisServer(log_dir)
@@ -177,6 +178,7 @@ class ClaimStream:
     """Claims the given completions from a few threads, alternating between instances, at a steady pace."""
 
     def __init__(self, bases, items, tokens, interval=0.02, threads=2):
+        """Queue ``items`` (``(user, actionId)``) to claim with ``tokens``, one every ``interval`` s per thread."""
         self.bases = bases
         self.tokens = tokens
         self.interval = interval
@@ -202,6 +204,7 @@ class ClaimStream:
             thread.join(30)
 
     def _run(self):
+        """One sending thread: claim until the queue is empty or the stream is stopped."""
         with requests.Session() as http:
             while not self._stop.is_set():
                 try:
@@ -246,6 +249,7 @@ class BoardWatcher:
     closes: list = field(default_factory=list)
 
     def __post_init__(self):
+        """Prepare the reading thread."""
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -262,6 +266,7 @@ class BoardWatcher:
         self._thread.join(10)
 
     def _run(self):
+        """Read messages, reconnecting after a close, until stopped."""
         while not self._stop.is_set():
             try:
                 with connect(ws_url(self.base), additional_headers=bearer(self.token), open_timeout=5) as ws:

@@ -74,6 +74,7 @@ def test_open_sockets_gauge_sums_workers_and_drops_closed_ones(stack, reader):
     url = f"{stack.base_a}/metrics"
 
     def open_sockets():
+        """The gauge as instance A reports it."""
         return scrape(url).get(("scoreboard_open_sockets", ()), 0.0)
 
     sockets = [connect(ws_url(stack.base_a), additional_headers=bearer(reader), open_timeout=5) for _ in range(4)]
