@@ -162,7 +162,7 @@ class RedisStore:
         self.redis.delete(self.keys["refresh:pending"])
 
     @contextmanager
-    def refresh_lock(self, timeout=6, wait=15):
+    def refresh_lock(self, timeout=4, wait=15):
         """A lock so one recompute runs at a time across all workers.
 
         Its TTL is short and renewed every ``timeout / 3`` seconds while the recompute runs, so
