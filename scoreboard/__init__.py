@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, has_app_context
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -79,6 +79,10 @@ def celery_init_app(app):
 
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
+            # Called inside an app context (eagerly, or directly): run in that app. Another app made in
+            # the same process (tests do) becomes Celery's default, and its tasks must not drag its config in.
+            if has_app_context():
+                return self.run(*args, **kwargs)
             with app.app_context():
                 return self.run(*args, **kwargs)
 
