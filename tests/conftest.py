@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from tests.support import bearer, start_web, start_worker
+from tests.support import bearer, pid_alive, running_stack
 
 PG_ADMIN_URL = os.environ.get("SCOREBOARD_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per run, so concurrent runs on one machine never interfere.
@@ -36,16 +36,6 @@ for _name, _value in TEST_ENV.items():
 os.environ["SCOREBOARD_CELERY_EAGER"] = "true"
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _drop(conn, name):
     conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -57,7 +47,7 @@ def _recreate_database():
         # Drop databases left by runs that were killed before their teardown.
         for (name,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'scoreboard_test_%'")):
             suffix = name.rsplit("_", 1)[-1]
-            if suffix.isdigit() and not _pid_alive(int(suffix)):
+            if suffix.isdigit() and not pid_alive(int(suffix)):
                 _drop(conn, name)
         conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{TEST_DB}'"))
         conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}"'))
@@ -172,13 +162,5 @@ def stack_env():
 @pytest.fixture(scope="session")
 def live_stack(app, stack_env, tmp_path_factory):
     """The production stack: gunicorn (2 workers) and a Celery worker on Redis. Yields the base URL."""
-    logs = tmp_path_factory.mktemp("stack")
-    worker = start_worker(stack_env, logs)
-    try:
-        web, base = start_web(stack_env, logs)
-    except Exception:
-        worker.stop()
-        raise
-    yield base
-    web.stop()
-    worker.stop()
+    with running_stack(stack_env, tmp_path_factory.mktemp("stack")) as base:
+        yield base

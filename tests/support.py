@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -114,3 +115,31 @@ def start_worker(env, log_dir, name="worker", concurrency=2):
             raise RuntimeError(f"{name} failed to start:\n{proc.output()}")
         time.sleep(0.2)
     return proc
+
+
+@contextmanager
+def running_stack(env, log_dir, name="", concurrency=2):
+    """A Celery worker and gunicorn started together and stopped together; yields the base URL."""
+    prefix = f"{name}-" if name else ""
+    worker = start_worker(env, log_dir, name=f"{prefix}worker", concurrency=concurrency)
+    try:
+        web, base = start_web(env, log_dir, name=f"{prefix}web")
+    except Exception:
+        worker.stop()
+        raise
+    try:
+        yield base
+    finally:
+        web.stop()
+        worker.stop()
+
+
+def pid_alive(pid):
+    """Whether a process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

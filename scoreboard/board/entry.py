@@ -23,6 +23,15 @@ class RankEntry:
         return f"{INVERTED_TIME_BASE - self.reached_us:017d}:{self.user_id}"
 
 
+def board_message(kind, version, top_json, changed_at=None):
+    """The wire form of a board message; ``top_json`` is already serialised, so it is never parsed again.
+
+    The Lua in ``redis_store`` builds the same shape for broadcasts.
+    """
+    changed = "" if changed_at is None else f',"changedAt":{int(changed_at)}'
+    return f'{{"type":"{kind}","version":{int(version)},"top":{top_json}{changed}}}'
+
+
 def user_of(member):
     """The user id inside a sorted-set member."""
     return member.split(":", 1)[1]

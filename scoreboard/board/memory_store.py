@@ -9,7 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .entry import user_of
+from .entry import board_message, user_of
 
 
 class MemoryStore:
@@ -73,8 +73,7 @@ class MemoryStore:
                 return 0
             self._version = max(self._version + 1, int(time.time() * 1000))
             self._published = top_json
-            changed = "" if changed_at is None else f',"changedAt":{int(changed_at)}'
-            self._message = f'{{"type":"update","version":{self._version},"top":{top_json}{changed}}}'
+            self._message = board_message("update", self._version, top_json, changed_at)
             message, listeners = self._message, list(self._listeners)
         for listener in listeners:
             listener(message)
@@ -92,7 +91,7 @@ class MemoryStore:
         """Cache a top list read from the database unless a broadcast got there first."""
         with self._lock:
             if self._message is None:
-                self._message = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
+                self._message = board_message("update", version, top_json)
 
     def audit(self, entries):
         """For each entry: ``(state, score of the member that state names, score of the entry's member)``."""

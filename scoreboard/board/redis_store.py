@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import redis
 from redis.exceptions import LockError
 
-from .entry import user_of
+from .entry import board_message, user_of
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class RedisStore:
 
     def cache_if_absent(self, version, top_json, ttl):
         """Re-cache a top list read from the database, unless a broadcast got there first."""
-        payload = f'{{"type":"update","version":{int(version)},"top":{top_json}}}'
-        self.redis.set(self.keys["top"], payload, ex=ttl, nx=True)
+        self.redis.set(self.keys["top"], board_message("update", version, top_json), ex=ttl, nx=True)
 
     # Coalescing.
     def claim_refresh_slot(self):

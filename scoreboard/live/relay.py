@@ -182,9 +182,7 @@ class Relay:
         self.app = app
         self.store = store
         self.version = -1
-        self.message = None  # the latest message as sent, serialised once
-        self.frame = None  # ... and framed once
-        self.top_body = None  # its top list as a JSON body, for GET /api/score/top
+        self.top_body = None  # the latest top list as a JSON body, for GET /api/score/top and snapshots
         self.healthy = False  # subscribed and hearing every broadcast
         self._subscribers = set()
         self._lock = threading.Lock()
@@ -238,7 +236,7 @@ class Relay:
             if version <= self.version:
                 return False
             frame = text_frame(message.encode())
-            self.version, self.message, self.frame = version, message, frame
+            self.version = version
             self.top_body = json.dumps(board["top"], separators=(",", ":"), ensure_ascii=False).encode()
             subscribers = tuple(self._subscribers)
         for i, subscriber in enumerate(subscribers, 1):
@@ -266,11 +264,12 @@ class Relay:
 
     def _resync(self):
         """After (re)subscribing, catch up on anything broadcast while not listening."""
+        from ..board.entry import board_message
         from ..board.pipeline import dumps, read_board
 
         with self.app.app_context():
             board = read_board()
-        self.deliver(f'{{"type":"update","version":{int(board["version"])},"top":{dumps(board["top"])}}}')
+        self.deliver(board_message("update", board["version"], dumps(board["top"])))
 
     def _on_message(self, message):
         if message is None:

@@ -1,12 +1,12 @@
 """``WS /ws/scoreboard``: a snapshot on connect, then a message each time the top list changes."""
 
-import json
 import logging
 
 from flask import Blueprint, current_app, request
 from simple_websocket import ConnectionClosed
 
-from ..board.pipeline import read_board
+from ..board.entry import board_message
+from ..board.pipeline import dumps, read_board
 from ..extensions import db, sock
 from .guard import ClientPolicy, PolicyViolation, check_handshake, socket_counter
 from .relay import get_relay
@@ -17,13 +17,14 @@ bp = Blueprint("live", __name__)
 
 
 def snapshot_message(relay):
-    """The current board as a ``snapshot`` message, from the relay or the cache."""
-    if relay.message is not None and relay.healthy:
-        board = json.loads(relay.message)
-    else:
+    """The current board as a ``snapshot`` message: the relay's copy when it is current, else the cache."""
+    held = relay.current()
+    if held is None:
         board = read_board()
-    return json.dumps({"type": "snapshot", "version": board["version"], "top": board["top"]},
-                      separators=(",", ":"), ensure_ascii=False), board["version"]
+        version, top_json = board["version"], dumps(board["top"])
+    else:
+        version, top_json = held[0], held[1].decode()
+    return board_message("snapshot", version, top_json), version
 
 
 @bp.before_request

@@ -48,6 +48,27 @@
     unauthorized: "Sign-in needed",
   };
 
+  // The dark palette, applied by theme="dark" or by the system's dark mode unless theme="light".
+  const DARK = `
+    --_bg: var(--sb-bg, #0f172a);
+    --_fg: var(--sb-fg, #e2e8f0);
+    --_muted: var(--sb-muted, #94a3b8);
+    --_border: var(--sb-border, #1e293b);
+    --_row-border: var(--sb-row-border, #1a2436);
+    --_accent: var(--sb-accent, #818cf8);
+    --_accent-fg: var(--sb-accent-fg, #0f172a);
+    --_me-bg: var(--sb-me-bg, rgb(129 140 248 / 0.16));
+    --_flash: var(--sb-flash, rgb(245 180 0 / 0.22));
+    --_up: var(--sb-up, #34d399);
+    --_down: var(--sb-down, #f87171);
+    --_medal-fg: var(--sb-medal-fg, #0f172a);
+    --_shadow: var(--sb-shadow, 0 1px 2px rgb(0 0 0 / 0.4), 0 12px 32px -8px rgb(0 0 0 / 0.6));
+    --_avatar-l: 26%;
+    --_avatar-fg-l: 84%;
+    --_skeleton: var(--sb-skeleton, #1e293b);
+    color-scheme: dark;
+  `;
+
   const STYLE = `
     :host {
       --_font: var(--sb-font, "Inter", ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif);
@@ -82,45 +103,9 @@
       color: var(--_fg);
     }
     :host([hidden]) { display: none; }
-    :host([theme="dark"]) {
-      --_bg: var(--sb-bg, #0f172a);
-      --_fg: var(--sb-fg, #e2e8f0);
-      --_muted: var(--sb-muted, #94a3b8);
-      --_border: var(--sb-border, #1e293b);
-      --_row-border: var(--sb-row-border, #1a2436);
-      --_accent: var(--sb-accent, #818cf8);
-      --_accent-fg: var(--sb-accent-fg, #0f172a);
-      --_me-bg: var(--sb-me-bg, rgb(129 140 248 / 0.16));
-      --_flash: var(--sb-flash, rgb(245 180 0 / 0.22));
-      --_up: var(--sb-up, #34d399);
-      --_down: var(--sb-down, #f87171);
-      --_medal-fg: var(--sb-medal-fg, #0f172a);
-      --_shadow: var(--sb-shadow, 0 1px 2px rgb(0 0 0 / 0.4), 0 12px 32px -8px rgb(0 0 0 / 0.6));
-      --_avatar-l: 26%;
-      --_avatar-fg-l: 84%;
-      --_skeleton: var(--sb-skeleton, #1e293b);
-      color-scheme: dark;
-    }
+    :host([theme="dark"]) { ${DARK} }
     @media (prefers-color-scheme: dark) {
-      :host(:not([theme="light"])) {
-        --_bg: var(--sb-bg, #0f172a);
-        --_fg: var(--sb-fg, #e2e8f0);
-        --_muted: var(--sb-muted, #94a3b8);
-        --_border: var(--sb-border, #1e293b);
-        --_row-border: var(--sb-row-border, #1a2436);
-        --_accent: var(--sb-accent, #818cf8);
-        --_accent-fg: var(--sb-accent-fg, #0f172a);
-        --_me-bg: var(--sb-me-bg, rgb(129 140 248 / 0.16));
-        --_flash: var(--sb-flash, rgb(245 180 0 / 0.22));
-        --_up: var(--sb-up, #34d399);
-        --_down: var(--sb-down, #f87171);
-        --_medal-fg: var(--sb-medal-fg, #0f172a);
-        --_shadow: var(--sb-shadow, 0 1px 2px rgb(0 0 0 / 0.4), 0 12px 32px -8px rgb(0 0 0 / 0.6));
-        --_avatar-l: 26%;
-        --_avatar-fg-l: 84%;
-        --_skeleton: var(--sb-skeleton, #1e293b);
-        color-scheme: dark;
-      }
+      :host(:not([theme="light"])) { ${DARK} }
     }
     * { box-sizing: border-box; }
     .card {

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.support import bearer, start_web, start_worker
+from tests.support import bearer, running_stack
 
 CHROMIUM = os.environ.get("SCOREBOARD_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing that reaches out to the network: only localhost is reachable here.
@@ -79,16 +79,8 @@ def demo_env(stack_env):
 @pytest.fixture(scope="session")
 def demo_stack(app, demo_env, tmp_path_factory):
     """gunicorn serving the demo page and a Celery worker, on the test database and Redis. Yields the base URL."""
-    logs = tmp_path_factory.mktemp("demo-stack")
-    worker = start_worker(demo_env, logs, name="demo-worker", concurrency=1)
-    try:
-        web, base = start_web(demo_env, logs, name="demo-web")
-    except Exception:
-        worker.stop()
-        raise
-    yield base
-    web.stop()
-    worker.stop()
+    with running_stack(demo_env, tmp_path_factory.mktemp("demo-stack"), name="demo", concurrency=1) as base:
+        yield base
 
 
 @pytest.fixture

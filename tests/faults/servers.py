@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, pid_alive
 
 PG_DIR_PREFIX = "scoreboard-faults-pg-"
 
@@ -50,17 +50,6 @@ def pg_tool(name):
     raise RuntimeError(f"{name} not found: install the PostgreSQL server (apt-get install postgresql)")
 
 
-def _alive(pid):
-    """Whether a process ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _as_postgres():
     """The command prefix that runs a PostgreSQL tool as the ``postgres`` user when we are root."""
     if os.geteuid() != 0:
@@ -80,7 +69,7 @@ def remove_abandoned_clusters():
             owner = int(Path(root, "owner.pid").read_text())
         except (OSError, ValueError):
             continue
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         if Path(root, "data", "postmaster.pid").exists():
             subprocess.run([*_as_postgres(), pg_tool("pg_ctl"), "-D", os.path.join(root, "data"), "-m", "immediate",

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import requests
@@ -294,6 +295,19 @@ def board_via_get(base, token):
     if r.status_code != 200:
         return None
     return [(e["userId"], e["score"]) for e in r.json()]
+
+
+@contextmanager
+def watched_claims(stack, items, tokens, reader, **options):
+    """A claim stream through A and B and a board socket on each; yields ``(stream, watchers)``, stops all three."""
+    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
+    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens, **options).start()
+    try:
+        yield stream, watchers
+    finally:
+        stream.stop()
+        for watcher in watchers:
+            watcher.stop()
 
 
 def wait_converged(stack, token, watchers, timeout):

@@ -6,16 +6,14 @@ import time
 import requests
 
 from .conftest import USERS
-from .stack import BoardWatcher, ClaimStream, account, wait_converged
+from .stack import account, wait_converged, watched_claims
 
 DOWN_FOR = 3.0
 
 
 def test_postgres_restart_answers_503_then_recovers(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, 50)
-    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
-    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens).start()
-    try:
+    with watched_claims(stack, items, tokens, reader) as (stream, watchers):
         time.sleep(1.5)
         stack.pg.stop(mode="fast")
         down_at = time.monotonic()
@@ -31,10 +29,6 @@ def test_postgres_restart_answers_503_then_recovers(stack, tokens, reader, servi
         stream.stop()
         converged_in = wait_converged(stack, reader, watchers, timeout=10)
         assert requests.get(f"{stack.base_b}/readyz", timeout=10).status_code == 200
-    finally:
-        stream.stop()
-        for watcher in watchers:
-            watcher.stop()
 
     statuses = stream.statuses()
     assert set(statuses) <= {200, 503}, statuses

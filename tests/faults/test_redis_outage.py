@@ -9,19 +9,15 @@ import time
 
 import requests
 
-from tests.support import bearer
-
 from .conftest import USERS
-from .stack import BoardWatcher, ClaimStream, account, wait_converged
+from .stack import account, wait_converged, watched_claims
 
 OUTAGE = float(os.environ.get("SCOREBOARD_FAULT_REDIS_OUTAGE", 5))
 
 
 def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, int(12 * OUTAGE))
-    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
-    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens).start()
-    try:
+    with watched_claims(stack, items, tokens, reader) as (stream, watchers):
         time.sleep(1.5)
         stack.redis.stop()
         down_at = time.monotonic()
@@ -35,10 +31,6 @@ def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
         back_at = time.monotonic()
         converged_in = wait_converged(stack, reader, watchers, timeout=10)
         assert requests.get(f"{stack.base_a}/readyz", timeout=10).status_code == 200
-    finally:
-        stream.stop()
-        for watcher in watchers:
-            watcher.stop()
 
     outage = [o for o in stream.outcomes if down_at <= o.at < back_at]
     assert outage, "no claim was sent while Redis was down"
@@ -53,23 +45,19 @@ def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
 
 def test_frozen_redis_answers_in_bounded_time_and_loses_nothing(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, 40)
-    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
-    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens, threads=4).start()
-    try:
-        time.sleep(1.5)
-        stack.redis.freeze()
-        frozen_at = time.monotonic()
-        ready = requests.get(f"{stack.base_b}/readyz", timeout=15)
-        assert ready.status_code == 503 and "redis" in ready.json()["error"]["failing"]
-        time.sleep(max(0.0, OUTAGE - (time.monotonic() - frozen_at)))
-        stream.stop()
-        stack.redis.thaw()
-        converged_in = wait_converged(stack, reader, watchers, timeout=10)
-    finally:
-        stack.redis.thaw()
-        stream.stop()
-        for watcher in watchers:
-            watcher.stop()
+    with watched_claims(stack, items, tokens, reader, threads=4) as (stream, watchers):
+        try:
+            time.sleep(1.5)
+            stack.redis.freeze()
+            frozen_at = time.monotonic()
+            ready = requests.get(f"{stack.base_b}/readyz", timeout=15)
+            assert ready.status_code == 503 and "redis" in ready.json()["error"]["failing"]
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - frozen_at)))
+            stream.stop()
+            stack.redis.thaw()
+            converged_in = wait_converged(stack, reader, watchers, timeout=10)
+        finally:
+            stack.redis.thaw()
 
     during = [o for o in stream.outcomes if o.at >= frozen_at]
     assert during, "no claim was sent while Redis was frozen"

@@ -4,29 +4,21 @@ import signal
 import time
 
 from .conftest import USERS
-from .stack import BoardWatcher, ClaimStream, account, wait_converged
+from .stack import account, wait_converged, watched_claims
 
 
 def test_worker_sigkill_loses_nothing(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, 40)
-    watchers = [BoardWatcher(base, reader).start() for base in (stack.base_a, stack.base_b)]
-    stream = ClaimStream([stack.base_a, stack.base_b], items, tokens).start()
-    try:
+    with watched_claims(stack, items, tokens, reader) as (stream, watchers):
         time.sleep(1.5)
         stack.processes["worker"].stop(sig=signal.SIGKILL)  # the main process and its pool, at once
         time.sleep(2.5)
         stream.stop()
         stack.start_worker()
-        ready_at = time.monotonic()
         converged_in = wait_converged(stack, reader, watchers, timeout=10)
-    finally:
-        stream.stop()
-        for watcher in watchers:
-            watcher.stop()
 
     assert stream.statuses() == {200: len(stream.outcomes)}, stream.statuses()
     counts = account(stack, stream, "worker SIGKILL", converged_in)
     print(f"[worker SIGKILL] restart -> converged in {converged_in:.2f}s (after the worker was ready)")
     assert counts["lost"] == 0 and counts["acknowledged_not_committed"] == 0
     assert counts["committed"] == counts["on_board"] == len(stream.outcomes)
-    del ready_at
