@@ -5,7 +5,7 @@ concurrent claimant can match ``status = 'pending'``), then an atomic SQL
 increment raises the score and flags the row for the board (the outbox).
 """
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from ..errors import ApiError
 from ..extensions import db
@@ -13,10 +13,13 @@ from ..models import Completion, Score, User, utcnow
 
 completions = Completion.__table__
 scores = Score.__table__
+users = User.__table__
 
 
 def _refusal(action_id, user_id, now):
     """Explain why a claim matched nothing, without revealing other users' ids."""
+    if db.session.scalar(select(User.status).where(User.id == user_id)) == "banned":
+        return ApiError(403, "user_banned", "This account may not claim points.")
     row = db.session.execute(
         select(Completion.user_id, Completion.status, Completion.expires_at).where(Completion.id == action_id)
     ).first()
@@ -31,9 +34,6 @@ def _refusal(action_id, user_id, now):
 
 def claim(action_id, user_id, client_ip=None, user_agent=None):
     """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
-    status = db.session.scalar(select(User.status).where(User.id == user_id))
-    if status == "banned":
-        raise ApiError(403, "user_banned", "This account may not claim points.")
     now = utcnow()
     points = db.session.execute(
         update(completions)
@@ -42,6 +42,8 @@ def claim(action_id, user_id, client_ip=None, user_agent=None):
             completions.c.user_id == user_id,
             completions.c.status == "pending",
             completions.c.expires_at > now,
+            # A ban is checked in the same statement; why nothing matched is worked out only on refusal.
+            ~exists().where(users.c.id == user_id, users.c.status == "banned"),
         )
         .values(status="claimed", claimed_at=now, client_ip=client_ip, user_agent=(user_agent or "")[:256])
         .returning(completions.c.points)
