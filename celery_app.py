@@ -14,4 +14,5 @@ def _fresh_connections_after_fork(**_kwargs):
     from scoreboard.extensions import db
 
     with flask_app.app_context():
-        db.engine.dispose(close=False)
+        for engine in db.engines.values():
+            engine.dispose(close=False)

@@ -66,12 +66,22 @@ class Config:
             {"connect_args": {"timeout": 30}}
             if self.EMBEDDED_DATABASE
             else {
-                "pool_pre_ping": True,
+                # Off by default: a ping is a round trip on every checkout. A connection that died with the
+                # server fails its request with a 503 and the pool replaces every connection it held.
+                "pool_pre_ping": env_bool("DB_PRE_PING", False),
+                "pool_recycle": env_int("DB_POOL_RECYCLE", 1800),
                 "pool_size": env_int("DB_POOL_SIZE", 10),
                 "max_overflow": env_int("DB_MAX_OVERFLOW", 20),
                 "pool_timeout": 5,
                 "connect_args": {"connect_timeout": 3},
             }
+        )
+        # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
+        # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
+        self.SQLALCHEMY_BINDS = (
+            {"claims": {"url": self.DATABASE_URL, "isolation_level": "AUTOCOMMIT", **self.SQLALCHEMY_ENGINE_OPTIONS}}
+            if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql")
+            else {}
         )
 
         # Redis: cache, sorted set, pub/sub, rate limits; unset means in-process.
@@ -162,7 +172,8 @@ class Config:
         # Rate limits (Flask-Limiter); storage follows Redis.
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         self.RATELIMIT_DEFAULT = env("RATE_LIMIT_IP", "50/second;2000/minute")
-        self.RATELIMIT_HEADERS_ENABLED = True
+        # X-RateLimit-* on every response costs a Redis round trip each; off, they go on 429s only.
+        self.RATELIMIT_HEADERS_ENABLED = env_bool("RATE_LIMIT_HEADERS", False)
         self.RATELIMIT_KEY_PREFIX = f"{self.REDIS_PREFIX}ratelimit"
         self.RATELIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
         self.RATE_LIMIT_USER = env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour")

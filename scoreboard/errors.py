@@ -1,14 +1,18 @@
 """JSON errors with a stable machine-readable ``code``: never an HTML page or a traceback."""
 
 import logging
+import time
 
-from flask import jsonify
+from flask import current_app, jsonify
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from .extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +56,34 @@ def handle_api_error(error):
     return error_response(error.status, error.code, error.message, headers, **error.details)
 
 
+def _rate_limit_headers():
+    """``Retry-After`` and ``X-RateLimit-*`` for the limit a 429 breached.
+
+    Flask-Limiter can write these on every response, at the price of reading the window back from
+    Redis each time; by default they are written here instead, on refusals only.
+    """
+    breached = limiter.current_limit
+    if breached is None or current_app.config.get("RATELIMIT_HEADERS_ENABLED"):
+        return {}
+    try:
+        reset_at = breached.reset_at
+    except RedisError:
+        return {"Retry-After": "1"}
+    return {
+        "Retry-After": str(max(1, int(reset_at - time.time()))),
+        "X-RateLimit-Limit": str(breached.limit.amount),
+        "X-RateLimit-Remaining": str(breached.remaining),
+        "X-RateLimit-Reset": str(reset_at),
+    }
+
+
 def handle_http_exception(error):
     """Answer Werkzeug's HTTP errors (404, 405, 413, 429...) as JSON."""
     code = HTTP_CODES.get(error.code, "http_error")
     headers = {}
     if error.code == 429:
-        retry_after = getattr(error, "retry_after", None)
         message = f"Too many requests: limit {error.description}."
-        if retry_after:
-            headers["Retry-After"] = str(retry_after)
-        return error_response(429, code, message, headers)
+        return error_response(429, code, message, _rate_limit_headers())
     return error_response(error.code or 500, code, error.description or code)
 
 

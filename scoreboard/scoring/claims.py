@@ -1,11 +1,15 @@
 """Claiming a completion: the one place a score rises.
 
-One transaction: a conditional UPDATE marks the completion claimed (only one
-concurrent claimant can match ``status = 'pending'``), then an atomic SQL
-increment raises the score and flags the row for the board (the outbox).
+A conditional UPDATE marks the completion claimed (only one concurrent
+claimant can match ``status = 'pending'``) and an atomic SQL increment raises
+the score and flags the row for the board (the outbox), both or neither.
+
+On PostgreSQL both updates are one statement (a data-modifying CTE) run on a
+connection in autocommit (the ``claims`` bind): one round trip commits the claim. SQLite cannot modify data in a
+CTE, so the embedded database runs the same two updates in one transaction.
 """
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from ..errors import ApiError
 from ..extensions import db
@@ -15,13 +19,45 @@ completions = Completion.__table__
 scores = Score.__table__
 users = User.__table__
 
+# Bound names differ from the columns': SQLAlchemy reserves column names for SET values.
+_claimed = (
+    update(completions)
+    .where(
+        completions.c.id == bindparam("p_action"),
+        completions.c.user_id == bindparam("p_user"),
+        completions.c.status == "pending",
+        completions.c.expires_at > bindparam("p_now"),
+        # A ban is checked in the same statement; why nothing matched is worked out only on refusal.
+        ~exists().where(users.c.id == bindparam("p_user"), users.c.status == "banned"),
+    )
+    .values(status="claimed", claimed_at=bindparam("p_now"), client_ip=bindparam("p_ip"),
+            user_agent=bindparam("p_agent"))
+)
 
-def _refusal(action_id, user_id, now):
+
+def _raise_score(points, user_id):
+    """The score increment, flagging the row for the board; ``points`` and ``user_id`` are SQL expressions."""
+    return (
+        update(scores)
+        .where(scores.c.user_id == user_id)
+        .values(score=scores.c.score + points, reached_at=bindparam("p_now"), version=scores.c.version + 1,
+                board_pending=True)
+        .returning(scores.c.score)
+    )
+
+
+_claimed_cte = _claimed.returning(completions.c.user_id, completions.c.points).cte("claimed")
+CLAIM_ONE_STATEMENT = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
+CLAIM_COMPLETION = _claimed.returning(completions.c.points)
+RAISE_SCORE = _raise_score(bindparam("p_points"), bindparam("p_user"))
+
+
+def _refusal(action_id, user_id):
     """Explain why a claim matched nothing, without revealing other users' ids."""
     if db.session.scalar(select(User.status).where(User.id == user_id)) == "banned":
         return ApiError(403, "user_banned", "This account may not claim points.")
     row = db.session.execute(
-        select(Completion.user_id, Completion.status, Completion.expires_at).where(Completion.id == action_id)
+        select(Completion.user_id, Completion.status).where(Completion.id == action_id)
     ).first()
     if row is None or row.user_id != user_id:
         return ApiError(404, "action_not_found", "No such actionId for this user.")
@@ -32,30 +68,29 @@ def _refusal(action_id, user_id, now):
     return ApiError(410, "action_expired", "This actionId has expired.")
 
 
-def claim(action_id, user_id, client_ip=None, user_agent=None):
-    """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
-    now = utcnow()
-    points = db.session.execute(
-        update(completions)
-        .where(
-            completions.c.id == action_id,
-            completions.c.user_id == user_id,
-            completions.c.status == "pending",
-            completions.c.expires_at > now,
-            # A ban is checked in the same statement; why nothing matched is worked out only on refusal.
-            ~exists().where(users.c.id == user_id, users.c.status == "banned"),
-        )
-        .values(status="claimed", claimed_at=now, client_ip=client_ip, user_agent=(user_agent or "")[:256])
-        .returning(completions.c.points)
-    ).scalar()
+def _claim_in_one_statement(engine, params):
+    """Claim and raise the score in one autocommitted statement (PostgreSQL)."""
+    with engine.connect() as conn:
+        return conn.execute(CLAIM_ONE_STATEMENT, params).scalar()
+
+
+def _claim_in_one_transaction(params):
+    """The same two updates as one ORM transaction, for databases without data-modifying CTEs."""
+    points = db.session.execute(CLAIM_COMPLETION, params).scalar()
     if points is None:
         db.session.rollback()
-        raise _refusal(action_id, user_id, now)
-    new_score = db.session.execute(
-        update(scores)
-        .where(scores.c.user_id == user_id)
-        .values(score=scores.c.score + points, reached_at=now, version=scores.c.version + 1, board_pending=True)
-        .returning(scores.c.score)
-    ).scalar_one()
+        return None
+    new_score = db.session.execute(RAISE_SCORE, {**params, "p_points": points}).scalar_one()
     db.session.commit()
+    return new_score
+
+
+def claim(action_id, user_id, client_ip=None, user_agent=None):
+    """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
+    params = {"p_action": action_id, "p_user": user_id, "p_now": utcnow(), "p_ip": client_ip,
+              "p_agent": (user_agent or "")[:256]}
+    autocommit = db.engines.get("claims")
+    new_score = _claim_in_one_statement(autocommit, params) if autocommit else _claim_in_one_transaction(params)
+    if new_score is None:
+        raise _refusal(action_id, user_id)
     return int(new_score)
