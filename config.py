@@ -195,6 +195,8 @@ class Config:
         self.WS_IDLE_WAKE = float(env("WS_IDLE_WAKE", 30))
         # GET /api/score/top answers from the board each web process keeps in memory (kept by pub/sub).
         self.BOARD_IN_MEMORY = env_bool("BOARD_IN_MEMORY", True)
+        # Each web process also keeps the revoked token ids, so checking a token costs no Redis round trip.
+        self.REVOCATIONS_IN_MEMORY = env_bool("REVOCATIONS_IN_MEMORY", True)
 
         self.MAX_CONTENT_LENGTH = env_int("MAX_BODY_BYTES", 16 * 1024)
         self.LOG_LEVEL = env("LOG_LEVEL", "INFO")

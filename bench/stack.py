@@ -228,6 +228,21 @@ class Stack:
         """Pids of gunicorn's worker processes."""
         return children(self.web.pid) if self.web and self.web.alive() else []
 
+    def process_groups(self):
+        """Pids by role: the web workers, the Celery worker, PostgreSQL's and Redis's server processes."""
+        by_name = {"postgres": [], "redis-server": []}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    name = (entry / "comm").read_text().strip()
+                except OSError:
+                    continue
+                if name in by_name:
+                    by_name[name].append(int(entry.name))
+        worker = [self.worker.pid, *children(self.worker.pid)] if self.worker and self.worker.alive() else []
+        return {"web": self.web_workers(), "worker": worker, "postgres": by_name["postgres"],
+                "redis": by_name["redis-server"]}
+
     def web_rss_kib(self):
         """Resident memory of all gunicorn workers together, in KiB."""
         return sum(rss_kib(pid) for pid in self.web_workers())

@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError, error_response
 from .extensions import jwt
+from .live.relay import memory_relay
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,17 @@ def _claims_are_well_formed(header, payload):
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(header, payload):
-    """Revoked by ``jti`` (logout, bans). Redis down fails open: tokens are short-lived and
-    bans are enforced from the database on every claim."""
+    """Revoked by ``jti`` (logout, bans), from the process's copy while it is current, else from Redis.
+
+    Redis down fails open: tokens are short-lived and bans are enforced from the database on every claim.
+    """
     jti = payload.get("jti")
     if not jti:
         return False
+    relay = memory_relay(current_app._get_current_object(), "REVOCATIONS_IN_MEMORY")
+    known = relay.is_revoked(jti) if relay else None
+    if known is not None:
+        return known
     try:
         return current_app.extensions["scoreboard.store"].is_token_revoked(jti)
     except RedisError as exc:
@@ -165,12 +172,22 @@ def _is_revoked(header, payload):
         return False
 
 
+def revoke_jti(jti, ttl):
+    """Refuse tokens with this ``jti`` for ``ttl`` seconds, in this process at once and in the others
+    as soon as the revocation reaches them (milliseconds)."""
+    app = current_app._get_current_object()
+    lapses = app.extensions["scoreboard.store"].revoke_token(jti, max(1, ttl))
+    relay = memory_relay(app, "REVOCATIONS_IN_MEMORY")
+    if relay:
+        relay.note_revoked(jti, lapses)
+
+
 def revoke(payload, fallback_ttl=None):
     """Revoke the token with these claims until it would have expired anyway."""
     ttl = payload.get("exp", 0) - time.time() + current_app.config["JWT_DECODE_LEEWAY"]
     if fallback_ttl is not None and ttl <= 0:
         ttl = fallback_ttl
-    current_app.extensions["scoreboard.store"].revoke_token(payload["jti"], max(1, ttl))
+    revoke_jti(payload["jti"], ttl)
 
 
 def _refuse_oversized_tokens():

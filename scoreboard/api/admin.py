@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from ..auth import current_user_id, role_required
+from ..auth import current_user_id, revoke_jti, role_required
 from ..board.pipeline import request_refresh
 from ..extensions import db
 from ..models import AuditEntry
@@ -81,7 +81,7 @@ def revoke_token():
     """Refuse a token by its ``jti`` from now on (for as long as any token lives)."""
     body = parse_body(RevokeBody)
     ttl = current_app.config["REVOCATION_TTL"]
-    current_app.extensions["scoreboard.store"].revoke_token(body.jti, ttl)
+    revoke_jti(body.jti, ttl)
     actor, ip = _actor()
     rules.audit(actor, ip, "revoke", body.reason, jti=body.jti)
     db.session.commit()

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify
 
 from ..auth import board_reader
 from ..board.pipeline import read_board
-from ..live.relay import get_relay
+from ..live.relay import memory_relay
 from ..ops import metrics
 from .openapi import Reply, documented
 from .schemas import TopEntry
@@ -14,12 +14,8 @@ bp = Blueprint("board", __name__, url_prefix="/api/score")
 
 def _from_memory(app):
     """``(version, body)`` from this process's relay, or None when it cannot vouch for being current."""
-    # In-process tests reset Redis between tests under a relay that would not notice, so they read the cache.
-    if not app.config["BOARD_IN_MEMORY"] or app.testing:
-        return None
-    relay = get_relay(app)
-    relay.start()
-    return relay.current()
+    relay = memory_relay(app, "BOARD_IN_MEMORY")
+    return relay.current() if relay else None
 
 
 @bp.get("/top")

@@ -76,7 +76,7 @@ class MemoryStore:
             self._message = board_message("update", self._version, top_json, changed_at)
             message, listeners = self._message, list(self._listeners)
         for listener in listeners:
-            listener(message)
+            listener("board", message)
         return self._version
 
     def cached_board(self):
@@ -146,20 +146,32 @@ class MemoryStore:
         self._last_refresh = time.time()
 
     def revoke_token(self, jti, ttl):
-        """Refuse the token ``jti`` until ``ttl`` seconds from now."""
+        """Refuse the token ``jti`` until ``ttl`` seconds from now; returns when the revocation lapses."""
+        lapses = time.time() + max(1, int(ttl))
         with self._lock:
-            self._revoked[jti] = time.time() + ttl
+            lapses = self._revoked[jti] = max(lapses, self._revoked.get(jti, 0))
+            listeners = list(self._listeners)
+        payload = json.dumps({"jti": jti, "exp": lapses})
+        for listener in listeners:
+            listener("revoked", payload)
+        return lapses
 
     def is_token_revoked(self, jti):
         """Whether ``jti`` was revoked (and its revocation has not lapsed)."""
         return self._revoked.get(jti, 0) > time.time()
 
+    def revoked_tokens(self):
+        """Every revocation in force: ``{jti: lapse time}``."""
+        now = time.time()
+        with self._lock:
+            return {jti: lapses for jti, lapses in self._revoked.items() if lapses > now}
+
     def listen(self, on_message, stop):
-        """Deliver every broadcast to ``on_message`` until ``stop`` is set."""
+        """Call ``on_message(kind, payload)`` for every broadcast and revocation until ``stop`` is set."""
         with self._lock:
             self._listeners.append(on_message)
         try:
-            on_message(None)
+            on_message("subscribed", None)
             stop.wait()
         finally:
             with self._lock:

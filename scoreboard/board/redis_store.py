@@ -13,7 +13,9 @@ Keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>refresh:lock``         lock    held while a recompute runs
 ``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
 ``<p>stats:recomputes``     string  recomputes run so far (a counter, for the benchmark and ops)
+``<p>revoked``              zset    revoked token ``jti`` -> when its revocation lapses (epoch s)
 ``<p>board`` (channel)      pub/sub every broadcast message
+``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
 ==========================  ======  ===========================================================
 """
 
@@ -86,10 +88,11 @@ class RedisStore:
         )
         self.prefix = prefix
         self.channel = f"{prefix}board"
+        self.revocations_channel = f"{prefix}revoked"
         k = self.key
         self.keys = {n: k(n) for n in ("rank", "rank:state", "rank:built", "top", "top:published",
                                          "top:version", "refresh:pending", "refresh:lock", "refresh:last",
-                                         "stats:recomputes")}
+                                         "stats:recomputes", "revoked")}
         self._apply = self.redis.register_script(APPLY)
         self._publish = self.redis.register_script(PUBLISH_IF_CHANGED)
 
@@ -236,35 +239,54 @@ class RedisStore:
             pipe.incr(self.keys["stats:recomputes"])
             pipe.execute()
 
-    # Token revocation (logout, bans): one key per revoked jti, kept until the token would expire.
+    # Token revocation (logout, bans): a sorted set of jti -> lapse time, announced on a channel so every
+    # process keeps a copy and checks tokens without a round trip.
     def revoke_token(self, jti, ttl):
-        """Refuse the token ``jti`` from now on."""
-        self.redis.set(self.key(f"revoked:{jti}"), "1", ex=max(1, int(ttl)))
+        """Refuse the token ``jti`` for ``ttl`` seconds from now; returns when the revocation lapses."""
+        now = time.time()
+        lapses = now + max(1, int(ttl))
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self.keys["revoked"], "-inf", now)
+            pipe.zadd(self.keys["revoked"], {jti: lapses}, gt=True)  # adds, or only ever extends
+            pipe.publish(self.revocations_channel, json.dumps({"jti": jti, "exp": lapses}))
+            pipe.execute()
+        return lapses
 
     def is_token_revoked(self, jti):
-        """Whether ``jti`` was revoked."""
-        return bool(self.redis.exists(self.key(f"revoked:{jti}")))
+        """Whether ``jti`` was revoked (and its revocation has not lapsed)."""
+        lapses = self.redis.zscore(self.keys["revoked"], jti)
+        return lapses is not None and lapses > time.time()
+
+    def revoked_tokens(self):
+        """Every revocation in force: ``{jti: lapse time}``."""
+        rows = self.redis.zrangebyscore(self.keys["revoked"], f"({time.time()}", "+inf", withscores=True)
+        return dict(rows)
 
     # Pub/sub.
     def listen(self, on_message, stop):
-        """Call ``on_message(payload)`` with the latest broadcast until ``stop`` is set; raises if Redis drops.
+        """Call ``on_message(kind, payload)`` until ``stop`` is set; raises if Redis drops.
 
+        ``kind`` is ``"subscribed"`` once listening (the caller re-syncs what it may have
+        missed), ``"revoked"`` for each revocation and ``"board"`` for a broadcast.
         Broadcasts that queued up while the previous one was being handed out are
         skipped for the newest: each is a whole board, so only the latest matters,
         and a fan-out slower than the broadcast rate never falls further behind.
         """
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(self.channel)
-            on_message(None)  # subscribed: the caller re-syncs what it may have missed
+            pubsub.subscribe(self.channel, self.revocations_channel)
+            on_message("subscribed", None)
             while not stop.is_set():
                 latest = None
                 message = pubsub.get_message(timeout=1.0)
                 while message is not None:
                     if message["type"] == "message":
-                        latest = message["data"]
+                        if message["channel"] == self.channel:
+                            latest = message["data"]
+                        else:
+                            on_message("revoked", message["data"])
                     message = pubsub.get_message(timeout=0)
                 if latest is not None:
-                    on_message(latest)
+                    on_message("board", latest)
         finally:
             pubsub.close()

@@ -8,7 +8,9 @@ frame at once (a slow client) gets it through its own thread instead, which
 keeps only the latest frame and gives up after a send timeout, so one slow
 client never holds up the others.
 
-The relay also keeps the latest board in memory for ``GET /api/score/top``.
+The relay also keeps the latest board in memory for ``GET /api/score/top``, and
+the revoked token ids for token checks, both current for as long as it is
+subscribed.
 Everything here works with plain threads (gthread, the dev server) and with
 gevent's monkey-patched ones.
 """
@@ -184,6 +186,7 @@ class Relay:
         self.version = -1
         self.top_body = None  # the latest top list as a JSON body, for GET /api/score/top and snapshots
         self.healthy = False  # subscribed and hearing every broadcast
+        self._revoked = {}  # jti -> when its revocation lapses (epoch s)
         self._subscribers = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -228,6 +231,20 @@ class Relay:
         version, body = self.version, self.top_body
         return None if body is None else (version, body)
 
+    def is_revoked(self, jti):
+        """Whether ``jti`` is revoked, from memory; None when the copy may be stale (not subscribed)."""
+        if not self.healthy:
+            return None
+        return self._revoked.get(jti, 0) > time.time()
+
+    def note_revoked(self, jti, lapses):
+        """Record a revocation (from the channel, or made by this process and not to wait for the echo)."""
+        now = time.time()
+        if len(self._revoked) > 1024:  # revocations are rare: dropping lapsed ones now and then is enough
+            self._revoked = {j: t for j, t in self._revoked.items() if t > now}
+        if lapses > now:
+            self._revoked[jti] = max(lapses, self._revoked.get(jti, 0))
+
     def deliver(self, message):
         """Send ``message`` to every socket if it is newer than what was last relayed."""
         board = json.loads(message)
@@ -263,21 +280,26 @@ class Relay:
         return len(subscribers)
 
     def _resync(self):
-        """After (re)subscribing, catch up on anything broadcast while not listening."""
+        """After (re)subscribing, catch up on anything broadcast or revoked while not listening."""
         from ..board.entry import board_message
         from ..board.pipeline import dumps, read_board
 
+        # Subscribed first, loaded second: a revocation made in between arrives on the channel as well.
+        self._revoked = self.store.revoked_tokens()
         with self.app.app_context():
             board = read_board()
         self.deliver(board_message("update", board["version"], dumps(board["top"])))
 
-    def _on_message(self, message):
-        if message is None:
+    def _on_message(self, kind, payload):
+        if kind == "subscribed":
             self._resync()
             self.healthy = True
+        elif kind == "revoked":
+            revocation = json.loads(payload)
+            self.note_revoked(revocation["jti"], float(revocation["exp"]))
         else:
             started = time.monotonic()
-            self.deliver(message)
+            self.deliver(payload)
             spent = time.monotonic() - started
             if spent > 0.005:
                 self._stop.wait(spent * FANOUT_REST)
@@ -301,4 +323,16 @@ def get_relay(app):
     relay = app.extensions.get("scoreboard.relay")
     if relay is None:
         relay = app.extensions.setdefault("scoreboard.relay", Relay(app, app.extensions["scoreboard.store"]))
+    return relay
+
+
+def memory_relay(app, setting):
+    """The process's relay, listening, if ``setting`` keeps a copy in memory; None if it is off.
+
+    In-process tests reset Redis between tests under a relay that would not notice, so they use Redis.
+    """
+    if not app.config[setting] or app.testing:
+        return None
+    relay = get_relay(app)
+    relay.start()
     return relay
