@@ -71,7 +71,9 @@ class Config:
                 "pool_pre_ping": env_bool("DB_PRE_PING", False),
                 "pool_recycle": env_int("DB_POOL_RECYCLE", 1800),
                 "pool_size": env_int("DB_POOL_SIZE", 10),
-                "max_overflow": env_int("DB_MAX_OVERFLOW", 20),
+                # No overflow by default: under steady load an overflow connection is opened for a request and
+                # closed after it (a new server process each time); waiting for a pooled one is far cheaper.
+                "max_overflow": env_int("DB_MAX_OVERFLOW", 0),
                 "pool_timeout": 5,
                 "connect_args": {"connect_timeout": 3},
             }

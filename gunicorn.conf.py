@@ -12,6 +12,8 @@ open socket holds two threads (the handler and simple-websocket's reader) and
 import multiprocessing
 import os
 
+from gunicorn.glogging import Logger
+
 
 def _env(name, default):
     return os.environ.get(f"SCOREBOARD_{name}", default)
@@ -29,11 +31,24 @@ backlog = int(_env("BACKLOG", 4096))
 timeout = int(_env("WEB_TIMEOUT", 60))
 graceful_timeout = int(_env("GRACEFUL_TIMEOUT", 20))
 keepalive = 5
+# The app writes one JSON line per request (with request and user ids); gunicorn's own access line is
+# extra, off unless asked for.
 accesslog = _env("ACCESS_LOG", None)
 errorlog = "-"
 loglevel = _env("LOG_LEVEL", "info").lower()
 # No preload: each worker builds its own app, pools and relay after the fork.
 preload_app = False
+
+class QuietAccessLogger(Logger):
+    """Gunicorn's logger, but with a logging config set it writes access lines only if ``accesslog`` is."""
+
+    def access(self, resp, req, environ, request_time):
+        """Log the request only when an access log was asked for (otherwise gunicorn formats one anyway)."""
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = QuietAccessLogger
 
 if _env("LOG_FORMAT", "json") == "json":
     # Gunicorn's own lines (boot, worker exits, timeouts) as JSON, like the app's (scoreboard.ops.logging).

@@ -44,7 +44,7 @@ def stack_env(db_name, prefix, port, extra=None):
         "SCOREBOARD_WEB_WORKERS": "2",
         # Two workers share PostgreSQL's 100 connections with whatever else runs here.
         "SCOREBOARD_DB_POOL_SIZE": "8",
-        "SCOREBOARD_DB_MAX_OVERFLOW": "4",
+        "SCOREBOARD_DB_MAX_OVERFLOW": "0",
         "SCOREBOARD_RATE_LIMIT_IP": "1000000/second;100000000/minute",
         "SCOREBOARD_RATE_LIMIT_USER": "1000000/second;100000000/minute;1000000000/hour",
         # Every bench socket comes from 127.0.0.1 and one origin.
