@@ -419,18 +419,11 @@ def latency_phase(db_name, users, run_id, log_dir, tokens, runs, seconds, worker
 
 # --- the table ------------------------------------------------------------------------------------
 
-def table(out):
-    """The results as one Markdown table (medians of the runs)."""
-    http = out["http"]
+def http_rows(http, row):
+    """The throughput rows: empty endpoint, the two ratios, CPU per request by process."""
     empty = median([r["rps"] for r in http["empty"]])
     top = median([r["rps"] for r in http["top"]])
     claims = median([r["rps"] for r in http["claims"]])
-    lines = ["| measure | result | target | met |", "|---|---|---|---|"]
-
-    def row(name, value, target, met):
-        verdict = "—" if met is None else ("yes" if met else "**no**")
-        lines.append(f"| {name} | {value} | {target} | {verdict} |")
-
     cpu = {k: median([r.get("cpu_us") for r in http[k]]) for k in ("empty", "top", "claims")}
     row("empty endpoint req/s (wrk, 32 connections)", f"{empty:,.0f} ({cpu['empty']:,.0f} µs web CPU/req)",
         "(yardstick)", None)
@@ -447,6 +440,19 @@ def table(out):
             + f" (all {sum(by_role[k].values()):,.0f})"
             for k, name in (("empty", "empty"), ("top", "top-10 GET"), ("claims", "claim")))
         row("CPU µs per request, by process", value, "(where the time goes)", None)
+
+
+def table(out):
+    """The results as one Markdown table (medians of the runs)."""
+    http = out.get("http") or {"empty": [], "top": [], "claims": []}
+    lines = ["| measure | result | target | met |", "|---|---|---|---|"]
+
+    def row(name, value, target, met):
+        verdict = "—" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {value} | {target} | {verdict} |")
+
+    if http["empty"]:
+        http_rows(http, row)
     for count, rate, limit in ((1000, 200, 100), (1000, 1000, None), (10000, 200, None), (10000, 1000, 1000)):
         runs = [r for r in out.get("sockets", []) if r["sockets"] == count and r["rate"] == rate]
         if not runs:

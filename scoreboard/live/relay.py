@@ -17,6 +17,7 @@ gevent's monkey-patched ones.
 
 import json
 import logging
+import os
 import select
 import socket
 import threading
@@ -191,14 +192,17 @@ class Relay:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
+        self._running = None  # pid of the process whose listener thread runs (set as it starts, cleared as it ends)
 
     def start(self):
         """Start the listener thread once per process (lazily, so after any fork)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        # Called on every board read and token check: a plain attribute, not Thread.is_alive() (a lock).
+        # It holds the pid that started the thread, since a forked child inherits the attribute, not the thread.
+        if self._running == os.getpid():
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if self._running != os.getpid():
+                self._running = os.getpid()
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="board-relay", daemon=True)
                 self._thread.start()
@@ -305,6 +309,13 @@ class Relay:
                 self._stop.wait(spent * FANOUT_REST)
 
     def _run(self):
+        try:
+            self._listen_until_stopped()
+        finally:
+            self.healthy = False
+            self._running = None
+
+    def _listen_until_stopped(self):
         backoff = 0.2
         while not self._stop.is_set():
             try:
@@ -315,7 +326,6 @@ class Relay:
                 log.warning("board relay lost its subscription, retrying in %.1fs: %s", backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-        self.healthy = False
 
 
 def get_relay(app):
