@@ -66,9 +66,9 @@ class Config:
             {"connect_args": {"timeout": 30}}
             if self.EMBEDDED_DATABASE
             else {
-                # Off by default: a ping is a round trip on every checkout. A connection that died with the
-                # server fails its request with a 503 and the pool replaces every connection it held.
-                "pool_pre_ping": env_bool("DB_PRE_PING", False),
+                # A round trip per checkout, so that a request never meets a connection that died with a
+                # restarted server. The claims pool below does without: a claim retries once instead.
+                "pool_pre_ping": env_bool("DB_PRE_PING", True),
                 "pool_recycle": env_int("DB_POOL_RECYCLE", 1800),
                 "pool_size": env_int("DB_POOL_SIZE", 10),
                 # No overflow by default: under steady load an overflow connection is opened for a request and
@@ -81,7 +81,8 @@ class Config:
         # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
         # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
         self.SQLALCHEMY_BINDS = (
-            {"claims": {"url": self.DATABASE_URL, "isolation_level": "AUTOCOMMIT", **self.SQLALCHEMY_ENGINE_OPTIONS}}
+            {"claims": {**self.SQLALCHEMY_ENGINE_OPTIONS, "url": self.DATABASE_URL, "isolation_level": "AUTOCOMMIT",
+                        "pool_pre_ping": False}}
             if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql")
             else {}
         )

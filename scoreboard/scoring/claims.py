@@ -10,6 +10,7 @@ CTE, so the embedded database runs the same two updates in one transaction.
 """
 
 from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import ApiError
 from ..extensions import db
@@ -69,9 +70,19 @@ def _refusal(action_id, user_id):
 
 
 def _claim_in_one_statement(engine, params):
-    """Claim and raise the score in one autocommitted statement (PostgreSQL)."""
-    with engine.connect() as conn:
-        return conn.execute(CLAIM_ONE_STATEMENT, params).scalar()
+    """Claim and raise the score in one autocommitted statement (PostgreSQL).
+
+    A pooled connection left dead by a database restart fails its first use (and the pool drops all
+    such connections); the claim is then run once more on a fresh one. That is safe even if the first
+    attempt did commit: the completion is no longer pending, so the second claims nothing.
+    """
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as conn:
+                return conn.execute(CLAIM_ONE_STATEMENT, params).scalar()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
 
 
 def _claim_in_one_transaction(params):
