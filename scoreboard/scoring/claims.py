@@ -5,8 +5,11 @@ claimant can match ``status = 'pending'``) and an atomic SQL increment raises
 the score and flags the row for the board (the outbox), both or neither.
 
 On PostgreSQL both updates are one statement (a data-modifying CTE) run on a
-connection in autocommit (the ``claims`` bind): one round trip commits the claim. SQLite cannot modify data in a
-CTE, so the embedded database runs the same two updates in one transaction.
+connection in autocommit (the ``claims`` bind): one round trip commits the
+claim. SQLite cannot modify data in a CTE, so the embedded database runs the
+same two updates in one transaction. Every user with a completion has a score
+row (``ensure_user`` writes both in the transaction that records it), so the
+second update always matches when the first did.
 """
 
 from sqlalchemy import bindparam, exists, select, update
