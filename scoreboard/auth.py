@@ -182,12 +182,9 @@ def revoke_jti(jti, ttl):
         relay.note_revoked(jti, lapses)
 
 
-def revoke(payload, fallback_ttl=None):
+def revoke(payload):
     """Revoke the token with these claims until it would have expired anyway."""
-    ttl = payload.get("exp", 0) - time.time() + current_app.config["JWT_DECODE_LEEWAY"]
-    if fallback_ttl is not None and ttl <= 0:
-        ttl = fallback_ttl
-    revoke_jti(payload["jti"], ttl)
+    revoke_jti(payload["jti"], payload.get("exp", 0) - time.time() + current_app.config["JWT_DECODE_LEEWAY"])
 
 
 def _refuse_oversized_tokens():

@@ -191,7 +191,6 @@ class Relay:
         self._subscribers = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = None
         self._running = None  # pid of the process whose listener thread runs (set as it starts, cleared as it ends)
 
     def start(self):
@@ -204,8 +203,7 @@ class Relay:
             if self._running != os.getpid():
                 self._running = os.getpid()
                 self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="board-relay", daemon=True)
-                self._thread.start()
+                threading.Thread(target=self._run, name="board-relay", daemon=True).start()
 
     def stop(self):
         """Stop listening (the thread exits within a second)."""
