@@ -81,8 +81,14 @@ class Config:
         # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
         # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
         self.SQLALCHEMY_BINDS = (
-            {"claims": {**self.SQLALCHEMY_ENGINE_OPTIONS, "url": self.DATABASE_URL, "isolation_level": "AUTOCOMMIT",
-                        "pool_pre_ping": False}}
+            {
+                "claims": {
+                    **self.SQLALCHEMY_ENGINE_OPTIONS,
+                    "url": self.DATABASE_URL,
+                    "isolation_level": "AUTOCOMMIT",
+                    "pool_pre_ping": False,
+                }
+            }
             if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql")
             else {}
         )
@@ -103,8 +109,7 @@ class Config:
             # Board work has a queue of its own, so housekeeping never sits in front of a recompute;
             # a worker started without -Q consumes both (see docs/performance.md for worker settings).
             "task_default_queue": env("CELERY_QUEUE", "board"),
-            "task_queues": (Queue(env("CELERY_QUEUE", "board")),
-                            Queue(env("CELERY_MAINTENANCE_QUEUE", "maintenance"))),
+            "task_queues": (Queue(env("CELERY_QUEUE", "board")), Queue(env("CELERY_MAINTENANCE_QUEUE", "maintenance"))),
             "task_routes": {"workers.maintenance.*": {"queue": env("CELERY_MAINTENANCE_QUEUE", "maintenance")}},
             # One task reserved at a time: a queued recompute never waits behind a busy process.
             "worker_prefetch_multiplier": 1,

@@ -39,6 +39,7 @@ loglevel = _env("LOG_LEVEL", "info").lower()
 # No preload: each worker builds its own app, pools and relay after the fork.
 preload_app = False
 
+
 class QuietAccessLogger(Logger):
     """Gunicorn's logger, but with a logging config set it writes access lines only if ``accesslog`` is."""
 
@@ -52,15 +53,28 @@ logger_class = QuietAccessLogger
 
 if _env("LOG_FORMAT", "json") == "json":
     # Gunicorn's own lines (boot, worker exits, timeouts) as JSON, like the app's (scoreboard.ops.logging).
-    _json = {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "{levelname}{name}{process}{message}", "style": "{",
-             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"}, "timestamp": "time"}
+    _json = {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": "{levelname}{name}{process}{message}",
+        "style": "{",
+        "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+        "timestamp": "time",
+    }
     logconfig_dict = {
         "formatters": {"generic": _json},
         "loggers": {
-            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False,
-                               "qualname": "gunicorn.error"},
-            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False,
-                                "qualname": "gunicorn.access"},
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["error_console"],
+                "propagate": False,
+                "qualname": "gunicorn.error",
+            },
+            "gunicorn.access": {
+                "level": "INFO",
+                "handlers": ["console"],
+                "propagate": False,
+                "qualname": "gunicorn.access",
+            },
         },
         # The app adds its own JSON handler to the root logger in each worker.
         "root": {"level": "INFO", "handlers": []},

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -40,14 +40,31 @@ def ensure_wrk():
     log("wrk is missing: installing it with apt-get")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        sudo + ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 def wrk(url, script, args=(), seconds=8, connections=32, threads=1):
     """Run wrk with one of bench/wrk's scripts; returns its JSON summary."""
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
-            "-s", str(HERE / "wrk" / script), url, "--", *[str(a) for a in args]]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(HERE / "wrk" / script),
+        url,
+        "--",
+        *[str(a) for a in args],
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     for line in reversed(out.stdout.splitlines()):
         if line.startswith("{"):
@@ -113,7 +130,7 @@ class RecomputeSampler:
         mean = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
         peak = 0.0
         for i, (t, n) in enumerate(inside):
-            for t2, n2 in inside[i + 1:]:
+            for t2, n2 in inside[i + 1 :]:
                 if t2 - t >= 1.0:
                     peak = max(peak, (n2 - n) / (t2 - t))
                     break
@@ -171,6 +188,7 @@ def median(values):
 
 # --- socket delivery ------------------------------------------------------------------------------
 
+
 def delivery(claims, sockets):
     """Claim -> socket latencies (s) for every successful claim and every sampled socket.
 
@@ -215,9 +233,15 @@ class SocketFleet:
     def __init__(self, base, token, log_dir):
         url = base.replace("http://", "ws://") + "/ws/scoreboard"
         self.err = open(Path(log_dir) / "sockets.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.sockets", url, token, stack.ORIGIN],
-                                     cwd=stack.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.sockets", url, token, stack.ORIGIN],
+            cwd=stack.ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            start_new_session=True,
+        )
 
     def ask(self, line, timeout=180):
         """Send one command; return its answer."""
@@ -252,9 +276,23 @@ def claim_phase(st, fleet, claims_file, rate, seconds, out_dir, label):
     sampler = RecomputeSampler(prefix)
     out = Path(out_dir) / f"claims-{label}.json"
     try:
-        subprocess.run([sys.executable, "-m", "bench.claimer", st.base, claims_file, str(rate), str(seconds),
-                        stack.REDIS_URL, prefix + "board", str(out)], cwd=stack.ROOT, check=True,
-                       timeout=seconds + 90)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.claimer",
+                st.base,
+                claims_file,
+                str(rate),
+                str(seconds),
+                stack.REDIS_URL,
+                prefix + "board",
+                str(out),
+            ],
+            cwd=stack.ROOT,
+            check=True,
+            timeout=seconds + 90,
+        )
     finally:
         sampler.close()
     time.sleep(2)  # claims an overloaded server still holds finish here, not in the next run
@@ -271,26 +309,40 @@ def claim_phase(st, fleet, claims_file, rate, seconds, out_dir, label):
     recompute_rate, recompute_peak = sampler.rates(claims["start"], claims["sent_until"])
     answered = [c for c in claims["claims"] if c[2] == 200]
     result = {
-        "label": label, "rate": rate, "claims_ok": ok, "claims_failed": len(claims["claims"]) - ok,
+        "label": label,
+        "rate": rate,
+        "claims_ok": ok,
+        "claims_failed": len(claims["claims"]) - ok,
         # Claims answered 200 per second, over the time from the first claim due to the last answer.
         "claims_per_s": ok / max(1e-9, max(c[1] for c in answered) - claims["start"]) if answered else 0,
-        "p50_ms": pct(latencies, 50) * 1000, "p95_ms": pct(latencies, 95) * 1000,
-        "p99_ms": pct(latencies, 99) * 1000, "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p95_ms": pct(latencies, 95) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
         # The same, counted from the claim's answer: the delivery pipeline alone, without the claim's own wait.
-        "answer_p50_ms": pct(after_answer, 50) * 1000, "answer_p99_ms": pct(after_answer, 99) * 1000,
-        "claim_p50_ms": pct(waits, 50) * 1000, "claim_p99_ms": pct(waits, 99) * 1000,
-        "recomputes_per_s": recompute_rate, "recomputes_peak_per_s": recompute_peak,
+        "answer_p50_ms": pct(after_answer, 50) * 1000,
+        "answer_p99_ms": pct(after_answer, 99) * 1000,
+        "claim_p50_ms": pct(waits, 50) * 1000,
+        "claim_p99_ms": pct(waits, 99) * 1000,
+        "recomputes_per_s": recompute_rate,
+        "recomputes_peak_per_s": recompute_peak,
         "broadcasts_per_s": len(window) / span if span > 0 else float("nan"),
-        "undelivered_claims": undelivered, "missed_pairs": missed, "pairs": len(latencies),
-        "sockets_open": sockets["open"], "frames": sockets["frames"],
+        "undelivered_claims": undelivered,
+        "missed_pairs": missed,
+        "pairs": len(latencies),
+        "sockets_open": sockets["open"],
+        "frames": sockets["frames"],
     }
-    log(f"  {label}: {ok} claims ({result['claims_failed']} failed) p50 {result['p50_ms']:.0f} ms, "
+    log(
+        f"  {label}: {ok} claims ({result['claims_failed']} failed) p50 {result['p50_ms']:.0f} ms, "
         f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms; "
-        f"{result['recomputes_per_s']:.1f} recomputes/s, {result['broadcasts_per_s']:.1f} broadcasts/s")
+        f"{result['recomputes_per_s']:.1f} recomputes/s, {result['broadcasts_per_s']:.1f} broadcasts/s"
+    )
     return result
 
 
 # --- the phases -----------------------------------------------------------------------------------
+
 
 def http_phase(st, files, tokens, runs, seconds, out, prof_dir=None):
     """Empty endpoint, top-10 GET and claims, interleaved, ``runs`` times each."""
@@ -320,11 +372,13 @@ def http_phase(st, files, tokens, runs, seconds, out, prof_dir=None):
             role: sum(cpu - before[role].get(pid, 0.0) for pid, cpu in pids.items()) * per_request
             for role, pids in after.items()
         }
-        result["cpu_by_role_us"]["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime
-                                           - wrk_before.ru_stime) * per_request
+        result["cpu_by_role_us"]["wrk"] = (
+            wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime - wrk_before.ru_stime
+        ) * per_request
         # The rest of the machine's busy time: mostly the kernel's network work (loopback softirqs).
         result["cpu_by_role_us"]["kernel and other"] = max(
-            0.0, (machine_after - machine_before) * per_request - sum(result["cpu_by_role_us"].values()))
+            0.0, (machine_after - machine_before) * per_request - sum(result["cpu_by_role_us"].values())
+        )
         result["cpu_us"] = result["cpu_by_role_us"]["web"]
         return result
 
@@ -344,9 +398,11 @@ def http_phase(st, files, tokens, runs, seconds, out, prof_dir=None):
         result["recomputes_per_s"], result["recomputes_peak_per_s"] = sampler.rates(start, end)
         result["broadcasts_per_s"] = counter.count / (end - start)
         rows["claims"].append(result)
-        log(f"  run {run + 1}: empty {rows['empty'][-1]['rps']:.0f}/s, top {rows['top'][-1]['rps']:.0f}/s, "
+        log(
+            f"  run {run + 1}: empty {rows['empty'][-1]['rps']:.0f}/s, top {rows['top'][-1]['rps']:.0f}/s, "
             f"claims {result['rps']:.0f}/s ({result['committed']} committed, {result['status_errors']} non-2xx), "
-            f"{result['recomputes_per_s']:.1f} recomputes/s")
+            f"{result['recomputes_per_s']:.1f} recomputes/s"
+        )
     if prof_dir is not None:
         profile.capture_http(st, files, tokens, prof_dir, wrk)
     out["http"] = rows
@@ -365,18 +421,27 @@ def socket_phase(st, files, hot_token, runs, seconds, rates, counts, out, log_di
             time.sleep(3)  # let the workers settle before reading their memory
             rss = st.web_rss_kib()
             opened = int(answer[1])
-            memory[count] = {"opened": opened, "failed": int(answer[2]), "open_seconds": float(answer[3]),
-                             "rss_before_kib": base_rss, "rss_after_kib": rss,
-                             "kib_per_socket": (rss - base_rss) / max(1, opened - open_before)}
-            log(f"  {opened} sockets open ({answer[2]} failed, {float(answer[3]):.1f} s); web RSS "
+            memory[count] = {
+                "opened": opened,
+                "failed": int(answer[2]),
+                "open_seconds": float(answer[3]),
+                "rss_before_kib": base_rss,
+                "rss_after_kib": rss,
+                "kib_per_socket": (rss - base_rss) / max(1, opened - open_before),
+            }
+            log(
+                f"  {opened} sockets open ({answer[2]} failed, {float(answer[3]):.1f} s); web RSS "
                 f"{base_rss / 1024:.0f} -> {rss / 1024:.0f} MiB: "
-                f"{memory[count]['kib_per_socket']:.1f} KiB per added socket")
+                f"{memory[count]['kib_per_socket']:.1f} KiB per added socket"
+            )
             open_before = opened
             for rate in rates:
                 for run in range(runs):
                     tag = f"hot-{count}-{rate}-{run}"
-                    results.append(claim_phase(st, fleet, files[tag][0], rate, seconds, log_dir,
-                                               f"{count}-{rate}-{run}") | {"sockets": count})
+                    results.append(
+                        claim_phase(st, fleet, files[tag][0], rate, seconds, log_dir, f"{count}-{rate}-{run}")
+                        | {"sockets": count}
+                    )
     finally:
         fleet.stop()
     out["sockets"] = results
@@ -388,8 +453,9 @@ def latency_phase(db_name, users, run_id, log_dir, tokens, runs, seconds, worker
     """Top-10 GET and claim latency of one request at a time (1 connection) on one database."""
     prefix = f"bench:{run_id}:{db_name}:"
     claims_total = runs * seconds * 2500
-    pool = dataset.add_completions(db_name, f"lat{run_id[:4]}", claims_total, users=users,
-                                   spread=7919 if users > 7919 else 1)
+    pool = dataset.add_completions(
+        db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
+    )
     need = {uid for _a, uid in pool}
     missing = need - tokens.keys()
     if missing:
@@ -412,12 +478,15 @@ def latency_phase(db_name, users, run_id, log_dir, tokens, runs, seconds, worker
     finally:
         st.stop()
         clear_prefix(prefix)
-    log(f"  {users:,} users: top p50 {median([t['p50_us'] for t in tops]):.0f} us, "
-        f"claim p50 {median([c['p50_us'] for c in claims]):.0f} us (stack up and mirror built in {build_seconds:.0f} s)")
+    log(
+        f"  {users:,} users: top p50 {median([t['p50_us'] for t in tops]):.0f} us, "
+        f"claim p50 {median([c['p50_us'] for c in claims]):.0f} us (stack up and mirror built in {build_seconds:.0f} s)"
+    )
     return {"users": users, "top": tops, "claims": claims, "startup_seconds": build_seconds}
 
 
 # --- the table ------------------------------------------------------------------------------------
+
 
 def http_rows(http, row):
     """The throughput rows: empty endpoint, the two ratios, CPU per request by process."""
@@ -425,20 +494,38 @@ def http_rows(http, row):
     top = median([r["rps"] for r in http["top"]])
     claims = median([r["rps"] for r in http["claims"]])
     cpu = {k: median([r.get("cpu_us") for r in http[k]]) for k in ("empty", "top", "claims")}
-    row("empty endpoint req/s (wrk, 32 connections)", f"{empty:,.0f} ({cpu['empty']:,.0f} µs web CPU/req)",
-        "(yardstick)", None)
-    row("claims/s ÷ empty req/s", f"{claims:,.0f}/s ÷ {empty:,.0f}/s = **{claims / empty:.2f}** "
-        f"(by web CPU per request: {cpu['empty'] / cpu['claims']:.2f})", "≥ 0.5", claims / empty >= 0.5)
-    row("top-10 GET req/s ÷ empty req/s", f"{top:,.0f}/s ÷ {empty:,.0f}/s = **{top / empty:.2f}** "
-        f"(by web CPU per request: {cpu['empty'] / cpu['top']:.2f})", "≥ 0.9", top / empty >= 0.9)
+    row(
+        "empty endpoint req/s (wrk, 32 connections)",
+        f"{empty:,.0f} ({cpu['empty']:,.0f} µs web CPU/req)",
+        "(yardstick)",
+        None,
+    )
+    row(
+        "claims/s ÷ empty req/s",
+        f"{claims:,.0f}/s ÷ {empty:,.0f}/s = **{claims / empty:.2f}** "
+        f"(by web CPU per request: {cpu['empty'] / cpu['claims']:.2f})",
+        "≥ 0.5",
+        claims / empty >= 0.5,
+    )
+    row(
+        "top-10 GET req/s ÷ empty req/s",
+        f"{top:,.0f}/s ÷ {empty:,.0f}/s = **{top / empty:.2f}** "
+        f"(by web CPU per request: {cpu['empty'] / cpu['top']:.2f})",
+        "≥ 0.9",
+        top / empty >= 0.9,
+    )
     if all("cpu_by_role_us" in r for k in ("empty", "top", "claims") for r in http[k]):
         roles = list(http["empty"][0]["cpu_by_role_us"])
-        by_role = {k: {role: median([r["cpu_by_role_us"][role] for r in http[k]]) for role in roles}
-                   for k in ("empty", "top", "claims")}
+        by_role = {
+            k: {role: median([r["cpu_by_role_us"][role] for r in http[k]]) for role in roles}
+            for k in ("empty", "top", "claims")
+        }
         value = "; ".join(
-            f"{name}: " + ", ".join(f"{role} {by_role[k][role]:,.0f}" for role in roles)
+            f"{name}: "
+            + ", ".join(f"{role} {by_role[k][role]:,.0f}" for role in roles)
             + f" (all {sum(by_role[k].values()):,.0f})"
-            for k, name in (("empty", "empty"), ("top", "top-10 GET"), ("claims", "claim")))
+            for k, name in (("empty", "empty"), ("top", "top-10 GET"), ("claims", "claim"))
+        )
         row("CPU µs per request, by process", value, "(where the time goes)", None)
 
 
@@ -457,42 +544,68 @@ def table(out):
         runs = [r for r in out.get("sockets", []) if r["sockets"] == count and r["rate"] == rate]
         if not runs:
             continue
-        keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "answer_p50_ms", "answer_p99_ms", "claim_p99_ms",
-                "claims_per_s")
+        keys = (
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "max_ms",
+            "answer_p50_ms",
+            "answer_p99_ms",
+            "claim_p99_ms",
+            "claims_per_s",
+        )
         p = {k: median([r.get(k) for r in runs]) for k in keys}
         got = sum(r["claims_ok"] for r in runs) / max(1, sum(r["claims_ok"] + r["claims_failed"] for r in runs))
-        value = (f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} / **{p['p99_ms']:.0f}** / {p['max_ms']:.0f} ms"
-                 + ("" if got == 1 else f" ({got:.1%} of claims answered 200)")
-                 + f"; from the claim's answer: p50 {p['answer_p50_ms']:.0f}, p99 {p['answer_p99_ms']:.0f} ms"
-                 + f"; claim answered p99 {p['claim_p99_ms']:.0f} ms; {p['claims_per_s']:.0f} claims/s served")
+        value = (
+            f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} / **{p['p99_ms']:.0f}** / {p['max_ms']:.0f} ms"
+            + ("" if got == 1 else f" ({got:.1%} of claims answered 200)")
+            + f"; from the claim's answer: p50 {p['answer_p50_ms']:.0f}, p99 {p['answer_p99_ms']:.0f} ms"
+            + f"; claim answered p99 {p['claim_p99_ms']:.0f} ms; {p['claims_per_s']:.0f} claims/s served"
+        )
         target = f"p99 ≤ {limit:,} ms" if limit else "—"
-        row(f"claim → socket p50/p95/p99/max, {count:,} sockets, {rate:,} claims/s", value, target,
-            p["p99_ms"] <= limit if limit else None)
+        row(
+            f"claim → socket p50/p95/p99/max, {count:,} sockets, {rate:,} claims/s",
+            value,
+            target,
+            p["p99_ms"] <= limit if limit else None,
+        )
     parts, peaks = [], []
     claims_runs = http["claims"]
     if claims_runs:
-        parts.append(f"wrk, as fast as it goes: {median([r['rps'] for r in claims_runs]):,.0f} claims/s → "
-                     f"{median([r['recomputes_per_s'] for r in claims_runs]):.1f} recomputes/s, "
-                     f"{median([r['broadcasts_per_s'] for r in claims_runs]):.1f} broadcasts/s")
+        parts.append(
+            f"wrk, as fast as it goes: {median([r['rps'] for r in claims_runs]):,.0f} claims/s → "
+            f"{median([r['recomputes_per_s'] for r in claims_runs]):.1f} recomputes/s, "
+            f"{median([r['broadcasts_per_s'] for r in claims_runs]):.1f} broadcasts/s"
+        )
         peaks += [r["recomputes_peak_per_s"] for r in claims_runs]
     groups = {}
     for r in out.get("sockets", []):
         groups.setdefault((r["sockets"], r["rate"]), []).append(r)
         peaks.append(r["recomputes_peak_per_s"])
     for (count, rate), runs in sorted(groups.items()):
-        parts.append(f"{rate:,}/s offered to {count:,} sockets: {median([r['claims_per_s'] for r in runs]):,.0f} "
-                     f"claims/s served → {median([r['recomputes_per_s'] for r in runs]):.1f} recomputes/s, "
-                     f"{median([r['broadcasts_per_s'] for r in runs]):.1f} broadcasts/s")
+        parts.append(
+            f"{rate:,}/s offered to {count:,} sockets: {median([r['claims_per_s'] for r in runs]):,.0f} "
+            f"claims/s served → {median([r['recomputes_per_s'] for r in runs]):.1f} recomputes/s, "
+            f"{median([r['broadcasts_per_s'] for r in runs]):.1f} broadcasts/s"
+        )
     if parts:
         worst = max((p for p in peaks if p == p), default=float("nan"))
-        row("recomputes and broadcasts per second vs claims per second", "; ".join(parts) +
-            f" (busiest second of all: {worst:.1f} recomputes)", "≤ 25 recomputes/s", worst <= 25)
+        row(
+            "recomputes and broadcasts per second vs claims per second",
+            "; ".join(parts) + f" (busiest second of all: {worst:.1f} recomputes)",
+            "≤ 25 recomputes/s",
+            worst <= 25,
+        )
     mem = out.get("memory", {})
     if mem:
         biggest = mem[max(mem, key=int)]
-        row("resident memory per idle socket (web workers' RSS growth ÷ sockets added)",
+        row(
+            "resident memory per idle socket (web workers' RSS growth ÷ sockets added)",
             f"{biggest['kib_per_socket']:.1f} KiB ({int(biggest['opened']):,} open, RSS "
-            f"{biggest['rss_after_kib'] / 1024:.0f} MiB)", "≤ 64 KiB", biggest["kib_per_socket"] <= 64)
+            f"{biggest['rss_after_kib'] / 1024:.0f} MiB)",
+            "≤ 64 KiB",
+            biggest["kib_per_socket"] <= 64,
+        )
     lat = out.get("latency", [])
     if len(lat) == 2:
         small, big = sorted(lat, key=lambda r: r["users"])
@@ -502,9 +615,12 @@ def table(out):
             a99 = median([r["p99_us"] for r in small[kind]]) / 1000
             b99 = median([r["p99_us"] for r in big[kind]]) / 1000
             change = (b - a) / a
-            row(f"{name} latency p50 (p99), {small['users']:,} vs {big['users']:,} users",
-                f"{a:.2f} ({a99:.2f}) ms vs {b:.2f} ({b99:.2f}) ms: **{change:+.0%}**", "within ±20%",
-                abs(change) <= 0.2)
+            row(
+                f"{name} latency p50 (p99), {small['users']:,} vs {big['users']:,} users",
+                f"{a:.2f} ({a99:.2f}) ms vs {b:.2f} ({b99:.2f}) ms: **{change:+.0%}**",
+                "within ±20%",
+                abs(change) <= 0.2,
+            )
     return "\n".join(lines)
 
 
@@ -514,14 +630,20 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians are quoted)")
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
     parser.add_argument("--quick", action="store_true", help="one short run of everything (a smoke test)")
-    parser.add_argument("--skip", action="append", default=[], choices=["http", "sockets", "users"],
-                        help="leave out a phase")
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["http", "sockets", "users"], help="leave out a phase"
+    )
     parser.add_argument("--sockets", default="1000,10000", help="socket counts to measure")
     parser.add_argument("--rates", default="200,1000", help="open-loop claim rates to measure")
     parser.add_argument("--worker-class", default=None, help="override gunicorn's worker class (gevent, gthread)")
     parser.add_argument("--profile", action="store_true", help="record py-spy profiles of the web workers")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra SCOREBOARD_ setting for the servers, e.g. PUBLIC_BOARD=true (for experiments)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra SCOREBOARD_ setting for the servers, e.g. PUBLIC_BOARD=true (for experiments)",
+    )
     parser.add_argument("--fresh-million", action="store_true", help="rebuild the 1,000,000-user database")
     args = parser.parse_args(argv)
     if args.quick:
@@ -532,13 +654,19 @@ def main(argv=None):
     ensure_wrk()
     nofile = stack.raise_open_files()
     run_id = uuid.uuid4().hex[:8]
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     out_dir = HERE / "out" / stamp.strftime("%Y%m%dT%H%M%SZ")
     out_dir.mkdir(parents=True, exist_ok=True)
     if max(counts, default=0) * 2 + 1000 > nofile:
         log(f"open-file limit is {nofile}: fewer sockets than asked may open")
-    out = {"date": stamp.isoformat(timespec="seconds"), "argv": sys.argv[1:], "run_id": run_id, "env": args.env,
-           "machine": {"cpus": os.cpu_count(), "nofile": nofile}, "worker_class": args.worker_class or "gevent"}
+    out = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "run_id": run_id,
+        "env": args.env,
+        "machine": {"cpus": os.cpu_count(), "nofile": nofile},
+        "worker_class": args.worker_class or "gevent",
+    }
     t0 = time.monotonic()
 
     log(f"preparing {SMALL_DB} (1,000 users) and minting tokens")
@@ -569,8 +697,7 @@ def main(argv=None):
         st.start()
         if "http" not in args.skip:
             log("HTTP: empty endpoint, top-10 GET, claims (wrk)")
-            http_phase(st, files, tokens, args.runs, args.seconds, out,
-                       out_dir / "profiles" if args.profile else None)
+            http_phase(st, files, tokens, args.runs, args.seconds, out, out_dir / "profiles" if args.profile else None)
         if "sockets" not in args.skip:
             log("sockets: claim -> socket delivery, memory per socket")
             socket_phase(st, files, tokens["hot01"], args.runs, args.seconds, rates, counts, out, out_dir)
@@ -584,18 +711,22 @@ def main(argv=None):
             log(f"  building {MILLION_DB} with generate_series (about a minute, kept for later runs)")
             dataset.prepare(MILLION_DB, 1_000_000, fresh=True)
         out["latency"] = [
-            latency_phase(SMALL_DB, 1000, run_id, out_dir, tokens, args.runs, max(3, args.seconds // 2),
-                          args.worker_class),
-            latency_phase(MILLION_DB, 1_000_000, run_id, out_dir, tokens, args.runs, max(3, args.seconds // 2),
-                          args.worker_class),
+            latency_phase(
+                SMALL_DB, 1000, run_id, out_dir, tokens, args.runs, max(3, args.seconds // 2), args.worker_class
+            ),
+            latency_phase(
+                MILLION_DB, 1_000_000, run_id, out_dir, tokens, args.runs, max(3, args.seconds // 2), args.worker_class
+            ),
         ]
 
     out["seconds"] = time.monotonic() - t0
     text = table(out)
     (out_dir / "results.json").write_text(json.dumps(out, indent=1, default=str))
-    header = (f"Scoreboard benchmark, {stamp:%Y-%m-%d %H:%M} UTC, `make bench` "
-              f"({args.runs} run(s) of {args.seconds} s each, medians; {os.cpu_count()} CPUs, load generators on "
-              f"the same machine; took {out['seconds'] / 60:.1f} min)")
+    header = (
+        f"Scoreboard benchmark, {stamp:%Y-%m-%d %H:%M} UTC, `make bench` "
+        f"({args.runs} run(s) of {args.seconds} s each, medians; {os.cpu_count()} CPUs, load generators on "
+        f"the same machine; took {out['seconds'] / 60:.1f} min)"
+    )
     (out_dir / "table.md").write_text(header + "\n\n" + text + "\n")
     latest = HERE / "out" / "latest.md"
     latest.write_text(header + "\n\n" + text + "\n")

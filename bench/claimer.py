@@ -38,7 +38,9 @@ class Connection:
         """Send one POST and read the answer; returns ``(status, body bytes)``."""
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
@@ -146,8 +148,15 @@ async def run(url, claims_file, rate, seconds, redis_url, channel):
     await asyncio.sleep(1.5)
     stop.set()
     await observer
-    return {"start": start, "sent_until": sent_until, "rate": rate, "seconds": seconds,
-            "claims": results, "broadcasts": broadcasts, "connections": pool.opened}
+    return {
+        "start": start,
+        "sent_until": sent_until,
+        "rate": rate,
+        "seconds": seconds,
+        "claims": results,
+        "broadcasts": broadcasts,
+        "connections": pool.opened,
+    }
 
 
 def main(argv):

@@ -27,10 +27,22 @@ def migrate(db_name):
     """Create the schema with the project's migrations (``flask db upgrade``)."""
     env = stack.stack_env(db_name, "bench:migrate:", 0)
     env["FLASK_APP"] = "wsgi"
-    subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=stack.ROOT, env=env, check=True,
-                   capture_output=True, timeout=300)
-    subprocess.run([sys.executable, "-m", "flask", "actions", "load", "scoreboard/default_catalog.json"],
-                   cwd=stack.ROOT, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "db", "upgrade"],
+        cwd=stack.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "flask", "actions", "load", "scoreboard/default_catalog.json"],
+        cwd=stack.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def engine(db_name):
@@ -43,19 +55,36 @@ def fill_users(db_name, users):
     eng = engine(db_name)
     with eng.begin() as conn:
         conn.execute(text("SELECT setseed(0.42)"))
-        conn.execute(text(
-            "INSERT INTO users (id, display_name, status, roles, created_at) "
-            "SELECT 'u' || lpad(g::text, 7, '0'), 'User ' || g, 'active', '', now() FROM generate_series(1, :n) g"),
-            {"n": users})
-        conn.execute(text(
-            "INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
-            "SELECT 'u' || lpad(g::text, 7, '0'), floor(random() * 1000000)::bigint, "
-            "now() - (g || ' milliseconds')::interval, 1, false FROM generate_series(1, :n) g"), {"n": users})
+        conn.execute(
+            text(
+                "INSERT INTO users (id, display_name, status, roles, created_at) "
+                "SELECT 'u' || lpad(g::text, 7, '0'), 'User ' || g, 'active', '', now() FROM generate_series(1, :n) g"
+            ),
+            {"n": users},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
+                "SELECT 'u' || lpad(g::text, 7, '0'), floor(random() * 1000000)::bigint, "
+                "now() - (g || ' milliseconds')::interval, 1, false FROM generate_series(1, :n) g"
+            ),
+            {"n": users},
+        )
         for i, uid in enumerate(HOT_USERS):
-            conn.execute(text("INSERT INTO users (id, display_name, status, roles, created_at) "
-                              "VALUES (:u, :u, 'active', '', now())"), {"u": uid})
-            conn.execute(text("INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
-                              "VALUES (:u, :s, now(), 1, false)"), {"u": uid, "s": 10**9 + i * 1000})
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, display_name, status, roles, created_at) "
+                    "VALUES (:u, :u, 'active', '', now())"
+                ),
+                {"u": uid},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO scores (user_id, score, reached_at, version, board_pending) "
+                    "VALUES (:u, :s, now(), 1, false)"
+                ),
+                {"u": uid, "s": 10**9 + i * 1000},
+            )
     with eng.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     eng.dispose()
@@ -74,11 +103,14 @@ def add_completions(db_name, tag, count, users=None, hot=False, spread=1):
         owner = f"'u' || lpad((((g - 1)::bigint * {int(spread)}) % {int(users)} + 1)::text, 7, '0')"
     eng = engine(db_name)
     with eng.begin() as conn:
-        rows = conn.execute(text(
-            "INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at) "
-            f"SELECT :tag || lpad(g::text, 8, '0'), {owner}, 'complete-lesson', 50, 'pending', now(), "
-            "now() + interval '1 day' FROM generate_series(1, :n) g RETURNING id, user_id"),
-            {"tag": tag, "n": count}).all()
+        rows = conn.execute(
+            text(
+                "INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at) "
+                f"SELECT :tag || lpad(g::text, 8, '0'), {owner}, 'complete-lesson', 50, 'pending', now(), "
+                "now() + interval '1 day' FROM generate_series(1, :n) g RETURNING id, user_id"
+            ),
+            {"tag": tag, "n": count},
+        ).all()
     eng.dispose()
     return sorted(rows)
 
@@ -87,8 +119,9 @@ def claimed_count(db_name, tag):
     """How many completions of pool ``tag`` are claimed (each one a committed claim transaction)."""
     eng = engine(db_name)
     with eng.connect() as conn:
-        found = conn.scalar(text("SELECT count(*) FROM completions WHERE id LIKE :p AND status = 'claimed'"),
-                            {"p": tag + "%"})
+        found = conn.scalar(
+            text("SELECT count(*) FROM completions WHERE id LIKE :p AND status = 'claimed'"), {"p": tag + "%"}
+        )
     eng.dispose()
     return int(found)
 

@@ -21,9 +21,26 @@ def py_spy():
 
 def record(pid, seconds, out_path):
     """Start recording ``pid`` for ``seconds``; returns the py-spy process."""
-    return subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                             "--format", "raw", "--nonblocking", "--idle", "-o", str(out_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--idle",
+            "-o",
+            str(out_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summarise(raw_path, top=25):
@@ -38,8 +55,10 @@ def summarise(raw_path, top=25):
         frames = stack.split(";")
         total += count
         leaf = frames[-1]
-        if any(word in leaf for word in ("wait (", "poll (", "select (", "_wait (", "switch (", "sleep (")) and \
-                "hub" in stack.lower():
+        if (
+            any(word in leaf for word in ("wait (", "poll (", "select (", "_wait (", "switch (", "sleep ("))
+            and "hub" in stack.lower()
+        ):
             idle += count
         for frame in set(frames):
             inclusive[frame] += count
@@ -56,9 +75,26 @@ def summarise(raw_path, top=25):
 def _area(frames):
     """Classify a stack by the innermost frame that names a known package."""
     for frame in reversed(frames):
-        for key in ("scoreboard/", "flask_limiter", "limits/", "flask_jwt_extended", "jwt/", "sqlalchemy",
-                    "psycopg2", "redis/", "kombu", "celery", "werkzeug", "flask/", "pydantic", "gunicorn",
-                    "gevent", "simple_websocket", "wsproto", "json"):
+        for key in (
+            "scoreboard/",
+            "flask_limiter",
+            "limits/",
+            "flask_jwt_extended",
+            "jwt/",
+            "sqlalchemy",
+            "psycopg2",
+            "redis/",
+            "kombu",
+            "celery",
+            "werkzeug",
+            "flask/",
+            "pydantic",
+            "gunicorn",
+            "gevent",
+            "simple_websocket",
+            "wsproto",
+            "json",
+        ):
             if key in frame:
                 return key.rstrip("/")
     return "other"

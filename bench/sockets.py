@@ -37,7 +37,7 @@ HANDSHAKES_AT_ONCE = 200
 class Client(asyncio.Protocol):
     """One socket: handshake, then frames; records ``(time, version)`` of every board message."""
 
-    __slots__ = ("request", "opened", "closed", "transport", "buf", "handshaking", "times", "versions")
+    __slots__ = ("buf", "closed", "handshaking", "opened", "request", "times", "transport", "versions")
 
     def __init__(self, request, opened):
         self.request = request
@@ -72,30 +72,31 @@ class Client(asyncio.Protocol):
             self.handshaking = False
             if not self.opened.done():
                 self.opened.set_result(buf.startswith(b"HTTP/1.1 101"))
-            buf = buf[end + 4:]
+            buf = buf[end + 4 :]
         pos, size = 0, len(buf)
         while size - pos >= 2:
             length, head = buf[pos + 1] & 0x7F, 2
             if length == 126:
                 if size - pos < 4:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if size - pos < 10:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
             end = pos + head + length
             if end > size:
                 break
             opcode = buf[pos] & 0x0F
             if opcode == 1:
                 at = buf.find(VERSION_KEY, pos + head, end) + len(VERSION_KEY)
-                self.versions.append(int(buf[at:buf.find(b",", at, end)]))
+                self.versions.append(int(buf[at : buf.find(b",", at, end)]))
                 self.times.append(now)
             elif opcode == 9:
-                payload = buf[pos + head:end]
-                self.transport.write(bytes((0x8A, 0x80 | len(payload), 0, 0, 0, 0)) + payload
-                                     if payload else PONG_EMPTY)
+                payload = buf[pos + head : end]
+                self.transport.write(
+                    bytes((0x8A, 0x80 | len(payload), 0, 0, 0, 0)) + payload if payload else PONG_EMPTY
+                )
             elif opcode == 8:
                 self.transport.close()
             pos = end
@@ -115,9 +116,15 @@ class Fleet:
 
     def _request(self):
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 f"Origin: {self.origin}"]
+        lines = [
+            f"GET {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            f"Origin: {self.origin}",
+        ]
         if self.token:
             lines.append(f"Authorization: Bearer {self.token}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -127,10 +134,11 @@ class Fleet:
         async with gate:
             opened = loop.create_future()
             try:
-                _transport, client = await asyncio.wait_for(loop.create_connection(
-                    lambda: Client(self._request(), opened), self.host, self.port), 10)
+                _transport, client = await asyncio.wait_for(
+                    loop.create_connection(lambda: Client(self._request(), opened), self.host, self.port), 10
+                )
                 ok = await asyncio.wait_for(opened, 10)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 ok, client = False, None
             if ok:
                 self.clients.append(client)

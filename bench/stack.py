@@ -33,25 +33,27 @@ def stack_env(db_name, prefix, port, extra=None):
     cost) with the same number of limits as the defaults, only set too high to trip.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
-    env.update({
-        "SCOREBOARD_DATABASE_URL": database_url(db_name),
-        "SCOREBOARD_REDIS_URL": REDIS_URL,
-        "SCOREBOARD_REDIS_PREFIX": prefix,
-        "SCOREBOARD_CELERY_QUEUE": f"{prefix}board",
-        "SCOREBOARD_JWT_SECRET_KEY": JWT_SECRET,
-        "SCOREBOARD_LOG_LEVEL": "WARNING",
-        "SCOREBOARD_BIND": f"127.0.0.1:{port}",
-        "SCOREBOARD_WEB_WORKERS": "2",
-        # Two workers share PostgreSQL's 100 connections with whatever else runs here.
-        "SCOREBOARD_DB_POOL_SIZE": "8",
-        "SCOREBOARD_DB_MAX_OVERFLOW": "0",
-        "SCOREBOARD_RATE_LIMIT_IP": "1000000/second;100000000/minute",
-        "SCOREBOARD_RATE_LIMIT_USER": "1000000/second;100000000/minute;1000000000/hour",
-        # Every bench socket comes from 127.0.0.1 and one origin.
-        "SCOREBOARD_WS_MAX_PER_IP": "100000",
-        "SCOREBOARD_ALLOWED_ORIGINS": ORIGIN,
-        "SCOREBOARD_WS_ALLOWED_ORIGINS": ORIGIN,
-    })
+    env.update(
+        {
+            "SCOREBOARD_DATABASE_URL": database_url(db_name),
+            "SCOREBOARD_REDIS_URL": REDIS_URL,
+            "SCOREBOARD_REDIS_PREFIX": prefix,
+            "SCOREBOARD_CELERY_QUEUE": f"{prefix}board",
+            "SCOREBOARD_JWT_SECRET_KEY": JWT_SECRET,
+            "SCOREBOARD_LOG_LEVEL": "WARNING",
+            "SCOREBOARD_BIND": f"127.0.0.1:{port}",
+            "SCOREBOARD_WEB_WORKERS": "2",
+            # Two workers share PostgreSQL's 100 connections with whatever else runs here.
+            "SCOREBOARD_DB_POOL_SIZE": "8",
+            "SCOREBOARD_DB_MAX_OVERFLOW": "0",
+            "SCOREBOARD_RATE_LIMIT_IP": "1000000/second;100000000/minute",
+            "SCOREBOARD_RATE_LIMIT_USER": "1000000/second;100000000/minute;1000000000/hour",
+            # Every bench socket comes from 127.0.0.1 and one origin.
+            "SCOREBOARD_WS_MAX_PER_IP": "100000",
+            "SCOREBOARD_ALLOWED_ORIGINS": ORIGIN,
+            "SCOREBOARD_WS_ALLOWED_ORIGINS": ORIGIN,
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -114,8 +116,9 @@ class Process:
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self):
@@ -182,13 +185,34 @@ class Stack:
     def start(self, worker_timeout=60):
         """Start the worker, then gunicorn; wait until both answer (the first recompute builds the mirror)."""
         py = sys.executable
-        self.worker = Process("worker", [py, "-m", "celery", "-A", "celery_app", "worker", "--loglevel=WARNING",
-                                         "-Q", self.env["SCOREBOARD_CELERY_QUEUE"], "--concurrency=1",
-                                         "--prefetch-multiplier=1", "-O", "fair", "--without-gossip",
-                                         "--without-mingle", "--without-heartbeat",
-                                         "-n", f"bench-{os.getpid()}@%h"], self.env, self.log_dir)
-        self.web = Process("web", [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.app:app"],
-                           self.env, self.log_dir)
+        self.worker = Process(
+            "worker",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "celery_app",
+                "worker",
+                "--loglevel=WARNING",
+                "-Q",
+                self.env["SCOREBOARD_CELERY_QUEUE"],
+                "--concurrency=1",
+                "--prefetch-multiplier=1",
+                "-O",
+                "fair",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"bench-{os.getpid()}@%h",
+            ],
+            self.env,
+            self.log_dir,
+        )
+        self.web = Process(
+            "web", [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.app:app"], self.env, self.log_dir
+        )
         deadline = time.monotonic() + 60
         while True:
             if not self.web.alive() or not self.worker.alive() or time.monotonic() > deadline:
@@ -240,8 +264,12 @@ class Stack:
                 if name in by_name:
                     by_name[name].append(int(entry.name))
         worker = [self.worker.pid, *children(self.worker.pid)] if self.worker and self.worker.alive() else []
-        return {"web": self.web_workers(), "worker": worker, "postgres": by_name["postgres"],
-                "redis": by_name["redis-server"]}
+        return {
+            "web": self.web_workers(),
+            "worker": worker,
+            "postgres": by_name["postgres"],
+            "redis": by_name["redis-server"],
+        }
 
     def web_rss_kib(self):
         """Resident memory of all gunicorn workers together, in KiB."""

@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, insecure_settings
 
-from . import api, auth, board, cli, demo, errors, ops  # noqa: F401  (auth registers JWT callbacks)
+from . import api, auth, board, cli, demo, errors, ops
 from .extensions import db, jwt, limiter, migrate, sock
 from .live import socket as live_socket
 from .ops import logging as ops_logging

@@ -145,10 +145,7 @@ def _claims_are_well_formed(header, payload):
     """Beyond the signature: ``exp`` is required, ``sub`` is a short string, ``roles`` a list."""
     sub = payload.get("sub")
     return (
-        "exp" in payload
-        and isinstance(sub, str)
-        and 0 < len(sub) <= 64
-        and isinstance(payload.get("roles", []), list)
+        "exp" in payload and isinstance(sub, str) and 0 < len(sub) <= 64 and isinstance(payload.get("roles", []), list)
     )
 
 

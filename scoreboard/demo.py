@@ -28,18 +28,29 @@ class DemoCompletionBody(Body):
 
 
 @bp.get("/")
-@documented("The demo page", auth="public", tags=("demo",),
-            responses={200: Reply(str, "The live board and a sign-in form.", media_type="text/html")})
+@documented(
+    "The demo page",
+    auth="public",
+    tags=("demo",),
+    responses={200: Reply(str, "The live board and a sign-in form.", media_type="text/html")},
+)
 def page():
     """The demo page: sign in, complete actions, watch the live board."""
     return render_template("demo.html")
 
 
 @bp.post("/demo/complete")
-@documented("Record a completion for the signed-in user (the demo's stand-in for a site backend)",
-            auth="token", tags=("demo",), body=DemoCompletionBody, responses={201: CompletionOut},
-            errors={422: "`unknown_action`: the action is not in the catalog or is disabled.",
-                    429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user."})
+@documented(
+    "Record a completion for the signed-in user (the demo's stand-in for a site backend)",
+    auth="token",
+    tags=("demo",),
+    body=DemoCompletionBody,
+    responses={201: CompletionOut},
+    errors={
+        422: "`unknown_action`: the action is not in the catalog or is disabled.",
+        429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user.",
+    },
+)
 @login_required
 @limiter.limit(user_limit, key_func=user_key)
 def complete():

@@ -90,22 +90,25 @@ def handle_http_exception(error):
 def handle_database_down(error):
     """A database that cannot be reached is a 503, not a 500."""
     log.warning("database unavailable: %s", error.__class__.__name__)
-    return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.",
-                          headers={"Retry-After": "1"})
+    return error_response(
+        503, "database_unavailable", "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
+    )
 
 
 def handle_redis_down(error):
     """Redis unreachable: 503 naming the service."""
     log.warning("redis unavailable: %s", error)
-    return error_response(503, "redis_unavailable", "The cache service is unavailable; retry shortly.",
-                          headers={"Retry-After": "1"})
+    return error_response(
+        503, "redis_unavailable", "The cache service is unavailable; retry shortly.", headers={"Retry-After": "1"}
+    )
 
 
 def handle_broker_down(error):
     """Task broker unreachable: 503 naming the service."""
     log.warning("broker unavailable: %s", error)
-    return error_response(503, "broker_unavailable", "The task broker is unavailable; retry shortly.",
-                          headers={"Retry-After": "1"})
+    return error_response(
+        503, "broker_unavailable", "The task broker is unavailable; retry shortly.", headers={"Retry-After": "1"}
+    )
 
 
 def handle_unexpected(error):

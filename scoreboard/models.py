@@ -4,7 +4,7 @@ PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -15,7 +15,7 @@ from .extensions import db
 
 def utcnow():
     """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -27,13 +27,13 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         """SQLite stores naive text: store UTC so text order is time order."""
         if value is not None and dialect.name == "sqlite":
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
         """Give back aware datetimes whatever the driver returned."""
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -76,8 +76,12 @@ class Score(db.Model):
 
     __table_args__ = (
         Index("ix_scores_rank", score.desc(), reached_at.asc(), user_id.desc()),
-        Index("ix_scores_board_pending", "user_id",
-              postgresql_where=text("board_pending"), sqlite_where=text("board_pending")),
+        Index(
+            "ix_scores_board_pending",
+            "user_id",
+            postgresql_where=text("board_pending"),
+            sqlite_where=text("board_pending"),
+        ),
     )
 
 
@@ -125,8 +129,12 @@ class Completion(db.Model):
 
     __table_args__ = (
         Index("ix_completions_user_created", "user_id", "created_at"),
-        Index("ix_completions_pending_expiry", "expires_at",
-              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index(
+            "ix_completions_pending_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     def to_dict(self):
@@ -157,8 +165,7 @@ class AuditEntry(db.Model):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(64))
     actor_ip: Mapped[str | None] = mapped_column(String(45))

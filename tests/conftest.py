@@ -143,8 +143,9 @@ def record(client, service_headers):
     """``record(user_id, action="complete-lesson")`` -> the completion JSON."""
 
     def _record(user_id, action="complete-lesson", **extra):
-        response = client.post("/api/actions/completions", json={"userId": user_id, "action": action, **extra},
-                               headers=service_headers)
+        response = client.post(
+            "/api/actions/completions", json={"userId": user_id, "action": action, **extra}, headers=service_headers
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 

@@ -26,8 +26,7 @@ def snapshot(app):
     from scoreboard.extensions import db
 
     with app.app_context():
-        state = {t: sorted(map(tuple, db.session.execute(text(f"SELECT * FROM {t}")).all()), key=repr)
-                 for t in TABLES}
+        state = {t: sorted(map(tuple, db.session.execute(text(f"SELECT * FROM {t}")).all()), key=repr) for t in TABLES}
         db.session.rollback()
     return state
 
@@ -60,8 +59,9 @@ class Process:
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """Signal the process group and wait; kill it if it lingers."""
@@ -104,9 +104,22 @@ def start_web(env, log_dir, name="web", workers=2, extra=(), port=None):
 
 def start_worker(env, log_dir, name="worker", concurrency=2):
     """Start a Celery worker on the board queue and wait until it is ready."""
-    argv = [python_bin(), "-m", "celery", "-A", "celery_app", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", "-Q", env.get("SCOREBOARD_CELERY_QUEUE", "board"),
-            "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
+    argv = [
+        python_bin(),
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency}",
+        "-Q",
+        env.get("SCOREBOARD_CELERY_QUEUE", "board"),
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+    ]
     proc = Process(name, argv, env, log_dir)
     deadline = time.monotonic() + 60
     while "ready." not in proc.output():

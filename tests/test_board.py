@@ -25,16 +25,30 @@ def set_scores(app, rows):
     now = utcnow()
     with app.app_context():
         for user, (score, ago) in rows.items():
-            db.session.execute(update(Score).where(Score.user_id == user).values(
-                score=score, reached_at=now - timedelta(seconds=ago), version=Score.version + 1, board_pending=True))
+            db.session.execute(
+                update(Score)
+                .where(Score.user_id == user)
+                .values(
+                    score=score, reached_at=now - timedelta(seconds=ago), version=Score.version + 1, board_pending=True
+                )
+            )
         db.session.commit()
 
 
 def test_top_is_highest_first_and_ties_go_to_who_reached_first(app, client, mint, record, redis_client):
     for user in ("early", "late", "high", "low", "zzz-late", "aaa-late"):
         record(user)
-    set_scores(app, {"early": (500, 30), "late": (500, 10), "high": (900, 5), "low": (100, 1),
-                     "zzz-late": (500, 20), "aaa-late": (500, 20)})
+    set_scores(
+        app,
+        {
+            "early": (500, 30),
+            "late": (500, 10),
+            "high": (900, 5),
+            "low": (100, 1),
+            "zzz-late": (500, 20),
+            "aaa-late": (500, 20),
+        },
+    )
     with app.app_context():
         refresh_board()
         from_db = [e["userId"] for e in top_from_db(10)]
@@ -117,8 +131,9 @@ def test_hidden_users_leave_the_board(app, client, mint, record):
     claim(client, mint, record, "hidden", "win-challenge")
     with app.app_context():
         db.session.execute(update(User).where(User.id == "hidden").values(status="hidden"))
-        db.session.execute(update(Score).where(Score.user_id == "hidden")
-                           .values(version=Score.version + 1, board_pending=True))
+        db.session.execute(
+            update(Score).where(Score.user_id == "hidden").values(version=Score.version + 1, board_pending=True)
+        )
         db.session.commit()
         refresh_board()
     top = client.get("/api/score/top", headers=bearer(mint("viewer"))).get_json()

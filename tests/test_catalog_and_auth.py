@@ -20,8 +20,10 @@ def test_enabled_actions_are_listed(client, mint):
 
 def test_catalog_loads_from_json_and_csv(app, tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"actions": [{"key": "read-article", "points": 7}]}))
-    (tmp_path / "b.csv").write_text("key,points,enabled,description,maxPerUserPerDay,cooldownSeconds\n"
-                                    "watch-video,12,true,Watched,3,\nold-thing,1,false,,,\n")
+    (tmp_path / "b.csv").write_text(
+        "key,points,enabled,description,maxPerUserPerDay,cooldownSeconds\n"
+        "watch-video,12,true,Watched,3,\nold-thing,1,false,,,\n"
+    )
     with app.app_context():
         assert load_catalog(tmp_path / "a.json") == 1
         assert load_catalog(tmp_path / "b.csv") == 2
@@ -30,12 +32,15 @@ def test_catalog_loads_from_json_and_csv(app, tmp_path):
         assert db.session.get(Action, "old-thing").enabled is False
 
 
-@pytest.mark.parametrize("content", [
-    '[{"key": "x", "points": -5}]',
-    '[{"key": "x", "points": 99999999}]',
-    '[{"key": "x", "points": 1, "surprise": true}]',
-    '[{"key": "x", "points": 1}, {"key": "x", "points": 2}]',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '[{"key": "x", "points": -5}]',
+        '[{"key": "x", "points": 99999999}]',
+        '[{"key": "x", "points": 1, "surprise": true}]',
+        '[{"key": "x", "points": 1}, {"key": "x", "points": 2}]',
+    ],
+)
 def test_bad_catalog_is_refused_whole(app, tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -111,16 +116,24 @@ def test_rs256_tokens_verify_with_the_public_key(monkeypatch):
     from scoreboard import create_app
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     monkeypatch.setenv("SCOREBOARD_JWT_PUBLIC_KEY", public)
     rs_app = create_app()
-    token = pyjwt.encode({"sub": "ext-user", "exp": 4102444800, "type": "access", "roles": []}, private,
-                         algorithm="RS256")
-    hs_token = pyjwt.encode({"sub": "ext-user", "exp": 4102444800, "type": "access"},
-                            "test-secret-key-0123456789-abcdefghijklmnop", algorithm="HS256")
+    token = pyjwt.encode(
+        {"sub": "ext-user", "exp": 4102444800, "type": "access", "roles": []}, private, algorithm="RS256"
+    )
+    hs_token = pyjwt.encode(
+        {"sub": "ext-user", "exp": 4102444800, "type": "access"},
+        "test-secret-key-0123456789-abcdefghijklmnop",
+        algorithm="HS256",
+    )
     client = rs_app.test_client()
     assert client.get("/api/actions", headers=bearer(token)).status_code == 200
     assert client.get("/api/actions", headers=bearer(hs_token)).status_code == 401

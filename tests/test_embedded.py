@@ -12,14 +12,29 @@ from tests.support import ROOT, Process, bearer, free_port, python_bin, wait_htt
 
 def test_whole_flow_with_no_services_configured(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
-    env.update({"SCOREBOARD_SQLITE_PATH": str(tmp_path / "board.sqlite3"), "FLASK_APP": "wsgi",
-                "SCOREBOARD_JWT_SECRET_KEY": "embedded-test-secret-0123456789abcdef"})
+    env.update(
+        {
+            "SCOREBOARD_SQLITE_PATH": str(tmp_path / "board.sqlite3"),
+            "FLASK_APP": "wsgi",
+            "SCOREBOARD_JWT_SECRET_KEY": "embedded-test-secret-0123456789abcdef",
+        }
+    )
     flask = [python_bin(), "-m", "flask"]
-    for argv in (["db", "upgrade"], ["actions", "load", "scoreboard/default_catalog.json"],
-                 ["users", "create", "alice", "--password", "pw-alice", "--display-name", "Alice"]):
+    for argv in (
+        ["db", "upgrade"],
+        ["actions", "load", "scoreboard/default_catalog.json"],
+        ["users", "create", "alice", "--password", "pw-alice", "--display-name", "Alice"],
+    ):
         subprocess.run(flask + argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-    service = subprocess.run(flask + ["tokens", "mint", "site", "--role", "service"], cwd=ROOT, env=env,
-                             check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    service = subprocess.run(
+        flask + ["tokens", "mint", "site", "--role", "service"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
 
     port = free_port()
     server = Process("embedded", flask + ["run", "--port", str(port), "--with-threads"], env, tmp_path)
@@ -30,14 +45,19 @@ def test_whole_flow_with_no_services_configured(tmp_path):
         assert login.status_code == 200 and login.json()["tokenType"] == "Bearer"
         alice = bearer(login.json()["accessToken"])
 
-        completion = requests.post(f"{base}/api/actions/completions",
-                                   json={"userId": "alice", "action": "pass-quiz"}, headers=bearer(service), timeout=5)
+        completion = requests.post(
+            f"{base}/api/actions/completions",
+            json={"userId": "alice", "action": "pass-quiz"},
+            headers=bearer(service),
+            timeout=5,
+        )
         assert completion.status_code == 201
 
         with connect(f"ws://127.0.0.1:{port}/ws/scoreboard", additional_headers=alice, open_timeout=5) as ws:
             assert json.loads(ws.recv(timeout=5))["top"] == []
-            claim = requests.post(f"{base}/api/action/do", json={"actionId": completion.json()["actionId"]},
-                                  headers=alice, timeout=5)
+            claim = requests.post(
+                f"{base}/api/action/do", json={"actionId": completion.json()["actionId"]}, headers=alice, timeout=5
+            )
             assert claim.json() == {"success": True, "newScore": 100}
             update = json.loads(ws.recv(timeout=1))
             assert update["type"] == "update"

@@ -26,8 +26,16 @@ def assert_refused(app, client, method, url, status, code, **kwargs):
 
 
 def forged(sub="u1", key=SECRET, alg="HS256", **claims):
-    payload = {"sub": sub, "type": "access", "fresh": False, "jti": "x", "iat": utcnow(),
-               "nbf": utcnow(), "exp": utcnow() + timedelta(minutes=5), **claims}
+    payload = {
+        "sub": sub,
+        "type": "access",
+        "fresh": False,
+        "jti": "x",
+        "iat": utcnow(),
+        "nbf": utcnow(),
+        "exp": utcnow() + timedelta(minutes=5),
+        **claims,
+    }
     return pyjwt.encode(payload, key, algorithm=alg)
 
 
@@ -37,16 +45,19 @@ def pending(record):
     return record("u1", "complete-lesson")["actionId"]
 
 
-@pytest.mark.parametrize("body,kwargs", [
-    (None, {"data": "not json", "content_type": "application/json"}),
-    (None, {"data": "[1, 2]", "content_type": "application/json"}),
-    ({}, {}),
-    ({"actionId": 12345}, {}),
-    ({"actionId": ""}, {}),
-    ({"actionId": "a" * 65}, {}),
-    ({"actionId": "has spaces!"}, {}),
-    ({"actionId": "abc", "points": 1000}, {}),
-])
+@pytest.mark.parametrize(
+    "body,kwargs",
+    [
+        (None, {"data": "not json", "content_type": "application/json"}),
+        (None, {"data": "[1, 2]", "content_type": "application/json"}),
+        ({}, {}),
+        ({"actionId": 12345}, {}),
+        ({"actionId": ""}, {}),
+        ({"actionId": "a" * 65}, {}),
+        ({"actionId": "has spaces!"}, {}),
+        ({"actionId": "abc", "points": 1000}, {}),
+    ],
+)
 def test_bad_claim_body_is_400(app, client, mint, pending, body, kwargs):
     if body is not None:
         kwargs = {"json": body}
@@ -54,62 +65,123 @@ def test_bad_claim_body_is_400(app, client, mint, pending, body, kwargs):
 
 
 def test_points_cannot_be_sent(app, client, mint, pending):
-    response = assert_refused(app, client, "POST", "/api/action/do", 400, "invalid_body",
-                              json={"actionId": pending, "points": 10**6}, headers=bearer(mint("u1")))
+    response = assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        400,
+        "invalid_body",
+        json={"actionId": pending, "points": 10**6},
+        headers=bearer(mint("u1")),
+    )
     assert response.get_json()["error"]["problems"][0]["field"] == "points"
 
 
-@pytest.mark.parametrize("headers,code", [
-    ({}, "token_missing"),
-    ({"Authorization": "Bearer"}, "token_invalid"),
-    ({"Authorization": "Bearer not.a.jwt"}, "token_invalid"),
-    ({"Authorization": "Basic dTE6cGFzcw=="}, "token_missing"),
-    ({"Authorization": "Bearer " + forged(key="another-secret-another-secret-another")}, "token_invalid"),
-    ({"Authorization": "Bearer " + forged(exp=utcnow() - timedelta(minutes=5))}, "token_expired"),
-])
+@pytest.mark.parametrize(
+    "headers,code",
+    [
+        ({}, "token_missing"),
+        ({"Authorization": "Bearer"}, "token_invalid"),
+        ({"Authorization": "Bearer not.a.jwt"}, "token_invalid"),
+        ({"Authorization": "Basic dTE6cGFzcw=="}, "token_missing"),
+        ({"Authorization": "Bearer " + forged(key="another-secret-another-secret-another")}, "token_invalid"),
+        ({"Authorization": "Bearer " + forged(exp=utcnow() - timedelta(minutes=5))}, "token_expired"),
+    ],
+)
 def test_bad_token_is_401(app, client, pending, headers, code):
-    response = assert_refused(app, client, "POST", "/api/action/do", 401, code,
-                              json={"actionId": pending}, headers=headers)
+    response = assert_refused(
+        app, client, "POST", "/api/action/do", 401, code, json={"actionId": pending}, headers=headers
+    )
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_user_token_cannot_record_completions_403(app, client, mint):
-    assert_refused(app, client, "POST", "/api/actions/completions", 403, "forbidden",
-                   json={"userId": "u1", "action": "complete-lesson"}, headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/actions/completions",
+        403,
+        "forbidden",
+        json={"userId": "u1", "action": "complete-lesson"},
+        headers=bearer(mint("u1")),
+    )
 
 
 def test_unknown_action_id_is_404(app, client, mint, pending):
-    assert_refused(app, client, "POST", "/api/action/do", 404, "action_not_found",
-                   json={"actionId": "doesnotexist0000000000000000000"}, headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        404,
+        "action_not_found",
+        json={"actionId": "doesnotexist0000000000000000000"},
+        headers=bearer(mint("u1")),
+    )
 
 
 def test_another_users_action_id_is_404(app, client, mint, pending):
-    assert_refused(app, client, "POST", "/api/action/do", 404, "action_not_found",
-                   json={"actionId": pending}, headers=bearer(mint("u2")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        404,
+        "action_not_found",
+        json={"actionId": pending},
+        headers=bearer(mint("u2")),
+    )
 
 
 def test_second_claim_is_409(app, client, mint, pending):
     first = client.post("/api/action/do", json={"actionId": pending}, headers=bearer(mint("u1")))
     assert first.status_code == 200
-    assert_refused(app, client, "POST", "/api/action/do", 409, "already_claimed",
-                   json={"actionId": pending}, headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        409,
+        "already_claimed",
+        json={"actionId": pending},
+        headers=bearer(mint("u1")),
+    )
 
 
 def test_expired_action_id_is_410(app, client, mint, pending):
     with app.app_context():
-        db.session.execute(update(Completion).where(Completion.id == pending)
-                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(Completion).where(Completion.id == pending).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
-    assert_refused(app, client, "POST", "/api/action/do", 410, "action_expired",
-                   json={"actionId": pending}, headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        410,
+        "action_expired",
+        json={"actionId": pending},
+        headers=bearer(mint("u1")),
+    )
 
 
 def test_banned_user_cannot_claim_403(app, client, mint, pending):
     with app.app_context():
         db.session.execute(update(User).where(User.id == "u1").values(status="banned"))
         db.session.commit()
-    assert_refused(app, client, "POST", "/api/action/do", 403, "user_banned",
-                   json={"actionId": pending}, headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        403,
+        "user_banned",
+        json={"actionId": pending},
+        headers=bearer(mint("u1")),
+    )
 
 
 @pytest.mark.parametrize("action", ["no-such-action", "disabled-one"])
@@ -117,14 +189,30 @@ def test_unknown_or_disabled_action_is_422(app, client, service_headers, action)
     with app.app_context():
         db.session.add(Action(key="disabled-one", points=5, enabled=False, description=""))
         db.session.commit()
-    assert_refused(app, client, "POST", "/api/actions/completions", 422, "unknown_action",
-                   json={"userId": "u1", "action": action}, headers=service_headers)
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/actions/completions",
+        422,
+        "unknown_action",
+        json={"userId": "u1", "action": action},
+        headers=service_headers,
+    )
 
 
 def test_oversized_body_is_413(app, client, mint, pending):
-    assert_refused(app, client, "POST", "/api/action/do", 413, "body_too_large",
-                   data='{"actionId": "' + "a" * 20000 + '"}', content_type="application/json",
-                   headers=bearer(mint("u1")))
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/action/do",
+        413,
+        "body_too_large",
+        data='{"actionId": "' + "a" * 20000 + '"}',
+        content_type="application/json",
+        headers=bearer(mint("u1")),
+    )
 
 
 def test_unknown_route_and_method_are_json(app, client, mint):
@@ -134,8 +222,16 @@ def test_unknown_route_and_method_are_json(app, client, mint):
 
 def test_ref_reused_for_another_user_is_409(app, client, service_headers, record):
     record("u1", "complete-lesson", ref="site-42")
-    assert_refused(app, client, "POST", "/api/actions/completions", 409, "ref_conflict",
-                   json={"userId": "u2", "action": "complete-lesson", "ref": "site-42"}, headers=service_headers)
+    assert_refused(
+        app,
+        client,
+        "POST",
+        "/api/actions/completions",
+        409,
+        "ref_conflict",
+        json={"userId": "u2", "action": "complete-lesson", "ref": "site-42"},
+        headers=service_headers,
+    )
 
 
 def test_database_down_is_503_json(mint):

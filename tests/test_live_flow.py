@@ -26,9 +26,12 @@ def receive_until(ws, predicate, timeout):
 
 def test_claim_reaches_socket_within_a_second(live_stack, mint, service_headers):
     alice = bearer(mint("alice"))
-    completion = requests.post(f"{live_stack}/api/actions/completions",
-                               json={"userId": "alice", "action": "win-challenge", "displayName": "Alice"},
-                               headers=service_headers, timeout=5)
+    completion = requests.post(
+        f"{live_stack}/api/actions/completions",
+        json={"userId": "alice", "action": "win-challenge", "displayName": "Alice"},
+        headers=service_headers,
+        timeout=5,
+    )
     assert completion.status_code == 201
     body = completion.json()
     assert body["userId"] == "alice" and body["points"] == 250 and len(body["actionId"]) >= 32
@@ -38,8 +41,9 @@ def test_claim_reaches_socket_within_a_second(live_stack, mint, service_headers)
         assert snapshot["type"] == "snapshot"
         assert all(entry["userId"] != "alice" for entry in snapshot["top"])
 
-        claimed = requests.post(f"{live_stack}/api/action/do", json={"actionId": body["actionId"]},
-                                headers=alice, timeout=5)
+        claimed = requests.post(
+            f"{live_stack}/api/action/do", json={"actionId": body["actionId"]}, headers=alice, timeout=5
+        )
         assert claimed.status_code == 200
         assert claimed.json() == {"success": True, "newScore": 250}
 
@@ -59,14 +63,19 @@ def test_each_change_is_one_message_and_versions_grow(live_stack, mint, service_
     with connect(ws_url(live_stack), open_timeout=5, additional_headers=headers["p1"]) as ws:
         last = json.loads(ws.recv(timeout=5))["version"]
         for user, expected in (("p1", 50), ("p2", 50), ("p1", 100)):
-            action_id = requests.post(f"{live_stack}/api/actions/completions",
-                                      json={"userId": user, "action": "complete-lesson"},
-                                      headers=service_headers, timeout=5).json()["actionId"]
-            r = requests.post(f"{live_stack}/api/action/do", json={"actionId": action_id},
-                              headers=headers[user], timeout=5)
+            action_id = requests.post(
+                f"{live_stack}/api/actions/completions",
+                json={"userId": user, "action": "complete-lesson"},
+                headers=service_headers,
+                timeout=5,
+            ).json()["actionId"]
+            r = requests.post(
+                f"{live_stack}/api/action/do", json={"actionId": action_id}, headers=headers[user], timeout=5
+            )
             assert r.json()["newScore"] == expected
             message, _ = receive_until(
-                ws, lambda m: any(e["userId"] == user and e["score"] == expected for e in m["top"]), 1.0)
+                ws, lambda m: any(e["userId"] == user and e["score"] == expected for e in m["top"]), 1.0
+            )
             assert message["version"] > last
             last = message["version"]
         # p1 (100) leads; p2 (50) follows.
@@ -90,12 +99,20 @@ def test_rabbitmq_broker_works_by_url(stack_env, tmp_path, mint, service_headers
     web, base = start_web(env, tmp_path, name="amqp-web", workers=1)
     try:
         user = bearer(mint("rabbit"))
-        action_id = requests.post(f"{base}/api/actions/completions", json={"userId": "rabbit", "action": "pass-quiz"},
-                                  headers=service_headers, timeout=5).json()["actionId"]
+        action_id = requests.post(
+            f"{base}/api/actions/completions",
+            json={"userId": "rabbit", "action": "pass-quiz"},
+            headers=service_headers,
+            timeout=5,
+        ).json()["actionId"]
         with connect(ws_url(base), additional_headers=user, open_timeout=5) as ws:
             json.loads(ws.recv(timeout=5))
-            assert requests.post(f"{base}/api/action/do", json={"actionId": action_id}, headers=user,
-                                 timeout=5).status_code == 200
+            assert (
+                requests.post(
+                    f"{base}/api/action/do", json={"actionId": action_id}, headers=user, timeout=5
+                ).status_code
+                == 200
+            )
             receive_until(ws, lambda m: any(e["userId"] == "rabbit" for e in m["top"]), 1.0)
         assert "amqp://guest:**@127.0.0.1:5672//" in worker.output()
     finally:

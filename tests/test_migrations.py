@@ -15,8 +15,14 @@ TABLES = {"users", "scores", "actions", "completions", "audit_log"}
 
 def flask_db(env, *args):
     """Run ``flask db ...`` in a fresh process, as ops would."""
-    subprocess.run([python_bin(), "-m", "flask", "db", *args], cwd=ROOT, env={**env, "FLASK_APP": "wsgi"},
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [python_bin(), "-m", "flask", "db", *args],
+        cwd=ROOT,
+        env={**env, "FLASK_APP": "wsgi"},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture

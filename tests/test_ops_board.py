@@ -92,8 +92,12 @@ def test_changes_still_in_the_outbox_are_not_drift(app, client, mint, record, re
     claim(client, mint, record, "ann")
     with app.app_context():
         # A claim committed while the worker was away: the score moved, the board not yet.
-        db.session.execute(text("UPDATE scores SET score = score + 50, version = version + 1, board_pending = true,"
-                                " reached_at = now() WHERE user_id = 'ann'"))
+        db.session.execute(
+            text(
+                "UPDATE scores SET score = score + 50, version = version + 1, board_pending = true,"
+                " reached_at = now() WHERE user_id = 'ann'"
+            )
+        )
         db.session.commit()
         before = sample("scoreboard_reconcile_drift_total")
         run(app, "workers.board.reconcile")
@@ -136,8 +140,10 @@ def test_expire_completions_marks_stale_ones(app, record):
     fresh = record("ann")["actionId"]
     stale = record("ann")["actionId"]
     with app.app_context():
-        db.session.execute(text("UPDATE completions SET expires_at = :t WHERE id = :id"),
-                           {"t": utcnow() - timedelta(seconds=1), "id": stale})
+        db.session.execute(
+            text("UPDATE completions SET expires_at = :t WHERE id = :id"),
+            {"t": utcnow() - timedelta(seconds=1), "id": stale},
+        )
         db.session.commit()
         assert run(app, "workers.maintenance.expire_completions") == 1
         assert db.session.get(Completion, stale).status == "expired"
@@ -166,14 +172,14 @@ with store.refresh_lock(timeout=1):
 @pytest.mark.timeout(60)
 def test_refresh_lock_is_renewed_while_held_and_freed_soon_after_its_holder_dies(app):
     store = app.extensions["scoreboard.store"]
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, REDIS_URL, PREFIX], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, REDIS_URL, PREFIX], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         time.sleep(2.5)  # over twice the 1 s TTL: only renewal keeps it
-        with pytest.raises(Exception):
-            with store.refresh_lock(timeout=1, wait=0.1):
-                pass
+        with pytest.raises(Exception), store.refresh_lock(timeout=1, wait=0.1):
+            pass
         os.kill(holder.pid, signal.SIGKILL)  # no chance to release it
         killed = time.monotonic()
         with store.refresh_lock(timeout=1, wait=5):

@@ -29,8 +29,9 @@ def dead_url(scheme):
 
 def test_healthz_is_alive_and_touches_nothing(make_app):
     # Every backing service unreachable: the process itself is still alive.
-    broken = make_app(SQLALCHEMY_DATABASE_URI=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
-                      REDIS_URL=dead_url("redis"))
+    broken = make_app(
+        SQLALCHEMY_DATABASE_URI=f"postgresql://postgres@127.0.0.1:{free_port()}/x", REDIS_URL=dead_url("redis")
+    )
     r = broken.test_client().get("/healthz")
     assert r.status_code == 200 and r.get_json() == {"status": "ok"}
 

@@ -92,5 +92,7 @@ def test_redaction_of_credentials_in_any_message():
     line = redact(f"Authorization: Bearer {jwt} password=hunter2 {{'password_hash': 'scrypt:1$ab'}} secret: s3cr3t")
     assert jwt not in line and "hunter2" not in line and "scrypt:1$ab" not in line and "s3cr3t" not in line
     # Ordinary words stay readable.
-    assert redact('{"code": "token_missing", "message": "A Bearer token is required."}') == \
-        '{"code": "token_missing", "message": "A Bearer token is required."}'
+    assert (
+        redact('{"code": "token_missing", "message": "A Bearer token is required."}')
+        == '{"code": "token_missing", "message": "A Bearer token is required."}'
+    )

@@ -9,10 +9,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import bearer
 
-METRICS = ("scoreboard_claims", "scoreboard_claim_duration_seconds", "scoreboard_broadcast_lag_seconds",
-           "scoreboard_open_sockets", "scoreboard_board_recomputes", "scoreboard_board_broadcasts",
-           "scoreboard_board_rebuilds", "scoreboard_top_cache", "scoreboard_rate_limit_refusals",
-           "scoreboard_reconcile_runs", "scoreboard_reconcile_drift", "scoreboard_outbox_pending")
+METRICS = (
+    "scoreboard_claims",
+    "scoreboard_claim_duration_seconds",
+    "scoreboard_broadcast_lag_seconds",
+    "scoreboard_open_sockets",
+    "scoreboard_board_recomputes",
+    "scoreboard_board_broadcasts",
+    "scoreboard_board_rebuilds",
+    "scoreboard_top_cache",
+    "scoreboard_rate_limit_refusals",
+    "scoreboard_reconcile_runs",
+    "scoreboard_reconcile_drift",
+    "scoreboard_outbox_pending",
+)
 
 
 def sample(name, **labels):
@@ -31,8 +41,10 @@ def test_metrics_endpoint_speaks_prometheus(client):
 def test_claims_are_counted_by_outcome_and_timed(client, mint, record):
     alice = bearer(mint("alice"))
     action_id = record("alice")["actionId"]
-    claimed, repeated = sample("scoreboard_claims_total", outcome="claimed"), sample(
-        "scoreboard_claims_total", outcome="already_claimed")
+    claimed, repeated = (
+        sample("scoreboard_claims_total", outcome="claimed"),
+        sample("scoreboard_claims_total", outcome="already_claimed"),
+    )
     missing = sample("scoreboard_claims_total", outcome="action_not_found")
     timed = sample("scoreboard_claim_duration_seconds_count")
     assert client.post("/api/action/do", json={"actionId": action_id}, headers=alice).status_code == 200
@@ -55,7 +67,10 @@ def test_recomputes_broadcasts_and_cache_results(app, client, mint, record):
     alice = bearer(mint("alice"))
     recomputes, broadcasts = sample("scoreboard_board_recomputes_total"), sample("scoreboard_board_broadcasts_total")
     rebuilds = sample("scoreboard_board_rebuilds_total", reason="mirror_missing")
-    hits, misses = sample("scoreboard_top_cache_total", result="hit"), sample("scoreboard_top_cache_total", result="miss")
+    hits, misses = (
+        sample("scoreboard_top_cache_total", result="hit"),
+        sample("scoreboard_top_cache_total", result="miss"),
+    )
 
     assert client.get("/api/score/top", headers=alice).status_code == 200  # empty cache: the database
     assert sample("scoreboard_top_cache_total", result="miss") == misses + 1

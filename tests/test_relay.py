@@ -40,8 +40,8 @@ def read_frames(sock, count):
             if len(data) < head + size:
                 break
             assert data[0] == 0x81
-            frames.append(data[head:head + size])
-            data = data[head + size:]
+            frames.append(data[head : head + size])
+            data = data[head + size :]
     return frames
 
 

@@ -28,7 +28,17 @@ def init_app(app):
     app.after_request(_api_headers)
     origins = app.config["ALLOWED_ORIGINS"]
     if origins:
-        CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False,
-             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-             expose_headers=["X-Board-Version", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-                             "X-RateLimit-Reset"], max_age=600)
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": origins}},
+            supports_credentials=False,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Board-Version",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )

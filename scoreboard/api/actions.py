@@ -23,12 +23,18 @@ def list_actions():
 
 @bp.post("/completions")
 @documented(
-    "Record that a user completed an action", auth="service", body=CompletionBody,
-    responses={201: Reply(CompletionOut, "Recorded: the one-time `actionId` for the user's browser to claim."),
-               200: Reply(CompletionOut, "This `ref` was recorded before: the same completion.")},
-    errors={409: "`ref_conflict`: the `ref` was used for another user or action.",
-            422: "`unknown_action`: the action is not in the catalog or is disabled.",
-            429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user (`retryAfter`)."},
+    "Record that a user completed an action",
+    auth="service",
+    body=CompletionBody,
+    responses={
+        201: Reply(CompletionOut, "Recorded: the one-time `actionId` for the user's browser to claim."),
+        200: Reply(CompletionOut, "This `ref` was recorded before: the same completion."),
+    },
+    errors={
+        409: "`ref_conflict`: the `ref` was used for another user or action.",
+        422: "`unknown_action`: the action is not in the catalog or is disabled.",
+        429: "`action_cooldown`, `action_daily_cap`: the catalog's limits for this user (`retryAfter`).",
+    },
 )
 @role_required("service")
 @limiter.limit(service_limit, key_func=user_key)

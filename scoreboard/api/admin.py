@@ -9,8 +9,21 @@ from ..extensions import db
 from ..models import AuditEntry
 from ..scoring import admin as rules
 from .openapi import Reply, documented
-from .schemas import (AdjustBody, AdjustmentResult, AdminTopEntry, AuditOut, AuditQuery, RevokeBody, RevokeResult,
-                      StatusBody, StatusResult, UserLedger, VoidBody, VoidResult, parse_body)
+from .schemas import (
+    AdjustBody,
+    AdjustmentResult,
+    AdminTopEntry,
+    AuditOut,
+    AuditQuery,
+    RevokeBody,
+    RevokeResult,
+    StatusBody,
+    StatusResult,
+    UserLedger,
+    VoidBody,
+    VoidResult,
+    parse_body,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -26,14 +39,23 @@ def _actor():
 
 
 @bp.get("/users/<user_id>")
-@documented("A user's status, score, ledger and audit", auth="admin", tags=("admin",),
-            responses={200: UserLedger}, errors={404: "`user_not_found`: no such user."})
+@documented(
+    "A user's status, score, ledger and audit",
+    auth="admin",
+    tags=("admin",),
+    responses={200: UserLedger},
+    errors={404: "`user_not_found`: no such user."},
+)
 def user_ledger(user_id):
     """A user's status, score, ledger and the admin acts about them."""
     user, score, rows, audits = rules.ledger(user_id)
     return jsonify(
-        user={"userId": user.id, "displayName": user.display_name, "status": user.status,
-              "createdAt": user.created_at.isoformat()},
+        user={
+            "userId": user.id,
+            "displayName": user.display_name,
+            "status": user.status,
+            "createdAt": user.created_at.isoformat(),
+        },
         score=int(score.score) if score else 0,
         ledger=[row.to_ledger_dict() for row in rows],
         audit=[entry.to_dict() for entry in audits],
@@ -41,8 +63,14 @@ def user_ledger(user_id):
 
 
 @bp.post("/users/<user_id>/status")
-@documented("Hide, ban or restore a user", auth="admin", tags=("admin",), body=StatusBody,
-            responses={200: StatusResult}, errors={404: "`user_not_found`: no such user."})
+@documented(
+    "Hide, ban or restore a user",
+    auth="admin",
+    tags=("admin",),
+    body=StatusBody,
+    responses={200: StatusResult},
+    errors={404: "`user_not_found`: no such user."},
+)
 def set_status(user_id):
     """Hide, unhide, ban or unban a user; the public board follows."""
     body = parse_body(StatusBody)
@@ -52,8 +80,14 @@ def set_status(user_id):
 
 
 @bp.post("/users/<user_id>/adjustments")
-@documented("Add or remove points, with a reason", auth="admin", tags=("admin",), body=AdjustBody,
-            responses={201: AdjustmentResult}, errors={404: "`user_not_found`: no such user."})
+@documented(
+    "Add or remove points, with a reason",
+    auth="admin",
+    tags=("admin",),
+    body=AdjustBody,
+    responses={201: AdjustmentResult},
+    errors={404: "`user_not_found`: no such user."},
+)
 def adjust(user_id):
     """Add or remove points with a mandatory reason, as a ledger row."""
     body = parse_body(AdjustBody)
@@ -63,9 +97,14 @@ def adjust(user_id):
 
 
 @bp.post("/completions/<action_id>/void")
-@documented("Void a completion; a claimed one gives its points back", auth="admin", tags=("admin",),
-            body=VoidBody, responses={200: VoidResult},
-            errors={404: "`action_not_found`: no such completion.", 409: "`already_void`: voided before."})
+@documented(
+    "Void a completion; a claimed one gives its points back",
+    auth="admin",
+    tags=("admin",),
+    body=VoidBody,
+    responses={200: VoidResult},
+    errors={404: "`action_not_found`: no such completion.", 409: "`already_void`: voided before."},
+)
 def void(action_id):
     """Void a completion; a claimed one gives its points back."""
     body = parse_body(VoidBody)
@@ -75,8 +114,7 @@ def void(action_id):
 
 
 @bp.post("/tokens/revoke")
-@documented("Revoke a token by its jti", auth="admin", tags=("admin",), body=RevokeBody,
-            responses={200: RevokeResult})
+@documented("Revoke a token by its jti", auth="admin", tags=("admin",), body=RevokeBody, responses={200: RevokeResult})
 def revoke_token():
     """Refuse a token by its ``jti`` from now on (for as long as any token lives)."""
     body = parse_body(RevokeBody)
@@ -89,16 +127,25 @@ def revoke_token():
 
 
 @bp.get("/board")
-@documented("The top list of every user, whatever their status", auth="admin", tags=("admin",),
-            responses={200: Reply(list[AdminTopEntry], "Highest score first, hidden and banned users included.")})
+@documented(
+    "The top list of every user, whatever their status",
+    auth="admin",
+    tags=("admin",),
+    responses={200: Reply(list[AdminTopEntry], "Highest score first, hidden and banned users included.")},
+)
 def full_board():
     """The top list including hidden and banned users, with their status."""
     return jsonify(rules.full_board(current_app.config["BOARD_SIZE"]))
 
 
 @bp.get("/audit")
-@documented("The latest admin acts, newest first", auth="admin", tags=("admin",), query=AuditQuery,
-            responses={200: list[AuditOut]})
+@documented(
+    "The latest admin acts, newest first",
+    auth="admin",
+    tags=("admin",),
+    query=AuditQuery,
+    responses={200: list[AuditOut]},
+)
 def audit_log():
     """The latest admin acts, newest first (``?limit=``, at most 500)."""
     limit = min(max(request.args.get("limit", 100, type=int), 1), 500)

@@ -1,9 +1,8 @@
 """``POST /api/auth/login``: local accounts trade a password for an access token."""
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import select
-
 from flask_jwt_extended import get_jwt
+from sqlalchemy import select
 
 from ..auth import login_required, mint_token, revoke, verify_password
 from ..errors import ApiError
@@ -16,8 +15,13 @@ bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
 @bp.post("/login")
-@documented("Trade a local account's password for a token", auth="public", body=LoginBody,
-            responses={200: LoginResult}, errors={401: "`invalid_credentials`: wrong username or password."})
+@documented(
+    "Trade a local account's password for a token",
+    auth="public",
+    body=LoginBody,
+    responses={200: LoginResult},
+    errors={401: "`invalid_credentials`: wrong username or password."},
+)
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"])
 def login():
     """Check a username and password; answer a Bearer token."""
@@ -36,8 +40,12 @@ def login():
 
 
 @bp.post("/logout")
-@documented("Revoke the caller's token", auth="token", responses={200: LogoutResult},
-            errors={400: "`token_not_revocable`: the token has no `jti`."})
+@documented(
+    "Revoke the caller's token",
+    auth="token",
+    responses={200: LogoutResult},
+    errors={400: "`token_not_revocable`: the token has no `jti`."},
+)
 @login_required
 def logout():
     """Revoke the caller's token (by its ``jti``) so it is refused from now on."""

@@ -20,10 +20,16 @@ def _from_memory(app):
 
 @bp.get("/top")
 @documented(
-    "The top list, highest first", auth="board",
-    responses={200: Reply(list[TopEntry], "Highest score first; equal scores by who reached them first.",
-                          headers={"X-Board-Version": "The `version` of the socket message holding this list."},
-                          required_headers=("X-Board-Version",))},
+    "The top list, highest first",
+    auth="board",
+    responses={
+        200: Reply(
+            list[TopEntry],
+            "Highest score first; equal scores by who reached them first.",
+            headers={"X-Board-Version": "The `version` of the socket message holding this list."},
+            required_headers=("X-Board-Version",),
+        )
+    },
 )
 @board_reader
 def top():

@@ -15,11 +15,16 @@ bp = Blueprint("claims", __name__, url_prefix="/api/action")
 
 @bp.post("/do")
 @documented(
-    "Claim a recorded completion, once", auth="token", body=ClaimBody, responses={200: ClaimResult},
-    errors={403: "`user_banned`: this account may not claim points.",
-            404: "`action_not_found`: no such `actionId` for this user (also when it is another user's).",
-            409: "`already_claimed`: this `actionId` was claimed before.",
-            410: "`action_expired`, `action_void`: the completion expired or was voided."},
+    "Claim a recorded completion, once",
+    auth="token",
+    body=ClaimBody,
+    responses={200: ClaimResult},
+    errors={
+        403: "`user_banned`: this account may not claim points.",
+        404: "`action_not_found`: no such `actionId` for this user (also when it is another user's).",
+        409: "`already_claimed`: this `actionId` was claimed before.",
+        410: "`action_expired`, `action_void`: the completion expired or was voided.",
+    },
 )
 @login_required
 @limiter.limit(user_limit, key_func=user_key)

@@ -28,15 +28,17 @@ AUTH_KINDS = ("public", "token", "board", *ROLES)
 ERRORS = {
     400: "`invalid_body`: the body is not a JSON object or fails validation; `problems` names each field.",
     401: "`token_missing`, `token_invalid`, `token_expired`, `token_revoked`: no usable Bearer token "
-         "(`token_invalid` also for an `Authorization` header too large to be a token).",
+    "(`token_invalid` also for an `Authorization` header too large to be a token).",
     403: "`forbidden`: the token lacks the role this needs.",
     413: "`body_too_large`: the body is larger than `SCOREBOARD_MAX_BODY_BYTES`.",
     429: "`rate_limited`: too many requests from this address or caller; retry after `Retry-After` seconds.",
     503: "`database_unavailable`, `redis_unavailable`, `broker_unavailable`: a backing service is down; "
-         "retry after `Retry-After` seconds.",
+    "retry after `Retry-After` seconds.",
 }
-OVERSIZED_TOKEN = (f"`token_invalid`: an `Authorization` header or `token` parameter over {MAX_TOKEN_BYTES} bytes, "
-                   "refused on every endpoint.")
+OVERSIZED_TOKEN = (
+    f"`token_invalid`: an `Authorization` header or `token` parameter over {MAX_TOKEN_BYTES} bytes, "
+    "refused on every endpoint."
+)
 ERROR_HEADERS = {
     401: {"WWW-Authenticate": "`Bearer` when the token is missing or unusable."},
     429: {"Retry-After": "Seconds to wait before retrying."},
@@ -52,7 +54,7 @@ WEBSOCKETS = {
             "a message whose version is not above the one shown. Unless the board is public the handshake needs "
             "a token, as `Authorization: Bearer <jwt>` or `?token=<jwt>` (browsers cannot set headers on a "
             "socket). A refused handshake answers JSON like any error: 401 (token), 403 `origin_forbidden`, "
-            "429 `too_many_sockets`. The board is one-way: a client may send `{\"type\": \"resync\"}` to get a "
+            '429 `too_many_sockets`. The board is one-way: a client may send `{"type": "resync"}` to get a '
             "fresh snapshot; anything else closes the socket."
         ),
         "message": BoardMessage,
@@ -86,8 +88,7 @@ class Operation:
     tags: tuple = ()
 
 
-def documented(summary, *, auth, responses, body=None, query=None, path=None, errors=None, description="",
-               tags=()):
+def documented(summary, *, auth, responses, body=None, query=None, path=None, errors=None, description="", tags=()):
     """Declare a view's OpenAPI operation; put it right under the route decorator.
 
     ``auth`` is one of :data:`AUTH_KINDS`; ``responses`` maps a status to a body type or a
@@ -96,8 +97,17 @@ def documented(summary, *, auth, responses, body=None, query=None, path=None, er
     """
     if auth not in AUTH_KINDS:
         raise ValueError(f"auth must be one of {AUTH_KINDS}, not {auth!r}")
-    operation = Operation(summary=summary, auth=auth, responses=dict(responses), body=body, query=query, path=path,
-                          errors=dict(errors or {}), description=description, tags=tuple(tags))
+    operation = Operation(
+        summary=summary,
+        auth=auth,
+        responses=dict(responses),
+        body=body,
+        query=query,
+        path=path,
+        errors=dict(errors or {}),
+        description=description,
+        tags=tuple(tags),
+    )
 
     def decorator(view):
         """Attach the operation to the view."""
@@ -201,8 +211,10 @@ def _security(auth, app):
 
 def _headers(headers, required=()):
     """OpenAPI header objects: every header is a string."""
-    return {name: {"description": text, "required": name in required, "schema": {"type": "string"}}
-            for name, text in headers.items()}
+    return {
+        name: {"description": text, "required": name in required, "schema": {"type": "string"}}
+        for name, text in headers.items()
+    }
 
 
 def _error_statuses(operation, app):
@@ -228,8 +240,11 @@ def _responses(operation, app, components):
             reply = Reply(body=reply)
         entry = {"description": reply.description or "OK"}
         if reply.body is not None:
-            schema = {"type": "string"} if reply.media_type.startswith("text/") else \
-                components.schema_for(reply.body, "serialization")
+            schema = (
+                {"type": "string"}
+                if reply.media_type.startswith("text/")
+                else components.schema_for(reply.body, "serialization")
+            )
             entry["content"] = {reply.media_type: {"schema": schema}}
         if reply.headers:
             entry["headers"] = _headers(reply.headers, reply.required_headers)
@@ -300,7 +315,8 @@ def build_document(app):
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             paths.setdefault(_path_of(rule), {})[method.lower()] = _operation(
-                rule, method, view, operation, app, components, operation_ids)
+                rule, method, view, operation, app, components, operation_ids
+            )
 
     websockets = {}
     for rule in app.url_map.iter_rules():
@@ -323,7 +339,7 @@ def build_document(app):
                 "A live top-10 scoreboard. The site's trusted backend records completions "
                 "(`POST /api/actions/completions`, role `service`); the user's browser claims each once "
                 "(`POST /api/action/do`); `GET /api/score/top` and the `/ws/scoreboard` WebSocket show the board. "
-                "Every error is `{\"error\": {\"code\", \"message\", ...}}` with a stable `code`, and a refused "
+                'Every error is `{"error": {"code", "message", ...}}` with a stable `code`, and a refused '
                 "request changes nothing. WebSockets, which OpenAPI cannot describe as operations, are listed "
                 "under `x-websockets` with the schema of their messages."
             ),
@@ -337,7 +353,8 @@ def build_document(app):
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "`sub` is the user id; the `roles` claim (a list) may hold "
-                                   + ", ".join(f"`{r}`" for r in ROLES) + ".",
+                    + ", ".join(f"`{r}`" for r in ROLES)
+                    + ".",
                 },
             },
         },
@@ -346,18 +363,32 @@ def build_document(app):
 
 
 declare("ops.healthz", "Liveness: the process answers", auth="public", tags=("ops",), responses={200: Health})
-declare("ops.readyz", "Readiness: the database, Redis and the broker answer", auth="public", tags=("ops",),
-        responses={200: Ready},
-        errors={503: "Not ready: `failing` lists the services that did not answer and `checks` the state of each."})
-declare("ops.prometheus_metrics", "Prometheus metrics", auth="public", tags=("ops",),
-        responses={200: Reply(str, "Every metric, in the Prometheus text exposition format.", media_type="text/plain")})
+declare(
+    "ops.readyz",
+    "Readiness: the database, Redis and the broker answer",
+    auth="public",
+    tags=("ops",),
+    responses={200: Ready},
+    errors={503: "Not ready: `failing` lists the services that did not answer and `checks` the state of each."},
+)
+declare(
+    "ops.prometheus_metrics",
+    "Prometheus metrics",
+    auth="public",
+    tags=("ops",),
+    responses={200: Reply(str, "Every metric, in the Prometheus text exposition format.", media_type="text/plain")},
+)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 
 @bp.get("/openapi.json")
-@documented("This OpenAPI document", auth="public", tags=("meta",),
-            responses={200: Reply(dict[str, Any], "The OpenAPI 3.1 document of this service.")})
+@documented(
+    "This OpenAPI document",
+    auth="public",
+    tags=("meta",),
+    responses={200: Reply(dict[str, Any], "The OpenAPI 3.1 document of this service.")},
+)
 def openapi_json():
     """The OpenAPI 3.1 document of every endpoint."""
     app = current_app._get_current_object()

@@ -68,17 +68,21 @@ def request_refresh():
 def _entries(rows):
     """Turn score rows into mirror entries."""
     return [
-        RankEntry(user_id=r.user_id, score=int(r.score), reached_us=to_micros(r.reached_at),
-                  version=int(r.version), visible=r.status == "active" and r.score > 0)
+        RankEntry(
+            user_id=r.user_id,
+            score=int(r.score),
+            reached_us=to_micros(r.reached_at),
+            version=int(r.version),
+            visible=r.status == "active" and r.score > 0,
+        )
         for r in rows
     ]
 
 
 def _rows():
     """The columns the mirror needs, for every user."""
-    return (
-        select(Score.user_id, Score.score, Score.reached_at, Score.version, User.status)
-        .join(User, User.id == Score.user_id)
+    return select(Score.user_id, Score.score, Score.reached_at, Score.version, User.status).join(
+        User, User.id == Score.user_id
     )
 
 

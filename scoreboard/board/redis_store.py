@@ -90,9 +90,22 @@ class RedisStore:
         self.channel = f"{prefix}board"
         self.revocations_channel = f"{prefix}revoked"
         k = self.key
-        self.keys = {n: k(n) for n in ("rank", "rank:state", "rank:built", "top", "top:published",
-                                         "top:version", "refresh:pending", "refresh:lock", "refresh:last",
-                                         "stats:recomputes", "revoked")}
+        self.keys = {
+            n: k(n)
+            for n in (
+                "rank",
+                "rank:state",
+                "rank:built",
+                "top",
+                "top:published",
+                "top:version",
+                "refresh:pending",
+                "refresh:lock",
+                "refresh:last",
+                "stats:recomputes",
+                "revoked",
+            )
+        }
         self._apply = self.redis.register_script(APPLY)
         self._publish = self.redis.register_script(PUBLISH_IF_CHANGED)
 

@@ -76,8 +76,9 @@ def check_handshake():
         # Browsers cannot set headers on a socket: the token may come as ?token=.
         verify_token(locations=["headers", "query_string"])
     if socket_counter(current_app).count(request.remote_addr) >= config["WS_MAX_PER_IP"]:
-        return error_response(429, "too_many_sockets", "Too many open board sockets from this address.",
-                              headers={"Retry-After": "10"})
+        return error_response(
+            429, "too_many_sockets", "Too many open board sockets from this address.", headers={"Retry-After": "10"}
+        )
     return None
 
 

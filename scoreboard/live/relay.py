@@ -86,7 +86,7 @@ class GuardedSocket:
     Without it a ping could land in the middle of a half-written board frame.
     """
 
-    __slots__ = ("_sock", "_raw", "_lock", "_timeout")
+    __slots__ = ("_lock", "_raw", "_sock", "_timeout")
 
     def __init__(self, sock, lock, timeout):
         self._sock = sock
@@ -118,7 +118,7 @@ class Subscriber:
     own thread, and a newer frame replaces an older waiting one.
     """
 
-    __slots__ = ("ws", "raw", "lock", "timeout", "shown", "pending", "rest")
+    __slots__ = ("lock", "pending", "raw", "rest", "shown", "timeout", "ws")
 
     def __init__(self, ws, timeout):
         self.ws = ws

@@ -62,8 +62,14 @@ def readyz():
             checks[name] = "unreachable"
             failing.append(name)
     if failing:
-        return error_response(503, f"{failing[0]}_unavailable", f"Not ready: {', '.join(failing)} unreachable.",
-                              headers={"Retry-After": "1"}, failing=failing, checks=checks)
+        return error_response(
+            503,
+            f"{failing[0]}_unavailable",
+            f"Not ready: {', '.join(failing)} unreachable.",
+            headers={"Retry-After": "1"},
+            failing=failing,
+            checks=checks,
+        )
     return jsonify(status="ready", checks=checks)
 
 

@@ -84,8 +84,9 @@ class TextFormatter(logging.Formatter):
 def make_formatter(kind="json"):
     """The formatter for ``SCOREBOARD_LOG_FORMAT``: ``json`` (default) or ``text``."""
     if kind == "text":
-        return TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
-                             defaults={"request_id": "-"})
+        return TextFormatter(
+            "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s", defaults={"request_id": "-"}
+        )
     return Formatter(
         "{levelname}{name}{process}{message}",
         style="{",

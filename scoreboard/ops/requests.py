@@ -51,14 +51,21 @@ def finish_request(response):
         metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unknown").inc()
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
     if log.isEnabledFor(level):
-        log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round(elapsed * 1000, 2),
-            "remote_addr": request.remote_addr,
-            "user_id": verified_user_id(),
-        })
+        log.log(
+            level,
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+                "remote_addr": request.remote_addr,
+                "user_id": verified_user_id(),
+            },
+        )
     return response
 
 

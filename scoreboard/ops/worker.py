@@ -29,8 +29,9 @@ class QuickReconnectConsumer(Consumer):
 
     def ensure_connected(self, conn):
         """Connect as Celery does, with a flat retry interval."""
-        conn.ensure_connection = functools.partial(conn.ensure_connection, interval_start=RECONNECT_EVERY,
-                                                   interval_step=0, interval_max=RECONNECT_EVERY)
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=RECONNECT_EVERY, interval_step=0, interval_max=RECONNECT_EVERY
+        )
         return super().ensure_connected(conn)
 
 
@@ -41,8 +42,10 @@ def serve_worker_metrics(**_kwargs):
     if not port:
         return
     if metrics.multiprocess_dir() is None:
-        log.warning("SCOREBOARD_WORKER_METRICS_PORT is set without PROMETHEUS_MULTIPROC_DIR: "
-                    "the pool's samples cannot be collected; metrics not served")
+        log.warning(
+            "SCOREBOARD_WORKER_METRICS_PORT is set without PROMETHEUS_MULTIPROC_DIR: "
+            "the pool's samples cannot be collected; metrics not served"
+        )
         return
     metrics.reset_multiprocess_dir()
     metrics.serve(port, env("WORKER_METRICS_ADDR", "0.0.0.0"))

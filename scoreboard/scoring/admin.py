@@ -14,8 +14,17 @@ scores = Score.__table__
 
 def audit(actor, actor_ip, act, reason, target_user=None, target_completion=None, **details):
     """Add an audit row to the current transaction."""
-    db.session.add(AuditEntry(actor=actor, actor_ip=actor_ip, act=act, reason=reason, target_user=target_user,
-                              target_completion=target_completion, details=json.dumps(details, default=str)))
+    db.session.add(
+        AuditEntry(
+            actor=actor,
+            actor_ip=actor_ip,
+            act=act,
+            reason=reason,
+            target_user=target_user,
+            target_completion=target_completion,
+            details=json.dumps(details, default=str),
+        )
+    )
 
 
 def _user(user_id):
@@ -27,8 +36,9 @@ def _user(user_id):
 
 def _flag_for_board(user_id):
     """Mark the score changed so the board mirror picks up the new state."""
-    db.session.execute(update(scores).where(scores.c.user_id == user_id)
-                       .values(version=scores.c.version + 1, board_pending=True))
+    db.session.execute(
+        update(scores).where(scores.c.user_id == user_id).values(version=scores.c.version + 1, board_pending=True)
+    )
 
 
 def set_status(user_id, status, reason, actor, actor_ip):
@@ -46,11 +56,22 @@ def adjust(user_id, delta, reason, actor, actor_ip):
     """Add ``delta`` points (may be negative) as an ``adjustment`` ledger row; returns ``(row, new_score)``."""
     _user(user_id)
     now = utcnow()
-    row = Completion(id=new_action_id(), user_id=user_id, action_key=None, points=delta, status="adjustment",
-                     reason=reason, created_at=now, expires_at=now, claimed_at=now, client_ip=actor_ip)
+    row = Completion(
+        id=new_action_id(),
+        user_id=user_id,
+        action_key=None,
+        points=delta,
+        status="adjustment",
+        reason=reason,
+        created_at=now,
+        expires_at=now,
+        claimed_at=now,
+        client_ip=actor_ip,
+    )
     db.session.add(row)
     new_score = db.session.execute(
-        update(scores).where(scores.c.user_id == user_id)
+        update(scores)
+        .where(scores.c.user_id == user_id)
         .values(score=scores.c.score + delta, reached_at=now, version=scores.c.version + 1, board_pending=True)
         .returning(scores.c.score)
     ).scalar_one()
@@ -75,8 +96,16 @@ def void(action_id, reason, actor, actor_ip):
     new_score = db.session.execute(
         update(scores).where(scores.c.user_id == completion.user_id).values(**values).returning(scores.c.score)
     ).scalar_one()
-    audit(actor, actor_ip, "void", reason, target_user=completion.user_id, target_completion=action_id,
-          points=completion.points, was_claimed=was_claimed)
+    audit(
+        actor,
+        actor_ip,
+        "void",
+        reason,
+        target_user=completion.user_id,
+        target_completion=action_id,
+        points=completion.points,
+        was_claimed=was_claimed,
+    )
     db.session.commit()
     return completion, int(new_score)
 
@@ -85,10 +114,12 @@ def ledger(user_id, limit=200):
     """A user's latest ledger rows and audit entries."""
     user = _user(user_id)
     score = db.session.get(Score, user_id)
-    rows = db.session.scalars(select(Completion).where(Completion.user_id == user_id)
-                              .order_by(Completion.created_at.desc()).limit(limit)).all()
-    audits = db.session.scalars(select(AuditEntry).where(AuditEntry.target_user == user_id)
-                                .order_by(AuditEntry.id.desc()).limit(limit)).all()
+    rows = db.session.scalars(
+        select(Completion).where(Completion.user_id == user_id).order_by(Completion.created_at.desc()).limit(limit)
+    ).all()
+    audits = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.target_user == user_id).order_by(AuditEntry.id.desc()).limit(limit)
+    ).all()
     return user, score, rows, audits
 
 
@@ -101,5 +132,7 @@ def full_board(limit):
         .order_by(Score.score.desc(), Score.reached_at.asc(), Score.user_id.desc())
         .limit(limit)
     ).all()
-    return [{"rank": rank, "userId": r.user_id, "displayName": r.display_name, "score": int(r.score),
-             "status": r.status} for rank, r in enumerate(rows, start=1)]
+    return [
+        {"rank": rank, "userId": r.user_id, "displayName": r.display_name, "score": int(r.score), "status": r.status}
+        for rank, r in enumerate(rows, start=1)
+    ]

@@ -34,8 +34,9 @@ _claimed = (
         # A ban is checked in the same statement; why nothing matched is worked out only on refusal.
         ~exists().where(users.c.id == bindparam("p_user"), users.c.status == "banned"),
     )
-    .values(status="claimed", claimed_at=bindparam("p_now"), client_ip=bindparam("p_ip"),
-            user_agent=bindparam("p_agent"))
+    .values(
+        status="claimed", claimed_at=bindparam("p_now"), client_ip=bindparam("p_ip"), user_agent=bindparam("p_agent")
+    )
 )
 
 
@@ -44,8 +45,12 @@ def _raise_score(points, user_id):
     return (
         update(scores)
         .where(scores.c.user_id == user_id)
-        .values(score=scores.c.score + points, reached_at=bindparam("p_now"), version=scores.c.version + 1,
-                board_pending=True)
+        .values(
+            score=scores.c.score + points,
+            reached_at=bindparam("p_now"),
+            version=scores.c.version + 1,
+            board_pending=True,
+        )
         .returning(scores.c.score)
     )
 
@@ -60,9 +65,7 @@ def _refusal(action_id, user_id):
     """Explain why a claim matched nothing, without revealing other users' ids."""
     if db.session.scalar(select(User.status).where(User.id == user_id)) == "banned":
         return ApiError(403, "user_banned", "This account may not claim points.")
-    row = db.session.execute(
-        select(Completion.user_id, Completion.status).where(Completion.id == action_id)
-    ).first()
+    row = db.session.execute(select(Completion.user_id, Completion.status).where(Completion.id == action_id)).first()
     if row is None or row.user_id != user_id:
         return ApiError(404, "action_not_found", "No such actionId for this user.")
     if row.status == "claimed":
@@ -101,8 +104,13 @@ def _claim_in_one_transaction(params):
 
 def claim(action_id, user_id, client_ip=None, user_agent=None):
     """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
-    params = {"p_action": action_id, "p_user": user_id, "p_now": utcnow(), "p_ip": client_ip,
-              "p_agent": (user_agent or "")[:256]}
+    params = {
+        "p_action": action_id,
+        "p_user": user_id,
+        "p_now": utcnow(),
+        "p_ip": client_ip,
+        "p_agent": (user_agent or "")[:256],
+    }
     autocommit = db.engines.get("claims")
     new_score = _claim_in_one_statement(autocommit, params) if autocommit else _claim_in_one_transaction(params)
     if new_score is None:

@@ -28,8 +28,7 @@ def _insert_ignore(table, **values):
 def ensure_user(user_id, display_name=None):
     """Create the user and their zero score on first sight; update a given display name."""
     now = utcnow()
-    _insert_ignore(User.__table__, id=user_id, display_name=display_name or user_id, status="active",
-                   created_at=now)
+    _insert_ignore(User.__table__, id=user_id, display_name=display_name or user_id, status="active", created_at=now)
     _insert_ignore(Score.__table__, user_id=user_id, score=0, reached_at=now, version=0, board_pending=False)
     if display_name:
         db.session.execute(
@@ -58,11 +57,14 @@ def _enforce_caps(action, user_id, now):
         if last is not None:
             wait = (last + timedelta(seconds=action.cooldown_seconds) - now).total_seconds()
             if wait > 0:
-                raise ApiError(429, "action_cooldown", f"'{action.key}' is cooling down for this user.",
-                               retryAfter=int(wait) + 1)
+                raise ApiError(
+                    429, "action_cooldown", f"'{action.key}' is cooling down for this user.", retryAfter=int(wait) + 1
+                )
     if action.max_per_user_per_day:
         count = db.session.scalar(
-            select(func.count()).select_from(Completion).where(
+            select(func.count())
+            .select_from(Completion)
+            .where(
                 Completion.user_id == user_id,
                 Completion.action_key == action.key,
                 Completion.created_at > now - timedelta(days=1),
@@ -70,8 +72,12 @@ def _enforce_caps(action, user_id, now):
             )
         )
         if count >= action.max_per_user_per_day:
-            raise ApiError(429, "action_daily_cap", f"'{action.key}' has reached its cap of "
-                           f"{action.max_per_user_per_day} per user per 24 hours.", retryAfter=3600)
+            raise ApiError(
+                429,
+                "action_daily_cap",
+                f"'{action.key}' has reached its cap of {action.max_per_user_per_day} per user per 24 hours.",
+                retryAfter=3600,
+            )
 
 
 def record_completion(user_id, action_key, ref=None, display_name=None):

@@ -4,14 +4,14 @@ Order: score descending, then who reached that score first, then user id
 descending (the same order Redis gives the mirror, see ``board.redis_store``).
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Score, User
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_micros(moment):

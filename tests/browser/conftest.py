@@ -40,8 +40,10 @@ def browser():
     except ImportError as exc:
         _unavailable(f"Playwright is not installed ({exc}); `make test` installs requirements-dev.txt")
     if not os.access(CHROMIUM, os.X_OK):
-        _unavailable(f"Debian's chromium is not installed at {CHROMIUM}, and scripts/ensure_chromium.sh "
-                     "could not install it (it needs root and apt-get); install the `chromium` package")
+        _unavailable(
+            f"Debian's chromium is not installed at {CHROMIUM}, and scripts/ensure_chromium.sh "
+            "could not install it (it needs root and apt-get); install the `chromium` package"
+        )
     playwright = sync_playwright().start()
     try:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
@@ -115,8 +117,9 @@ def give(client, service_headers, mint):
             body["displayName"] = display_name
         recorded = client.post("/api/actions/completions", json=body, headers=service_headers)
         assert recorded.status_code in (200, 201), recorded.get_json()
-        claimed = client.post("/api/action/do", json={"actionId": recorded.get_json()["actionId"]},
-                              headers=bearer(mint(user_id)))
+        claimed = client.post(
+            "/api/action/do", json={"actionId": recorded.get_json()["actionId"]}, headers=bearer(mint(user_id))
+        )
         assert claimed.status_code == 200, claimed.get_json()
         return claimed.get_json()["newScore"]
 

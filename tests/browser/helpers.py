@@ -9,8 +9,9 @@ try:
 except ImportError as exc:  # `make test` installs it; CI must never skip the browser tests
     if os.environ.get("CI", "").lower() == "true":
         raise
-    pytest.skip(f"Playwright is not installed ({exc}); `make test` installs requirements-dev.txt",
-                allow_module_level=True)
+    pytest.skip(
+        f"Playwright is not installed ({exc}); `make test` installs requirements-dev.txt", allow_module_level=True
+    )
 
 # What the widget shows, read from its shadow DOM as a person sees it (not from its data).
 READ_ROWS = """

@@ -80,7 +80,8 @@ def test_keyboard_only_sign_in_and_action_and_screen_reader_markup(demo_stack, n
     # Decorations (avatars, "+50", rank arrows, the count-up) are hidden from assistive technology.
     hidden = widget(page).evaluate(
         "el => Array.from(el.shadowRoot.querySelectorAll('.avatar, .delta, .trend, .ticker, .you'))"
-        ".every(n => n.getAttribute('aria-hidden') === 'true')")
+        ".every(n => n.getAttribute('aria-hidden') === 'true')"
+    )
     assert hidden
 
     # One polite, atomic live region, and it told the viewer what their action did.
@@ -104,11 +105,14 @@ def test_live_region_announces_a_burst_of_changes_without_flooding(demo_stack, n
         give(f"p{index}", "complete-lesson", f"Player {index}")
     page.wait_for_function("() => document.querySelector('live-scoreboard').top.length === 7")
     # Wait for the announcement that covers the last update (it comes at most one interval later).
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const updates = window.__events.filter(e => e.type === 'scoreboard-update');
         const said = window.__announcements;
         return said.length && said[said.length - 1].at >= updates[updates.length - 1].at;
-    }""", timeout=20_000)
+    }""",
+        timeout=20_000,
+    )
 
     updates = recorded_events(page, "scoreboard-update")
     announcements = page.evaluate("window.__announcements")

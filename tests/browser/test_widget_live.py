@@ -83,8 +83,10 @@ def test_a_claim_on_one_page_reaches_the_other_within_a_second(demo_stack, new_p
     seen = page_b.evaluate("window.__seen")
     assert seen is not None and seen["firstRow"] == "alice"
     waited_ms = seen["at"] - claim_ended_at
-    print(f"\nB's widget showed A's claim {waited_ms:.0f} ms after the claim was answered "
-          f"({seen['at'] - clicked_at:.0f} ms after A's first click)")
+    print(
+        f"\nB's widget showed A's claim {waited_ms:.0f} ms after the claim was answered "
+        f"({seen['at'] - clicked_at:.0f} ms after A's first click)"
+    )
     assert waited_ms < 1000
 
     after = [("Alice", "550"), ("Maya Chen", "500"), ("Omar Haddad", "300"), ("Bob", "250"), ("Li Wei", "50")]
@@ -136,10 +138,15 @@ def test_screenshot_for_the_docs(demo_stack, new_page, make_user, give):
     box = widget(page).bounding_box()
     margin = 24
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), clip={
-        "x": box["x"] - margin, "y": box["y"] - margin,
-        "width": box["width"] + 2 * margin, "height": box["height"] + 2 * margin,
-    })
+    page.screenshot(
+        path=str(SCREENSHOT),
+        clip={
+            "x": box["x"] - margin,
+            "y": box["y"] - margin,
+            "width": box["width"] + 2 * margin,
+            "height": box["height"] + 2 * margin,
+        },
+    )
     data = Path(SCREENSHOT).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -99,7 +99,9 @@ def peer():
 def open_widget(new_page, peer, attributes):
     """A blank page holding only the widget, pointed at the peer."""
     page = new_page()
-    page.set_content(f'<main><live-scoreboard server="http://127.0.0.1:{peer.port}" {attributes}></live-scoreboard></main>')
+    page.set_content(
+        f'<main><live-scoreboard server="http://127.0.0.1:{peer.port}" {attributes}></live-scoreboard></main>'
+    )
     record_events(page)  # listeners added before the element is defined stay on it
     page.add_script_tag(path=str(WIDGET_JS))
     peer.wait_connections(1)
@@ -172,7 +174,8 @@ def test_retry_now_from_the_keyboard_starts_the_backoff_over(new_page, peer):
     peer.close()
     page.wait_for_function(
         "() => window.__events.filter(e => e.type === 'scoreboard-state' && e.detail.attempt >= 2).length",
-        timeout=30_000)
+        timeout=30_000,
+    )
     retry = page.get_by_role("button", name="Retry now")
     expect(retry).to_be_visible()
     page.keyboard.press("Tab")
@@ -183,7 +186,10 @@ def test_retry_now_from_the_keyboard_starts_the_backoff_over(new_page, peer):
     # (scheduled retries only ever count up).
     page.wait_for_function(
         f"() => window.__events.filter(e => e.type === 'scoreboard-state').slice({before})"
-        ".some(e => e.detail.attempt === 1)")
-    restarted = [e["detail"] for e in recorded_events(page, "scoreboard-state")[before:] if e["detail"].get("attempt") == 1]
+        ".some(e => e.detail.attempt === 1)"
+    )
+    restarted = [
+        e["detail"] for e in recorded_events(page, "scoreboard-state")[before:] if e["detail"].get("attempt") == 1
+    ]
     assert restarted[0]["delay"] <= 1000
     assert shown_ranking(page) == [("Zed", "10")]

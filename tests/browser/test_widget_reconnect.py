@@ -63,9 +63,9 @@ def test_widget_reconnects_after_a_restart_and_shows_the_current_board(restartab
         timeout=60_000,
     )
     retries = [e["detail"] for e in recorded_events(page, "scoreboard-state") if e["detail"].get("delay")]
-    retries = retries[max(i for i, r in enumerate(retries) if r["attempt"] == 1):]
+    retries = retries[max(i for i, r in enumerate(retries) if r["attempt"] == 1) :]
     for index, retry in enumerate(retries[:RETRIES_WATCHED]):
-        ceiling = BASE_DELAY_MS * 2 ** index
+        ceiling = BASE_DELAY_MS * 2**index
         assert retry["attempt"] == index + 1
         assert ceiling / 2 <= retry["delay"] <= ceiling, retries
 

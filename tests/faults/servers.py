@@ -57,8 +57,10 @@ def _as_postgres():
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise RuntimeError("PostgreSQL refuses to run as root and there is no 'postgres' OS user to run it as: "
-                           "install the PostgreSQL server package or run the tests as another user") from None
+        raise RuntimeError(
+            "PostgreSQL refuses to run as root and there is no 'postgres' OS user to run it as: "
+            "install the PostgreSQL server package or run the tests as another user"
+        ) from None
     return ["runuser", "-u", "postgres", "--"]
 
 
@@ -72,8 +74,22 @@ def remove_abandoned_clusters():
         if pid_alive(owner):
             continue
         if Path(root, "data", "postmaster.pid").exists():
-            subprocess.run([*_as_postgres(), pg_tool("pg_ctl"), "-D", os.path.join(root, "data"), "-m", "immediate",
-                            "-w", "-t", "30", "stop"], capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    *_as_postgres(),
+                    pg_tool("pg_ctl"),
+                    "-D",
+                    os.path.join(root, "data"),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -96,8 +112,9 @@ class PostgresServer:
 
     def _run(self, tool, *args, timeout=60, check=True):
         """Run a PostgreSQL tool, as the ``postgres`` user when we are root."""
-        return subprocess.run([*self._as, pg_tool(tool), *args], capture_output=True, text=True,
-                              timeout=timeout, check=check)
+        return subprocess.run(
+            [*self._as, pg_tool(tool), *args], capture_output=True, text=True, timeout=timeout, check=check
+        )
 
     def url(self, database="postgres"):
         """A SQLAlchemy URL for ``database`` on this server."""
@@ -105,8 +122,10 @@ class PostgresServer:
 
     def start(self):
         """Start the server and wait until it accepts connections."""
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start")
         wait_port(self.port)
 
@@ -150,8 +169,19 @@ class RedisServer:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
         self.starts += 1
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--protected-mode", "no"]
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
         with open(Path(self.log_dir) / f"redis-{self.starts}.log", "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         wait_port(self.port)

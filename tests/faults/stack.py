@@ -73,8 +73,7 @@ class Stack:
         self.start_worker()
         self.start_beat()
         self.processes["web-a"], self.base_a = start_web(self._env_for("web-a"), self.log_dir, name="web-a")
-        self.processes["web-b"], self.base_b = start_web(self._env_for("web-b"), self.log_dir, name="web-b",
-                                                         workers=1)
+        self.processes["web-b"], self.base_b = start_web(self._env_for("web-b"), self.log_dir, name="web-b", workers=1)
 
     def _env_for(self, name):
         """Each process group gets its own Prometheus multiprocess directory."""
@@ -84,8 +83,14 @@ class Stack:
 
     def flask(self, *args):
         """Run a ``flask`` command against the stack's database and Redis."""
-        result = subprocess.run([python_bin(), "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [python_bin(), "-m", "flask", "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -94,8 +99,11 @@ class Stack:
         from tests.support import free_port
 
         self.worker_metrics_port = free_port()
-        env = {**self._env_for("worker"), "SCOREBOARD_WORKER_METRICS_PORT": str(self.worker_metrics_port),
-               "SCOREBOARD_WORKER_METRICS_ADDR": "127.0.0.1"}
+        env = {
+            **self._env_for("worker"),
+            "SCOREBOARD_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+            "SCOREBOARD_WORKER_METRICS_ADDR": "127.0.0.1",
+        }
         self.processes["worker"] = start_worker(env, self.log_dir, name=f"worker-{time.monotonic_ns()}")
         return self.processes["worker"]
 
@@ -138,8 +146,12 @@ class Stack:
         with requests.Session() as http:
             for _ in range(per_user):
                 for user in users:
-                    r = http.post(f"{self.base_a}/api/actions/completions", headers=service_headers, timeout=10,
-                                  json={"userId": user, "action": ACTION, "displayName": user.upper()})
+                    r = http.post(
+                        f"{self.base_a}/api/actions/completions",
+                        headers=service_headers,
+                        timeout=10,
+                        json={"userId": user, "action": ACTION, "displayName": user.upper()},
+                    )
                     assert r.status_code == 201, r.text
                     items.append((user, r.json()["actionId"]))
         return items
@@ -147,10 +159,13 @@ class Stack:
     def truth(self):
         """The top 10 by the database, the source of truth: ``[(userId, score)]`` in board order."""
         with self.engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT s.user_id, s.score FROM scores s JOIN users u ON u.id = s.user_id "
-                "WHERE s.score > 0 AND u.status = 'active' "
-                "ORDER BY s.score DESC, s.reached_at ASC, s.user_id DESC LIMIT 10")).all()
+            rows = conn.execute(
+                text(
+                    "SELECT s.user_id, s.score FROM scores s JOIN users u ON u.id = s.user_id "
+                    "WHERE s.score > 0 AND u.status = 'active' "
+                    "ORDER BY s.score DESC, s.reached_at ASC, s.user_id DESC LIMIT 10"
+                )
+            ).all()
         return [(user, int(score)) for user, score in rows]
 
     def committed_ids(self):
@@ -215,8 +230,12 @@ class ClaimStream:
                 base = self.bases[next(self._turn) % len(self.bases)]
                 outcome = Outcome(action_id, 0, None, time.monotonic())
                 try:
-                    r = http.post(f"{base}/api/action/do", json={"actionId": action_id},
-                                  headers=bearer(self.tokens[user]), timeout=10)
+                    r = http.post(
+                        f"{base}/api/action/do",
+                        json={"actionId": action_id},
+                        headers=bearer(self.tokens[user]),
+                        timeout=10,
+                    )
                     outcome.status = r.status_code
                     try:
                         body = r.json()
@@ -323,10 +342,12 @@ def wait_converged(stack, token, watchers, timeout):
         if all(view == truth for view in views.values()):
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"board did not converge in {timeout}s\ntruth: {truth}\n"
-                                 + "\n".join(f"{k}: {v}" for k, v in views.items())
-                                 + f"\npending rows: {stack.pending_rows()}\n"
-                                 + stack.logs("worker", "beat", "web-a", "web-b"))
+            raise AssertionError(
+                f"board did not converge in {timeout}s\ntruth: {truth}\n"
+                + "\n".join(f"{k}: {v}" for k, v in views.items())
+                + f"\npending rows: {stack.pending_rows()}\n"
+                + stack.logs("worker", "beat", "web-a", "web-b")
+            )
         time.sleep(0.1)
 
 

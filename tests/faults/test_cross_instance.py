@@ -17,8 +17,9 @@ def test_socket_on_b_receives_claim_made_through_a(stack, tokens, service_header
     try:
         assert all(entry[0] != user for entry in watcher.top)
         claimed_at = time.monotonic()
-        r = requests.post(f"{stack.base_a}/api/action/do", json={"actionId": action_id}, headers=bearer(tokens[user]),
-                          timeout=5)
+        r = requests.post(
+            f"{stack.base_a}/api/action/do", json={"actionId": action_id}, headers=bearer(tokens[user]), timeout=5
+        )
         assert r.status_code == 200 and r.json() == {"success": True, "newScore": POINTS}
         while watcher.top != [(user, POINTS)]:
             assert time.monotonic() - claimed_at < 1.0, f"instance B's socket still shows {watcher.top}"

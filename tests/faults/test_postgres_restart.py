@@ -36,8 +36,9 @@ def test_postgres_restart_answers_503_then_recovers(stack, tokens, reader, servi
     statuses = stream.statuses()
     assert set(statuses) <= {200, 503}, statuses
     down = [o for o in stream.outcomes if down_at + 0.2 <= o.at < starting_at]
-    assert down and all(o.status == 503 and o.code == "database_unavailable" for o in down), \
-        [(round(o.at - down_at, 2), o.status, o.code) for o in down if o.status != 503]
+    assert down and all(o.status == 503 and o.code == "database_unavailable" for o in down), [
+        (round(o.at - down_at, 2), o.status, o.code) for o in down if o.status != 503
+    ]
     after = [o for o in stream.outcomes if o.at >= up_at + 1.0]
     assert after and all(o.status == 200 for o in after), [(o.status, o.code) for o in after]
     counts = account(stack, stream, "postgres restart", converged_in)
@@ -50,14 +51,22 @@ def test_claims_right_after_a_quiet_restart_succeed(stack, tokens, service_heade
     """Claims run on a pool that does not ping its connections: one left dead by a restart is replaced and the
     claim run again, so the first claims after a restart nobody noticed answer 200, not 503."""
     items = stack.record(service_headers, USERS, 6)
-    before, after = items[: len(items) // 2], items[len(items) // 2:]
+    before, after = items[: len(items) // 2], items[len(items) // 2 :]
 
     def claim_all(batch):
         # Several at once, on both instances, so every web worker holds pooled connections.
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(lambda item: requests.post(
-                f"{(stack.base_a, stack.base_b)[hash(item[1]) % 2]}/api/action/do", json={"actionId": item[1]},
-                headers=bearer(tokens[item[0]]), timeout=10), batch))
+            return list(
+                pool.map(
+                    lambda item: requests.post(
+                        f"{(stack.base_a, stack.base_b)[hash(item[1]) % 2]}/api/action/do",
+                        json={"actionId": item[1]},
+                        headers=bearer(tokens[item[0]]),
+                        timeout=10,
+                    ),
+                    batch,
+                )
+            )
 
     assert {r.status_code for r in claim_all(before)} == {200}
     stack.pg.stop(mode="fast")  # every pooled connection dies; no request comes while it is down

@@ -35,8 +35,9 @@ def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
     outage = [o for o in stream.outcomes if down_at <= o.at < back_at]
     assert outage, "no claim was sent while Redis was down"
     assert set(stream.statuses()) <= {200, 503}, stream.statuses()
-    assert all(o.code in ("ok", "redis_unavailable", "broker_unavailable") for o in stream.outcomes), \
-        {o.code for o in stream.outcomes}
+    assert all(o.code in ("ok", "redis_unavailable", "broker_unavailable") for o in stream.outcomes), {
+        o.code for o in stream.outcomes
+    }
     counts = account(stack, stream, "redis outage", converged_in)
     assert counts["acknowledged_not_committed"] == 0
     assert counts["lost"] == 0

@@ -33,8 +33,10 @@ def test_sigterm_closes_sockets_with_1001(stack, reader, worker_class):
         # Well inside the 20 s graceful timeout: the sockets were closed, not left to be cut.
         web.proc.wait(10)
         assert waited < 3, f"sockets closed {waited:.1f}s after SIGTERM"
-        print(f"\n[shutdown {worker_class}] sockets closed with 1001 {waited:.2f}s after SIGTERM; "
-              f"gunicorn exited {time.monotonic() - stopped_at:.2f}s after it")
+        print(
+            f"\n[shutdown {worker_class}] sockets closed with 1001 {waited:.2f}s after SIGTERM; "
+            f"gunicorn exited {time.monotonic() - stopped_at:.2f}s after it"
+        )
     finally:
         web.stop()
 

@@ -17,8 +17,11 @@ def scrape(url):
     """``{(sample name, sorted labels): value}`` from a Prometheus endpoint."""
     r = requests.get(url, timeout=5)
     assert r.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def delta(after, before, name, **labels):
@@ -44,11 +47,16 @@ def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers)
     try:
         # Fresh connections, so instance A's two gunicorn workers both take claims.
         for user, action_id in items:
-            r = requests.post(f"{stack.base_a}/api/action/do", json={"actionId": action_id},
-                              headers=bearer(tokens[user]), timeout=5)
+            r = requests.post(
+                f"{stack.base_a}/api/action/do", json={"actionId": action_id}, headers=bearer(tokens[user]), timeout=5
+            )
             assert r.status_code == 200
-        repeat = requests.post(f"{stack.base_a}/api/action/do", json={"actionId": items[0][1]},
-                               headers=bearer(tokens[items[0][0]]), timeout=5)
+        repeat = requests.post(
+            f"{stack.base_a}/api/action/do",
+            json={"actionId": items[0][1]},
+            headers=bearer(tokens[items[0][0]]),
+            timeout=5,
+        )
         assert repeat.status_code == 409
         wait_for(lambda: sum(score for _, score in watcher.top) == 50 * len(items))
     finally:
@@ -91,8 +99,12 @@ def test_open_sockets_gauge_sums_workers_and_drops_closed_ones(stack, reader):
 def test_rate_limit_refusals_are_counted(stack):
     url = f"{stack.base_a}/metrics"
     before = scrape(url)
-    statuses = [requests.post(f"{stack.base_a}/api/auth/login", json={"username": "nobody", "password": "x"},
-                              timeout=5).status_code for _ in range(7)]
+    statuses = [
+        requests.post(
+            f"{stack.base_a}/api/auth/login", json={"username": "nobody", "password": "x"}, timeout=5
+        ).status_code
+        for _ in range(7)
+    ]
     assert statuses.count(429) >= 1  # the login limit is 5 a minute per address
     refused = delta(scrape(url), before, "scoreboard_rate_limit_refusals_total", endpoint="auth.login")
     assert refused == statuses.count(429)

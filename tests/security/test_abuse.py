@@ -61,49 +61,71 @@ def test_replay_and_other_users_ids_gain_nothing(app, live_stack, mint, record):
 
 def test_parallel_completions_never_exceed_the_daily_cap(app, live_stack, service_headers):
     def record(_):
-        return requests.post(f"{live_stack}/api/actions/completions",
-                             json={"userId": "capped", "action": "share-result"}, headers=service_headers,
-                             timeout=30)
+        return requests.post(
+            f"{live_stack}/api/actions/completions",
+            json={"userId": "capped", "action": "share-result"},
+            headers=service_headers,
+            timeout=30,
+        )
 
     responses = _parallel(20, record)
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 5, 429: 15}, statuses
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"action_daily_cap"}
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(Completion)
-                                 .where(Completion.user_id == "capped")) == 5
+        assert (
+            db.session.scalar(select(func.count()).select_from(Completion).where(Completion.user_id == "capped")) == 5
+        )
 
 
 def test_parallel_completions_respect_the_cooldown(app, live_stack, service_headers):
-    responses = _parallel(10, lambda _: requests.post(
-        f"{live_stack}/api/actions/completions", json={"userId": "quick", "action": "pass-quiz"},
-        headers=service_headers, timeout=30))
+    responses = _parallel(
+        10,
+        lambda _: requests.post(
+            f"{live_stack}/api/actions/completions",
+            json={"userId": "quick", "action": "pass-quiz"},
+            headers=service_headers,
+            timeout=30,
+        ),
+    )
     assert Counter(r.status_code for r in responses) == {201: 1, 429: 9}
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"]["code"] == "action_cooldown" and refused.json()["error"]["retryAfter"] >= 1
 
 
 def test_rate_limits_hold_across_two_web_processes(stack_env, tmp_path, mint):
-    env = {**stack_env, "SCOREBOARD_RATE_LIMIT_ENABLED": "true", "SCOREBOARD_RATE_LIMIT_USER": "20/minute",
-           "SCOREBOARD_RATE_LIMIT_LOGIN": "5/minute", "SCOREBOARD_RATE_LIMIT_IP": "1000/minute"}
+    env = {
+        **stack_env,
+        "SCOREBOARD_RATE_LIMIT_ENABLED": "true",
+        "SCOREBOARD_RATE_LIMIT_USER": "20/minute",
+        "SCOREBOARD_RATE_LIMIT_LOGIN": "5/minute",
+        "SCOREBOARD_RATE_LIMIT_IP": "1000/minute",
+    }
     web_a, base_a = start_web(env, tmp_path, name="limited-a", workers=1)
     web_b, base_b = start_web(env, tmp_path, name="limited-b", workers=1)
     try:
         headers = bearer(mint("hammer"))
-        answers = [requests.post(f"{base}/api/action/do", json={"actionId": "no-such-action-id"}, headers=headers,
-                                 timeout=10) for base in [base_a, base_b] * 15]
+        answers = [
+            requests.post(f"{base}/api/action/do", json={"actionId": "no-such-action-id"}, headers=headers, timeout=10)
+            for base in [base_a, base_b] * 15
+        ]
         assert Counter(r.status_code for r in answers) == {404: 20, 429: 10}
         limited = next(r for r in answers if r.status_code == 429)
         assert limited.json()["error"]["code"] == "rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
         assert limited.headers["X-RateLimit-Limit"] == "20"
         # Another user has their own budget.
-        other = requests.post(f"{base_b}/api/action/do", json={"actionId": "x"}, headers=bearer(mint("calm")),
-                              timeout=10)
+        other = requests.post(
+            f"{base_b}/api/action/do", json={"actionId": "x"}, headers=bearer(mint("calm")), timeout=10
+        )
         assert other.status_code == 404
 
-        logins = [requests.post(f"{base}/api/auth/login", json={"username": "guess", "password": f"pw{i}"},
-                                timeout=10).status_code for i, base in enumerate([base_a, base_b] * 4)]
+        logins = [
+            requests.post(
+                f"{base}/api/auth/login", json={"username": "guess", "password": f"pw{i}"}, timeout=10
+            ).status_code
+            for i, base in enumerate([base_a, base_b] * 4)
+        ]
         assert Counter(logins) == {401: 5, 429: 3}
     finally:
         web_a.stop()
@@ -116,8 +138,9 @@ def test_expired_completions_are_marked_and_refused(app, client, mint, record):
     stale = record("u1")["actionId"]
     fresh = record("u1", "win-challenge")["actionId"]
     with app.app_context():
-        db.session.execute(update(Completion).where(Completion.id == stale)
-                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(Completion).where(Completion.id == stale).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
         assert expire_completions.apply().get() == 1
         assert db.session.get(Completion, stale).status == "expired"

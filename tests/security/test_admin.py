@@ -30,8 +30,9 @@ def test_admin_routes_need_the_admin_role(app, client, mint, record):
     record("u1")
     before = snapshot(app)
     for user_headers in ({}, bearer(mint("u1")), bearer(mint("svc", "service"))):
-        r = client.post("/api/admin/users/u1/adjustments", json={"delta": 500, "reason": "sneaky"},
-                        headers=user_headers)
+        r = client.post(
+            "/api/admin/users/u1/adjustments", json={"delta": 500, "reason": "sneaky"}, headers=user_headers
+        )
         assert r.status_code in (401, 403)
         assert client.get("/api/admin/users/u1", headers=user_headers).status_code in (401, 403)
     assert snapshot(app) == before
@@ -42,8 +43,9 @@ def test_hide_and_ban_leave_the_public_board_admins_see_everyone(app, client, mi
     claim(client, mint, record, "mallory", "win-challenge")
     assert public_top(client, mint) == ["mallory", "alice"]
 
-    r = client.post("/api/admin/users/mallory/status", json={"status": "hidden", "reason": "suspicious run"},
-                    headers=admin)
+    r = client.post(
+        "/api/admin/users/mallory/status", json={"status": "hidden", "reason": "suspicious run"}, headers=admin
+    )
     assert r.get_json() == {"userId": "mallory", "status": "hidden"}
     assert public_top(client, mint) == ["alice"]
     full = client.get("/api/admin/board", headers=admin).get_json()
@@ -54,20 +56,24 @@ def test_hide_and_ban_leave_the_public_board_admins_see_everyone(app, client, mi
     refused = client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint("mallory")))
     assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "user_banned"
 
-    client.post("/api/admin/users/mallory/status", json={"status": "active", "reason": "appeal accepted"}, headers=admin)
+    client.post(
+        "/api/admin/users/mallory/status", json={"status": "active", "reason": "appeal accepted"}, headers=admin
+    )
     assert public_top(client, mint) == ["mallory", "alice"]
 
 
-def test_adjustment_is_a_ledger_row_with_a_reason_and_reaches_the_live_board(app, client, mint, record, admin,
-                                                                            redis_client):
+def test_adjustment_is_a_ledger_row_with_a_reason_and_reaches_the_live_board(
+    app, client, mint, record, admin, redis_client
+):
     claim(client, mint, record, "u1")
     claim(client, mint, record, "u2", "pass-quiz")
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{PREFIX}board")
     pubsub.get_message(timeout=1)
 
-    r = client.post("/api/admin/users/u1/adjustments", json={"delta": 75, "reason": "missed points from outage"},
-                    headers=admin)
+    r = client.post(
+        "/api/admin/users/u1/adjustments", json={"delta": 75, "reason": "missed points from outage"}, headers=admin
+    )
     assert r.status_code == 201 and r.get_json()["newScore"] == 125
     message = json.loads(pubsub.get_message(timeout=2)["data"])
     pubsub.close()
@@ -76,8 +82,11 @@ def test_adjustment_is_a_ledger_row_with_a_reason_and_reaches_the_live_board(app
     ledger = client.get("/api/admin/users/u1", headers=admin).get_json()
     assert ledger["score"] == 125
     adjustment = ledger["ledger"][0]
-    assert (adjustment["status"], adjustment["points"], adjustment["reason"]) == ("adjustment", 75,
-                                                                                  "missed points from outage")
+    assert (adjustment["status"], adjustment["points"], adjustment["reason"]) == (
+        "adjustment",
+        75,
+        "missed points from outage",
+    )
     assert ledger["audit"][0]["act"] == "adjust" and ledger["audit"][0]["actor"] == "boss"
     assert ledger["audit"][0]["actorIp"] == "127.0.0.1"
 
@@ -85,8 +94,12 @@ def test_adjustment_is_a_ledger_row_with_a_reason_and_reaches_the_live_board(app
 def test_a_reason_is_mandatory(app, client, record, admin):
     record("u1")
     before = snapshot(app)
-    for body in ({"delta": 10}, {"delta": 10, "reason": ""}, {"delta": 0, "reason": "nothing"},
-                 {"delta": "10", "reason": "string delta"}):
+    for body in (
+        {"delta": 10},
+        {"delta": 10, "reason": ""},
+        {"delta": 0, "reason": "nothing"},
+        {"delta": "10", "reason": "string delta"},
+    ):
         r = client.post("/api/admin/users/u1/adjustments", json=body, headers=admin)
         assert r.status_code == 400, body
     assert client.post("/api/admin/users/u1/status", json={"status": "banned"}, headers=admin).status_code == 400
@@ -120,6 +133,8 @@ def test_audit_log_lists_every_act(client, mint, record, admin):
     client.post("/api/admin/users/u1/status", json={"status": "hidden", "reason": "check"}, headers=admin)
     client.post("/api/admin/users/u1/adjustments", json={"delta": -5, "reason": "penalty"}, headers=admin)
     entries = client.get("/api/admin/audit", headers=admin).get_json()
-    assert [(e["act"], e["reason"], e["targetUser"]) for e in entries] == [("adjust", "penalty", "u1"),
-                                                                         ("status:hidden", "check", "u1")]
+    assert [(e["act"], e["reason"], e["targetUser"]) for e in entries] == [
+        ("adjust", "penalty", "u1"),
+        ("status:hidden", "check", "u1"),
+    ]
     assert client.get("/api/admin/users/nobody", headers=admin).status_code == 404

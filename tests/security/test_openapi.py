@@ -23,8 +23,14 @@ from scoreboard.api.openapi import build_document, documented, operation_of, und
 from scoreboard.api.schemas import ClaimBody, CompletionBody, LoginBody
 from tests.support import bearer
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, ignored_auth]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    ignored_auth,
+]
 
 
 @pytest.fixture
@@ -37,9 +43,12 @@ def document(client):
 
 def http_routes(app):
     """``(path, method)`` of every HTTP route of the app."""
-    return [(rule.rule, method) for rule in app.url_map.iter_rules()
-            if not rule.websocket and rule.endpoint != "static"
-            for method in rule.methods - {"HEAD", "OPTIONS"}]
+    return [
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        if not rule.websocket and rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    ]
 
 
 def test_document_is_valid_openapi_3_1_and_public(document):
@@ -86,8 +95,11 @@ def test_a_new_undocumented_route_is_caught():
 def test_request_schemas_are_the_validating_models(app, document):
     """Each request body schema is the one generated from the model ``parse_body`` validates with."""
     schemas = document["components"]["schemas"]
-    for path, model in (("/api/action/do", ClaimBody), ("/api/actions/completions", CompletionBody),
-                        ("/api/auth/login", LoginBody)):
+    for path, model in (
+        ("/api/action/do", ClaimBody),
+        ("/api/actions/completions", CompletionBody),
+        ("/api/auth/login", LoginBody),
+    ):
         ref = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{model.__name__}"
         expected = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
@@ -151,8 +163,12 @@ def seeded(app, client, mint, record, service_headers):
     pending = record("u1", "pass-quiz")["actionId"]
     record("u2", "complete-lesson", displayName="Two")
     admin = bearer(mint("root", "admin"))
-    assert client.post("/api/admin/users/u2/adjustments", json={"delta": 7, "reason": "support ticket"},
-                       headers=admin).status_code == 201
+    assert (
+        client.post(
+            "/api/admin/users/u2/adjustments", json={"delta": 7, "reason": "support ticket"}, headers=admin
+        ).status_code
+        == 201
+    )
     return {"pending": pending, "claimed": claimed}
 
 
@@ -185,20 +201,50 @@ def test_happy_paths_conform_to_the_document(app, client, mint, seeded, api_sche
     """A 2xx from every endpoint, each validated against the document."""
     user, service, admin = bearer(mint("u1")), bearer(mint("site", "service")), bearer(mint("root", "admin"))
     calls = [
-        ("POST", "/api/actions/completions", "/api/actions/completions", service,
-         {"userId": "u3", "action": "complete-lesson"}, 201),
+        (
+            "POST",
+            "/api/actions/completions",
+            "/api/actions/completions",
+            service,
+            {"userId": "u3", "action": "complete-lesson"},
+            201,
+        ),
         ("GET", "/api/actions", "/api/actions", user, None, 200),
         ("POST", "/api/action/do", "/api/action/do", user, {"actionId": seeded["pending"]}, 200),
         ("GET", "/api/score/top", "/api/score/top", user, None, 200),
         ("GET", "/api/admin/users/u1", "/api/admin/users/{user_id}", admin, None, 200),
-        ("POST", "/api/admin/users/u2/status", "/api/admin/users/{user_id}/status", admin,
-         {"status": "hidden", "reason": "spam reports"}, 200),
-        ("POST", "/api/admin/users/u1/adjustments", "/api/admin/users/{user_id}/adjustments", admin,
-         {"delta": -3, "reason": "double counted"}, 201),
-        ("POST", f"/api/admin/completions/{seeded['claimed']}/void", "/api/admin/completions/{action_id}/void", admin,
-         {"reason": "fraud check"}, 200),
-        ("POST", "/api/admin/tokens/revoke", "/api/admin/tokens/revoke", admin,
-         {"jti": "some-jti", "reason": "leaked token"}, 200),
+        (
+            "POST",
+            "/api/admin/users/u2/status",
+            "/api/admin/users/{user_id}/status",
+            admin,
+            {"status": "hidden", "reason": "spam reports"},
+            200,
+        ),
+        (
+            "POST",
+            "/api/admin/users/u1/adjustments",
+            "/api/admin/users/{user_id}/adjustments",
+            admin,
+            {"delta": -3, "reason": "double counted"},
+            201,
+        ),
+        (
+            "POST",
+            f"/api/admin/completions/{seeded['claimed']}/void",
+            "/api/admin/completions/{action_id}/void",
+            admin,
+            {"reason": "fraud check"},
+            200,
+        ),
+        (
+            "POST",
+            "/api/admin/tokens/revoke",
+            "/api/admin/tokens/revoke",
+            admin,
+            {"jti": "some-jti", "reason": "leaked token"},
+            200,
+        ),
         ("GET", "/api/admin/board", "/api/admin/board", admin, None, 200),
         ("GET", "/api/admin/audit?limit=5", "/api/admin/audit", admin, None, 200),
         ("POST", "/api/auth/logout", "/api/auth/logout", user, None, 200),
@@ -223,8 +269,9 @@ def test_catalog_limits_send_retry_after_as_documented(app, client, record, serv
     """The document promises ``Retry-After`` on a 429; the catalog's cooldown sends it, matching ``retryAfter``."""
     assert "Retry-After" in document["paths"]["/api/actions/completions"]["post"]["responses"]["429"]["headers"]
     record("u1", "pass-quiz")
-    response = client.post("/api/actions/completions", json={"userId": "u1", "action": "pass-quiz"},
-                           headers=service_headers)
+    response = client.post(
+        "/api/actions/completions", json={"userId": "u1", "action": "pass-quiz"}, headers=service_headers
+    )
     assert response.status_code == 429
     assert response.get_json()["error"]["code"] == "action_cooldown"
     assert response.headers["Retry-After"] == str(response.get_json()["error"]["retryAfter"])
@@ -240,11 +287,16 @@ def test_production_server_answers_as_documented(live_stack, mint, service_heade
     served = requests.get(f"{live_stack}/api/openapi.json", timeout=10)
     assert served.status_code == 200 and served.json()["paths"].keys() == api_schema.raw_schema["paths"].keys()
     user = bearer(mint("live-doc"))
-    recorded = requests.post(f"{live_stack}/api/actions/completions", json={"userId": "live-doc",
-                             "action": "win-challenge"}, headers=service_headers, timeout=10)
+    recorded = requests.post(
+        f"{live_stack}/api/actions/completions",
+        json={"userId": "live-doc", "action": "win-challenge"},
+        headers=service_headers,
+        timeout=10,
+    )
     api_schema["/api/actions/completions"]["POST"].validate_response(recorded)
-    claimed = requests.post(f"{live_stack}/api/action/do", json={"actionId": recorded.json()["actionId"]},
-                            headers=user, timeout=10)
+    claimed = requests.post(
+        f"{live_stack}/api/action/do", json={"actionId": recorded.json()["actionId"]}, headers=user, timeout=10
+    )
     api_schema["/api/action/do"]["POST"].validate_response(claimed)
     deadline = time.monotonic() + 10
     while True:

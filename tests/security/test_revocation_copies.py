@@ -40,7 +40,9 @@ def test_revocations_reach_every_process_and_cost_no_redis_call(stack_env, tmp_p
         assert _zscore_calls(redis_client) == before
 
         # Logged out through A, refused by B as soon as the revocation reaches it.
-        assert requests.post(f"{base_a}/api/auth/logout", headers=bearer(victim), timeout=10).json() == {"revoked": True}
+        assert requests.post(f"{base_a}/api/auth/logout", headers=bearer(victim), timeout=10).json() == {
+            "revoked": True
+        }
         logged_out = time.monotonic()
         refused_after = None
         while time.monotonic() - logged_out < 2:

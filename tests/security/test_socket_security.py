@@ -8,7 +8,6 @@ from websockets.sync.client import connect
 
 from tests.support import bearer, start_web
 
-
 FLOOD_LIMIT = 10  # SCOREBOARD_WS_MAX_CLIENT_MESSAGES' default: messages a client may send in 10 s
 
 
@@ -17,9 +16,8 @@ def ws_url(base, query=""):
 
 
 def refused_status(url, **kwargs):
-    with pytest.raises(InvalidStatus) as refused:
-        with connect(url, open_timeout=5, **kwargs):
-            pass
+    with pytest.raises(InvalidStatus) as refused, connect(url, open_timeout=5, **kwargs):
+        pass
     return refused.value.response.status_code, json.loads(refused.value.response.body)["error"]["code"]
 
 
@@ -34,7 +32,9 @@ def closed_with(ws, timeout=5):
 def test_cross_origin_handshake_is_refused(live_stack, mint):
     headers = bearer(mint("u1"))
     assert refused_status(ws_url(live_stack), origin="https://evil.example", additional_headers=headers) == (
-        403, "origin_forbidden")
+        403,
+        "origin_forbidden",
+    )
     same_origin = live_stack.replace("http://", "http://")
     with connect(ws_url(live_stack), origin=same_origin, additional_headers=headers, open_timeout=5) as ws:
         assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
@@ -68,8 +68,7 @@ def test_a_flooding_client_is_closed(live_stack, mint):
 
 
 def test_an_oversized_frame_closes_the_socket(live_stack, mint):
-    with connect(ws_url(live_stack), additional_headers=bearer(mint("u1")), open_timeout=5,
-                 max_size=None) as ws:
+    with connect(ws_url(live_stack), additional_headers=bearer(mint("u1")), open_timeout=5, max_size=None) as ws:
         ws.recv(timeout=5)
         ws.send("x" * 100_000)
         assert closed_with(ws) == 1009

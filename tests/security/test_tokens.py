@@ -17,8 +17,16 @@ SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 
 def claims(sub="u1", **extra):
     now = utcnow()
-    base = {"sub": sub, "type": "access", "fresh": False, "jti": "j-" + sub, "iat": now, "nbf": now,
-            "exp": now + timedelta(minutes=5), "roles": []}
+    base = {
+        "sub": sub,
+        "type": "access",
+        "fresh": False,
+        "jti": "j-" + sub,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=5),
+        "roles": [],
+    }
     base.update(extra)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -69,8 +77,9 @@ def test_other_hmac_algorithm_is_refused(app, client, victim_action):
 
 
 def test_expired_is_refused(app, client, victim_action):
-    token = pyjwt.encode(claims(exp=utcnow() - timedelta(minutes=1), iat=utcnow() - timedelta(hours=1)),
-                         SECRET, algorithm="HS256")
+    token = pyjwt.encode(
+        claims(exp=utcnow() - timedelta(minutes=1), iat=utcnow() - timedelta(hours=1)), SECRET, algorithm="HS256"
+    )
     assert claim_with(app, client, token, victim_action) == "token_expired"
 
 
@@ -120,8 +129,9 @@ def test_admin_revokes_a_token_by_jti(app, client, mint, victim_action):
 @pytest.fixture
 def rsa_keys():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public
 
@@ -143,8 +153,10 @@ def test_rs256_public_key_used_as_hmac_secret_is_refused(rs_app, rsa_keys, recor
     token = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
     assert claim_with(rs_app, rs_app.test_client(), token, action_id) == "token_invalid"
     genuine = pyjwt.encode({**claims(), "iat": 0, "nbf": 0, "exp": 4102444800}, rsa_keys[0], algorithm="RS256")
-    assert rs_app.test_client().post("/api/action/do", json={"actionId": action_id},
-                                     headers=bearer(genuine)).status_code == 200
+    assert (
+        rs_app.test_client().post("/api/action/do", json={"actionId": action_id}, headers=bearer(genuine)).status_code
+        == 200
+    )
 
 
 def test_issuer_and_audience_are_checked_when_configured(record):
@@ -153,8 +165,11 @@ def test_issuer_and_audience_are_checked_when_configured(record):
     strict = create_app({"JWT_DECODE_ISSUER": "https://auth.example.test", "JWT_DECODE_AUDIENCE": "scoreboard"})
     action_id = record("u1", "win-challenge")["actionId"]
     client = strict.test_client()
-    for bad in ({"iss": "https://evil.test", "aud": "scoreboard"}, {"iss": "https://auth.example.test", "aud": "x"},
-                {"aud": "scoreboard"}):
+    for bad in (
+        {"iss": "https://evil.test", "aud": "scoreboard"},
+        {"iss": "https://auth.example.test", "aud": "x"},
+        {"aud": "scoreboard"},
+    ):
         token = pyjwt.encode(claims(**bad), SECRET, algorithm="HS256")
         assert claim_with(strict, client, token, action_id) == "token_invalid"
     good = pyjwt.encode(claims(iss="https://auth.example.test", aud="scoreboard"), SECRET, algorithm="HS256")
