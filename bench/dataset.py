@@ -10,20 +10,24 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from . import stack
 
+SMALL_DB = "scoreboard_bench"
+MILLION_DB = "scoreboard_bench_1m"
 HOT_USERS = [f"hot{i:02d}" for i in range(1, 11)]
 
 
-def user_id(n):
+def user_id(n: int) -> str:
     """The id of ordinary user ``n`` (1-based)."""
     return f"u{n:07d}"
 
 
-def migrate(db_name):
+def migrate(db_name: str) -> None:
     """Create the schema with the project's migrations (``flask db upgrade``)."""
     env = stack.stack_env(db_name, "bench:migrate:", 0)
     env["FLASK_APP"] = "wsgi"
@@ -45,12 +49,12 @@ def migrate(db_name):
     )
 
 
-def engine(db_name):
+def engine(db_name: str) -> Engine:
     """An engine on a bench database."""
     return create_engine(stack.database_url(db_name))
 
 
-def fill_users(db_name, users):
+def fill_users(db_name: str, users: int) -> None:
     """Insert ``users`` ordinary users and the hot ones, with their scores, in a few statements."""
     eng = engine(db_name)
     with eng.begin() as conn:
@@ -90,7 +94,9 @@ def fill_users(db_name, users):
     eng.dispose()
 
 
-def add_completions(db_name, tag, count, users=None, hot=False, spread=1):
+def add_completions(
+    db_name: str, tag: str, count: int, users: int | None = None, hot: bool = False, spread: int = 1
+) -> list[tuple[str, str]]:
     """Record ``count`` pending completions (50 points each) tagged ``tag``; returns ``[(action_id, user_id)]``.
 
     Ordinary users are taken round-robin over ``users`` with stride ``spread``
@@ -115,7 +121,7 @@ def add_completions(db_name, tag, count, users=None, hot=False, spread=1):
     return sorted(rows)
 
 
-def claimed_count(db_name, tag):
+def claimed_count(db_name: str, tag: str) -> int:
     """How many completions of pool ``tag`` are claimed (each one a committed claim transaction)."""
     eng = engine(db_name)
     with eng.connect() as conn:
@@ -126,18 +132,25 @@ def claimed_count(db_name, tag):
     return int(found)
 
 
-def mint_tokens(user_ids):
-    """Access tokens for ``user_ids``, signed with the bench secret exactly as the app signs them."""
+def mint_tokens(user_ids: list[str]) -> dict[str, str]:
+    """Access tokens for ``user_ids``, signed with the bench secret by the app's own JWT set-up.
+
+    The claims are the app's for a player: the user id as ``sub`` and no roles. The app is
+    imported here, not at the top, so that ``python -m bench --help`` does not load it.
+    """
     os.environ["SCOREBOARD_JWT_SECRET_KEY"] = stack.JWT_SECRET
+    from flask_jwt_extended import create_access_token
+
     from scoreboard import create_app
-    from scoreboard.auth import mint_token
 
-    app = create_app({"JWT_ACCESS_TOKEN_EXPIRES": __import__("datetime").timedelta(hours=6)})
-    with app.app_context():
-        return {uid: mint_token(uid) for uid in user_ids}
+    with create_app().app_context():
+        return {
+            uid: create_access_token(identity=uid, additional_claims={"roles": []}, expires_delta=timedelta(hours=6))
+            for uid in user_ids
+        }
 
 
-def write_claims_file(path, completions, tokens):
+def write_claims_file(path: Path, completions: list[tuple[str, str]], tokens: dict[str, str]) -> Path:
     """One ``actionId token`` line per completion, for wrk's claim script and the open-loop claimer."""
     with open(path, "w") as out:
         for action_id, uid in completions:
@@ -145,7 +158,7 @@ def write_claims_file(path, completions, tokens):
     return path
 
 
-def prepare(db_name, users, fresh=True):
+def prepare(db_name: str, users: int, fresh: bool = True) -> float:
     """Create (or reuse) a bench database with ``users`` users; returns seconds spent."""
     start = time.monotonic()
     if fresh or not stack.database_exists(db_name):
@@ -155,7 +168,7 @@ def prepare(db_name, users, fresh=True):
     return time.monotonic() - start
 
 
-def count_users(db_name):
+def count_users(db_name: str) -> int:
     """How many users a bench database holds (0 if it does not exist)."""
     if not stack.database_exists(db_name):
         return 0

@@ -54,7 +54,7 @@ class Client(asyncio.Protocol):
         self.transport = transport
         transport.write(self.request)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, _exc):
         """Note the close (and fail a pending handshake)."""
         self.closed = True
         if not self.opened.done():

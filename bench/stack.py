@@ -3,15 +3,20 @@
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import redis
 import requests
-from sqlalchemy import create_engine, text
+from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("SCOREBOARD_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -19,14 +24,18 @@ REDIS_URL = os.environ.get("SCOREBOARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379
 JWT_SECRET = "bench-only-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 # Every origin a bench socket may send, for the Origin allow-list.
 ORIGIN = "http://bench.localhost"
+# The worker's counter of board recomputes, in its Prometheus metrics.
+RECOMPUTES_METRIC = "scoreboard_board_recomputes_total"
+# The Celery task that recomputes the board.
+REFRESH_TASK = "workers.board.refresh"
 
 
-def database_url(name):
+def database_url(name: str) -> str:
     """The SQLAlchemy URL of database ``name`` on the bench's PostgreSQL server."""
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
-def stack_env(db_name, prefix, port, extra=None):
+def stack_env(db_name: str, prefix: str, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the server processes: production settings, bench databases, limits out of the way.
 
     The rate limiter stays on (its Redis round trips are part of every request's
@@ -51,14 +60,13 @@ def stack_env(db_name, prefix, port, extra=None):
             # Every bench socket comes from 127.0.0.1 and one origin.
             "SCOREBOARD_WS_MAX_PER_IP": "100000",
             "SCOREBOARD_ALLOWED_ORIGINS": ORIGIN,
-            "SCOREBOARD_WS_ALLOWED_ORIGINS": ORIGIN,
         }
     )
     env.update(extra or {})
     return env
 
 
-def raise_open_files():
+def raise_open_files() -> int:
     """Lift this process's open-file limit as far as allowed (children inherit it); returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for target in (65536, hard):
@@ -70,19 +78,19 @@ def raise_open_files():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def free_port():
+def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def admin_engine():
+def admin_engine() -> Engine:
     """An autocommit engine on the server's maintenance database."""
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
 
 
-def drop_database(name):
+def drop_database(name: str) -> None:
     """Drop database ``name`` (ending its sessions first)."""
     engine = admin_engine()
     with engine.connect() as conn:
@@ -91,7 +99,7 @@ def drop_database(name):
     engine.dispose()
 
 
-def database_exists(name):
+def database_exists(name: str) -> bool:
     """Whether database ``name`` exists."""
     engine = admin_engine()
     with engine.connect() as conn:
@@ -100,7 +108,7 @@ def database_exists(name):
     return bool(found)
 
 
-def create_database(name):
+def create_database(name: str) -> None:
     """Create an empty database ``name``, replacing any of that name."""
     drop_database(name)
     engine = admin_engine()
@@ -109,10 +117,18 @@ def create_database(name):
     engine.dispose()
 
 
+def clear_prefix(prefix: str) -> None:
+    """Delete every Redis key of a bench run."""
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
+
+
 class Process:
     """A child process in its own session with its output in a log file; stopped cleanly."""
 
-    def __init__(self, name, argv, env, log_dir):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = self.log_path.open("ab")
@@ -121,15 +137,15 @@ class Process:
         )
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         """The process id."""
         return self.proc.pid
 
-    def alive(self):
+    def alive(self) -> bool:
         """Whether it still runs."""
         return self.proc.poll() is None
 
-    def stop(self, timeout=20):
+    def stop(self, timeout: float = 20) -> None:
         """SIGTERM the process group, then SIGKILL it if it lingers."""
         if self.proc.poll() is None:
             try:
@@ -145,12 +161,8 @@ class Process:
                 pass
         self._log.close()
 
-    def output(self):
-        """What it has printed so far."""
-        return self.log_path.read_text(errors="replace")
 
-
-def children(pid):
+def children(pid: int) -> list[int]:
     """Pids of the direct children of ``pid``."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -165,26 +177,44 @@ def children(pid):
     return found
 
 
-def rss_kib(pid):
+def rss_kib(pid: int) -> int:
     """Resident memory of ``pid`` in KiB."""
     match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
     return int(match.group(1)) if match else 0
 
 
 class Stack:
-    """gunicorn (the production config) and one Celery worker on the board queue."""
+    """gunicorn (the production config) and one Celery worker on the board queue.
 
-    def __init__(self, env, log_dir, worker_class=None):
+    The worker serves its Prometheus metrics on a port of its own (``metrics_url``), with a
+    multiprocess directory of its own (its pool process records there); the bench reads the
+    worker's recompute counter from them.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, worker_class: str | None = None) -> None:
         self.env = dict(env)
         if worker_class:
             self.env["SCOREBOARD_WORKER_CLASS"] = worker_class
-        self.log_dir = log_dir
+        self.log_dir = Path(log_dir)
         self.base = "http://" + self.env["SCOREBOARD_BIND"]
-        self.web = self.worker = None
+        self.metrics_url = ""
+        self.web: Process | None = None
+        self.worker: Process | None = None
+        self._metrics_dir: str | None = None
 
-    def start(self, worker_timeout=60):
+    def start(self, worker_timeout: float = 60) -> "Stack":
         """Start the worker, then gunicorn; wait until both answer (the first recompute builds the mirror)."""
         py = sys.executable
+        metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        # The directory must exist before the worker imports the metrics (prometheus-client opens its files then).
+        self._metrics_dir = tempfile.mkdtemp(prefix="bench-worker-metrics-")
+        worker_env = {
+            **self.env,
+            "SCOREBOARD_WORKER_METRICS_PORT": str(metrics_port),
+            "SCOREBOARD_WORKER_METRICS_ADDR": "127.0.0.1",
+            "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir,
+        }
         self.worker = Process(
             "worker",
             [
@@ -207,7 +237,7 @@ class Stack:
                 "-n",
                 f"bench-{os.getpid()}@%h",
             ],
-            self.env,
+            worker_env,
             self.log_dir,
         )
         self.web = Process(
@@ -227,32 +257,51 @@ class Stack:
         self.wait_worker(worker_timeout)
         return self
 
-    def wait_worker(self, timeout=60):
-        """Queue a recompute and wait until the worker has run it (its counter moves)."""
-        import redis
-        from celery import Celery
+    def recomputes(self) -> int:
+        """Board recomputes the worker has started so far, from its ``/metrics``.
 
-        client = redis.Redis.from_url(REDIS_URL)
-        key = self.env["SCOREBOARD_REDIS_PREFIX"] + "stats:recomputes"
-        before = int(client.get(key) or 0)
-        sender = Celery(broker=REDIS_URL)
-        sender.send_task("workers.board.refresh", queue=self.env["SCOREBOARD_CELERY_QUEUE"])
-        built = self.env["SCOREBOARD_REDIS_PREFIX"] + "rank:built"
+        The counter appears once the pool process has counted a recompute: until then it is 0.
+        """
+        body = requests.get(self.metrics_url, timeout=2).text
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == RECOMPUTES_METRIC:
+                    return int(sample.value)
+        return 0
+
+    def wait_worker(self, timeout: float = 60) -> None:
+        """Queue two recomputes and wait until the worker has started both.
+
+        The worker runs one task at a time (``--concurrency 1``) and counts a recompute as it
+        starts, so once the second has started the first, which also built the Redis mirror
+        from the database, has finished.
+        """
         deadline = time.monotonic() + timeout
-        # The counter moves as a recompute starts; the first one also rebuilds the mirror, then marks it built.
-        while int(client.get(key) or 0) <= before or not client.exists(built):
+
+        def waiting(what: str) -> None:
             if time.monotonic() > deadline or not self.worker.alive():
                 self.stop()
-                raise RuntimeError(f"the worker did not run a recompute; see {self.log_dir}")
+                raise RuntimeError(f"{what}; see {self.log_dir}")
             time.sleep(0.1)
-        sender.close()
-        client.close()
 
-    def web_workers(self):
+        before = None
+        while before is None:
+            try:
+                before = self.recomputes()
+            except requests.RequestException:
+                waiting("the worker's metrics endpoint did not answer")
+        sender = Celery(broker=REDIS_URL)
+        for _ in range(2):
+            sender.send_task(REFRESH_TASK, queue=self.env["SCOREBOARD_CELERY_QUEUE"])
+        sender.close()
+        while self.recomputes() < before + 2:
+            waiting(f"the worker counted no recompute ({RECOMPUTES_METRIC} at {self.metrics_url})")
+
+    def web_workers(self) -> list[int]:
         """Pids of gunicorn's worker processes."""
         return children(self.web.pid) if self.web and self.web.alive() else []
 
-    def process_groups(self):
+    def process_groups(self) -> dict[str, list[int]]:
         """Pids by role: the web workers, the Celery worker, PostgreSQL's and Redis's server processes."""
         by_name = {"postgres": [], "redis-server": []}
         for entry in Path("/proc").iterdir():
@@ -271,12 +320,15 @@ class Stack:
             "redis": by_name["redis-server"],
         }
 
-    def web_rss_kib(self):
+    def web_rss_kib(self) -> int:
         """Resident memory of all gunicorn workers together, in KiB."""
         return sum(rss_kib(pid) for pid in self.web_workers())
 
-    def stop(self):
-        """Stop gunicorn and the worker."""
+    def stop(self) -> None:
+        """Stop gunicorn and the worker; remove the worker's metrics directory."""
         for proc in (self.web, self.worker):
             if proc is not None:
                 proc.stop()
+        if self._metrics_dir is not None:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+            self._metrics_dir = None

@@ -1,0 +1,275 @@
+"""The phases of a run: HTTP throughput, claim -> socket delivery with memory per socket, latency by user count.
+
+Each phase returns its figures (plain JSON-able data) for ``results.json`` and the table.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import dataset, profile, stack
+from .delivery import delivery
+from .loadgen import SocketFleet, run_claimer, wrk
+from .progress import log
+from .samplers import BroadcastCounter, CpuWindow, RecomputeSampler, median, pct
+
+# Claim files by pool: ``{key: (path of the "actionId token user" file, the pool's tag)}``.
+ClaimFiles = dict[str, tuple[Path, str]]
+
+
+def prepare_claims(
+    run_id: str,
+    runs: int,
+    seconds: int,
+    counts: list[int],
+    rates: list[int],
+    tokens: dict[str, str],
+    out_dir: Path,
+    with_profile: bool = False,
+) -> ClaimFiles:
+    """Record the completions every claim of the HTTP and socket phases will claim, one pool per run."""
+    db = dataset.SMALL_DB
+    files = {}
+    for run in range(runs):
+        tag = f"w{run_id[:4]}{run}x"
+        pool = dataset.add_completions(db, tag, seconds * 4000, users=1000, spread=7)
+        files[f"wrk{run}"] = (dataset.write_claims_file(out_dir / f"wrk{run}.txt", pool, tokens), tag)
+    if with_profile:
+        tag = f"p{run_id[:4]}x"
+        pool = dataset.add_completions(db, tag, 6 * 4000, users=1000, spread=7)
+        files["prof"] = (dataset.write_claims_file(out_dir / "prof.txt", pool, tokens), tag)
+    for count in counts:
+        for rate in rates:
+            for run in range(runs):
+                tag = f"h{run_id[:4]}{count}r{rate}n{run}x"
+                pool = dataset.add_completions(db, tag, rate * seconds + 10, hot=True)
+                key = f"hot-{count}-{rate}-{run}"
+                files[key] = (dataset.write_claims_file(out_dir / f"{key}.txt", pool, tokens), tag)
+    return files
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+def measured_wrk(st: stack.Stack, url: str, script: str, args: list[object], seconds: int) -> dict[str, Any]:
+    """One wrk run, with the CPU time per request of every process taking part (``cpu_by_role_us``).
+
+    CPU per request is steadier than req/s on a shared machine, and it shows where a request's
+    cost lies beyond the web workers (the database, Redis, the load generator, the kernel).
+    """
+    window = CpuWindow(st.process_groups)
+    result = wrk(url, script, args, seconds=seconds)
+    result["cpu_by_role_us"] = window.per_request(result["requests"])
+    result["cpu_us"] = result["cpu_by_role_us"]["web"]
+    return result
+
+
+def http_phase(
+    st: stack.Stack,
+    files: ClaimFiles,
+    tokens: dict[str, str],
+    runs: int,
+    seconds: int,
+    prof_dir: Path | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Empty endpoint, top-10 GET and claims, interleaved, ``runs`` times each."""
+    prefix = st.env["SCOREBOARD_REDIS_PREFIX"]
+    reader = tokens["u0000001"]
+    # Warm up: first requests pay for imports, pools and the relay's subscription.
+    wrk(st.base + "/bench/empty", "get.lua", ["-"], seconds=2)
+    wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2)
+    rows = {"empty": [], "top": [], "claims": []}
+    for run in range(runs):
+        rows["empty"].append(measured_wrk(st, st.base + "/bench/empty", "get.lua", ["-"], seconds))
+        rows["top"].append(measured_wrk(st, st.base + "/api/score/top", "get.lua", [reader], seconds))
+        counter = BroadcastCounter(prefix)
+        sampler = RecomputeSampler(st.recomputes)
+        path, tag = files[f"wrk{run}"]
+        claimed_before = dataset.claimed_count(dataset.SMALL_DB, tag)
+        start = time.monotonic()
+        result = measured_wrk(st, st.base + "/api/action/do", "claims.lua", [path, 1], seconds)
+        end = time.monotonic()
+        counter.close()
+        sampler.close()
+        result["committed"] = dataset.claimed_count(dataset.SMALL_DB, tag) - claimed_before
+        result["recomputes_per_s"], result["recomputes_peak_per_s"] = sampler.rates(start, end)
+        result["broadcasts_per_s"] = counter.count / (end - start)
+        rows["claims"].append(result)
+        log(
+            f"  run {run + 1}: empty {rows['empty'][-1]['rps']:.0f}/s, top {rows['top'][-1]['rps']:.0f}/s, "
+            f"claims {result['rps']:.0f}/s ({result['committed']} committed, {result['status_errors']} non-2xx), "
+            f"{result['recomputes_per_s']:.1f} recomputes/s"
+        )
+    if prof_dir is not None:
+        profile.capture_http(st, files, tokens, prof_dir, wrk)
+    return rows
+
+
+# --- sockets --------------------------------------------------------------------------------------
+
+
+def claim_run(
+    st: stack.Stack, fleet: SocketFleet, claims_file: Path, rate: int, seconds: int, out_dir: Path, label: str
+) -> dict[str, Any]:
+    """One open-loop claim run against open sockets; returns its figures."""
+    prefix = st.env["SCOREBOARD_REDIS_PREFIX"]
+    fleet.ask("reset")
+    sampler = RecomputeSampler(st.recomputes)
+    try:
+        claims = run_claimer(st.base, claims_file, rate, seconds, prefix + "board", out_dir / f"claims-{label}.json")
+    finally:
+        sampler.close()
+    time.sleep(2)  # claims an overloaded server still holds finish here, not in the next run
+    sockets_out = out_dir / f"sockets-{label}.json"
+    fleet.ask(f"dump {sockets_out}")
+    sockets = json.loads(sockets_out.read_text())
+    latencies, after_answer, undelivered, missed = delivery(claims, sockets)
+    answered = [c for c in claims["claims"] if c[2] == 200]
+    waits = [c[1] - c[0] for c in answered]
+    ok = len(answered)
+    # Rates are taken while claims are being sent (an overloaded server keeps working after that).
+    window = [b for b in claims["broadcasts"] if claims["start"] <= b[0] <= claims["sent_until"]]
+    span = claims["sent_until"] - claims["start"]
+    recompute_rate, recompute_peak = sampler.rates(claims["start"], claims["sent_until"])
+    result = {
+        "label": label,
+        "rate": rate,
+        "claims_ok": ok,
+        "claims_failed": len(claims["claims"]) - ok,
+        # Claims answered 200 per second, over the time from the first claim due to the last answer.
+        "claims_per_s": ok / max(1e-9, max(c[1] for c in answered) - claims["start"]) if answered else 0,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p95_ms": pct(latencies, 95) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        # The same, counted from the claim's answer: the delivery pipeline alone, without the claim's own wait.
+        "answer_p50_ms": pct(after_answer, 50) * 1000,
+        "answer_p99_ms": pct(after_answer, 99) * 1000,
+        "claim_p50_ms": pct(waits, 50) * 1000,
+        "claim_p99_ms": pct(waits, 99) * 1000,
+        "recomputes_per_s": recompute_rate,
+        "recomputes_peak_per_s": recompute_peak,
+        "broadcasts_per_s": len(window) / span if span > 0 else float("nan"),
+        "undelivered_claims": undelivered,
+        "missed_pairs": missed,
+        "pairs": len(latencies),
+        "sockets_open": sockets["open"],
+        "frames": sockets["frames"],
+    }
+    log(
+        f"  {label}: {ok} claims ({result['claims_failed']} failed) p50 {result['p50_ms']:.0f} ms, "
+        f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms; "
+        f"{result['recomputes_per_s']:.1f} recomputes/s, {result['broadcasts_per_s']:.1f} broadcasts/s"
+    )
+    return result
+
+
+def socket_phase(
+    st: stack.Stack,
+    files: ClaimFiles,
+    hot_token: str,
+    runs: int,
+    seconds: int,
+    rates: list[int],
+    counts: list[int],
+    log_dir: Path,
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Delivery latency at each socket count and claim rate; memory per idle socket.
+
+    Returns the claim runs and, by socket count, the web workers' memory before and after opening them.
+    """
+    results, memory = [], {}
+    with SocketFleet(st.base, hot_token, log_dir) as fleet:
+        open_before = 0
+        for count in counts:
+            base_rss = st.web_rss_kib()
+            answer = fleet.ask(f"open {count}").split()
+            time.sleep(3)  # let the workers settle before reading their memory
+            rss = st.web_rss_kib()
+            opened = int(answer[1])
+            memory[count] = {
+                "opened": opened,
+                "failed": int(answer[2]),
+                "open_seconds": float(answer[3]),
+                "rss_before_kib": base_rss,
+                "rss_after_kib": rss,
+                "kib_per_socket": (rss - base_rss) / max(1, opened - open_before),
+            }
+            log(
+                f"  {opened} sockets open ({answer[2]} failed, {float(answer[3]):.1f} s); web RSS "
+                f"{base_rss / 1024:.0f} -> {rss / 1024:.0f} MiB: "
+                f"{memory[count]['kib_per_socket']:.1f} KiB per added socket"
+            )
+            open_before = opened
+            for rate in rates:
+                for run in range(runs):
+                    path, _tag = files[f"hot-{count}-{rate}-{run}"]
+                    label = f"{count}-{rate}-{run}"
+                    results.append(claim_run(st, fleet, path, rate, seconds, log_dir, label) | {"sockets": count})
+    return results, memory
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+def latency_phase(
+    db_name: str,
+    users: int,
+    run_id: str,
+    log_dir: Path,
+    tokens: dict[str, str],
+    runs: int,
+    seconds: int,
+    worker_class: str | None,
+) -> dict[str, Any]:
+    """Top-10 GET and claim latency of one request at a time (1 connection) on one database, on a stack of its own."""
+    prefix = f"bench:{run_id}:{db_name}:"
+    claims_total = runs * seconds * 2500
+    pool = dataset.add_completions(
+        db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
+    )
+    missing = {uid for _a, uid in pool} - tokens.keys()
+    if missing:
+        tokens.update(dataset.mint_tokens(sorted(missing)))
+    path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
+    env = stack.stack_env(db_name, prefix, stack.free_port())
+    st = stack.Stack(env, log_dir / db_name, worker_class)
+    st.log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    st.start(worker_timeout=600)
+    build_seconds = time.monotonic() - started
+    reader = next(iter(tokens.values()))
+    try:
+        wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2, connections=1)
+        tops, claims = [], []
+        for _run in range(runs):
+            tops.append(wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=seconds, connections=1))
+            claims.append(wrk(st.base + "/api/action/do", "claims.lua", [path, 1], seconds=seconds, connections=1))
+    finally:
+        st.stop()
+        stack.clear_prefix(prefix)
+    log(
+        f"  {users:,} users: top p50 {median([t['p50_us'] for t in tops]):.0f} us, "
+        f"claim p50 {median([c['p50_us'] for c in claims]):.0f} us (stack up and mirror built in {build_seconds:.0f} s)"
+    )
+    return {"users": users, "top": tops, "claims": claims, "startup_seconds": build_seconds}
+
+
+def users_phase(
+    run_id: str,
+    log_dir: Path,
+    tokens: dict[str, str],
+    runs: int,
+    seconds: int,
+    worker_class: str | None,
+    fresh_million: bool = False,
+) -> list[dict[str, Any]]:
+    """Latency with 1,000 and with 1,000,000 users (the second database is built on first use, then kept)."""
+    if fresh_million or dataset.count_users(dataset.MILLION_DB) != 1_000_010:
+        log(f"  building {dataset.MILLION_DB} with generate_series (about a minute, kept for later runs)")
+        dataset.prepare(dataset.MILLION_DB, 1_000_000, fresh=True)
+    return [
+        latency_phase(db_name, users, run_id, log_dir, tokens, runs, seconds, worker_class)
+        for db_name, users in ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000))
+    ]

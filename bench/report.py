@@ -1,0 +1,241 @@
+"""The results as one Markdown table (medians of the runs), judged against ``TARGETS``; and the files a run leaves."""
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import stack
+from .samplers import median
+
+Results = dict[str, Any]
+
+
+class Target(NamedTuple):
+    """One row of the table."""
+
+    figure: str  # the figure the row shows: a key of figures()
+    measure: str  # the row's name; ``{fields}`` are filled from the figure's labels
+    target: str  # the target column
+    judge: tuple[str, float] | None  # ("≥", x), ("≤", x), or ("±", x) for |figure| ≤ x; None: not judged
+
+
+# Every row of the table, in order, with its target. A row whose figure the run did not measure is left out.
+TARGETS: tuple[Target, ...] = (
+    Target("empty", "empty endpoint req/s (wrk, 32 connections)", "(yardstick)", None),
+    Target("claims ratio", "claims/s ÷ empty req/s", "≥ 0.5", ("≥", 0.5)),
+    Target("top ratio", "top-10 GET req/s ÷ empty req/s", "≥ 0.9", ("≥", 0.9)),
+    Target("cpu by role", "CPU µs per request, by process", "(where the time goes)", None),
+    Target(
+        "delivery 1000 200",
+        "claim → socket p50/p95/p99/max, 1,000 sockets, 200 claims/s",
+        "p99 ≤ 100 ms",
+        ("≤", 100),
+    ),
+    Target("delivery 1000 1000", "claim → socket p50/p95/p99/max, 1,000 sockets, 1,000 claims/s", "—", None),
+    Target("delivery 10000 200", "claim → socket p50/p95/p99/max, 10,000 sockets, 200 claims/s", "—", None),
+    Target(
+        "delivery 10000 1000",
+        "claim → socket p50/p95/p99/max, 10,000 sockets, 1,000 claims/s",
+        "p99 ≤ 1,000 ms",
+        ("≤", 1000),
+    ),
+    Target(
+        "recomputes",
+        "recomputes and broadcasts per second vs claims per second",
+        "≤ 25 recomputes/s",
+        ("≤", 25),
+    ),
+    Target(
+        "memory",
+        "resident memory per idle socket (web workers' RSS growth ÷ sockets added)",
+        "≤ 64 KiB",
+        ("≤", 64),
+    ),
+    Target("latency top", "top-10 GET latency p50 (p99), {small} vs {big} users", "within ±20%", ("±", 0.2)),
+    Target("latency claims", "claim latency p50 (p99), {small} vs {big} users", "within ±20%", ("±", 0.2)),
+)
+
+
+class Figure(NamedTuple):
+    """What a row shows (``text``) and the number its target judges (``value``)."""
+
+    text: str
+    value: float | None = None
+    labels: Mapping[str, str] = {}  # fields for the row's name (never mutated)
+
+
+def meets(judge: tuple[str, float], value: float) -> bool:
+    """Whether ``value`` meets ``judge`` (a missing value, NaN, never does)."""
+    comparison, limit = judge
+    if comparison == "≥":
+        return value >= limit
+    if comparison == "≤":
+        return value <= limit
+    if comparison == "±":
+        return abs(value) <= limit
+    raise ValueError(f"unknown comparison {comparison!r}")
+
+
+def verdict(judge: tuple[str, float] | None, value: float | None) -> str:
+    """The "met" column."""
+    if judge is None:
+        return "—"
+    return "yes" if value is not None and meets(judge, value) else "**no**"
+
+
+# --- the figures, by phase ------------------------------------------------------------------------
+
+
+def http_figures(http: Results) -> dict[str, Figure]:
+    """The throughput rows: empty endpoint, the two ratios, CPU per request by process."""
+    kinds = ("empty", "top", "claims")
+    rps = {k: median([r["rps"] for r in http[k]]) for k in kinds}
+    cpu = {k: median([r.get("cpu_us") for r in http[k]]) for k in kinds}
+    empty, top, claims = rps["empty"], rps["top"], rps["claims"]
+    found = {
+        "empty": Figure(f"{empty:,.0f} ({cpu['empty']:,.0f} µs web CPU/req)"),
+        "claims ratio": Figure(
+            f"{claims:,.0f}/s ÷ {empty:,.0f}/s = **{claims / empty:.2f}** "
+            f"(by web CPU per request: {cpu['empty'] / cpu['claims']:.2f})",
+            claims / empty,
+        ),
+        "top ratio": Figure(
+            f"{top:,.0f}/s ÷ {empty:,.0f}/s = **{top / empty:.2f}** "
+            f"(by web CPU per request: {cpu['empty'] / cpu['top']:.2f})",
+            top / empty,
+        ),
+    }
+    if all("cpu_by_role_us" in r for k in kinds for r in http[k]):
+        roles = list(http["empty"][0]["cpu_by_role_us"])
+        by_role = {k: {role: median([r["cpu_by_role_us"][role] for r in http[k]]) for role in roles} for k in kinds}
+        found["cpu by role"] = Figure(
+            "; ".join(
+                f"{name}: "
+                + ", ".join(f"{role} {by_role[k][role]:,.0f}" for role in roles)
+                + f" (all {sum(by_role[k].values()):,.0f})"
+                for k, name in (("empty", "empty"), ("top", "top-10 GET"), ("claims", "claim"))
+            )
+        )
+    return found
+
+
+def delivery_figures(sockets: list[Results]) -> dict[str, Figure]:
+    """Claim -> socket latency for each socket count and claim rate measured (judged on p99)."""
+    groups: dict[tuple[int, int], list[Results]] = {}
+    for r in sockets:
+        groups.setdefault((r["sockets"], r["rate"]), []).append(r)
+    keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "answer_p50_ms", "answer_p99_ms", "claim_p99_ms", "claims_per_s")
+    found = {}
+    for (count, rate), runs in groups.items():
+        p = {k: median([r.get(k) for r in runs]) for k in keys}
+        got = sum(r["claims_ok"] for r in runs) / max(1, sum(r["claims_ok"] + r["claims_failed"] for r in runs))
+        found[f"delivery {count} {rate}"] = Figure(
+            f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} / **{p['p99_ms']:.0f}** / {p['max_ms']:.0f} ms"
+            + ("" if got == 1 else f" ({got:.1%} of claims answered 200)")
+            + f"; from the claim's answer: p50 {p['answer_p50_ms']:.0f}, p99 {p['answer_p99_ms']:.0f} ms"
+            + f"; claim answered p99 {p['claim_p99_ms']:.0f} ms; {p['claims_per_s']:.0f} claims/s served",
+            p["p99_ms"],
+        )
+    return found
+
+
+def recompute_figures(wrk_claims: list[Results], sockets: list[Results]) -> dict[str, Figure]:
+    """Recomputes and broadcasts per second in every claims run (judged on the busiest second of all)."""
+    parts, peaks = [], []
+    if wrk_claims:
+        parts.append(
+            f"wrk, as fast as it goes: {median([r['rps'] for r in wrk_claims]):,.0f} claims/s → "
+            f"{median([r['recomputes_per_s'] for r in wrk_claims]):.1f} recomputes/s, "
+            f"{median([r['broadcasts_per_s'] for r in wrk_claims]):.1f} broadcasts/s"
+        )
+        peaks += [r["recomputes_peak_per_s"] for r in wrk_claims]
+    groups: dict[tuple[int, int], list[Results]] = {}
+    for r in sockets:
+        groups.setdefault((r["sockets"], r["rate"]), []).append(r)
+        peaks.append(r["recomputes_peak_per_s"])
+    for (count, rate), runs in sorted(groups.items()):
+        parts.append(
+            f"{rate:,}/s offered to {count:,} sockets: {median([r['claims_per_s'] for r in runs]):,.0f} "
+            f"claims/s served → {median([r['recomputes_per_s'] for r in runs]):.1f} recomputes/s, "
+            f"{median([r['broadcasts_per_s'] for r in runs]):.1f} broadcasts/s"
+        )
+    if not parts:
+        return {}
+    worst = max((p for p in peaks if p == p), default=float("nan"))
+    return {"recomputes": Figure("; ".join(parts) + f" (busiest second of all: {worst:.1f} recomputes)", worst)}
+
+
+def memory_figures(memory: dict[str, Results]) -> dict[str, Figure]:
+    """Memory per idle socket, at the largest socket count."""
+    if not memory:
+        return {}
+    biggest = memory[max(memory, key=int)]
+    return {
+        "memory": Figure(
+            f"{biggest['kib_per_socket']:.1f} KiB ({int(biggest['opened']):,} open, RSS "
+            f"{biggest['rss_after_kib'] / 1024:.0f} MiB)",
+            biggest["kib_per_socket"],
+        )
+    }
+
+
+def latency_figures(latency: list[Results]) -> dict[str, Figure]:
+    """Top-10 GET and claim latency on the small database vs the large one (judged on the p50's change)."""
+    if len(latency) != 2:
+        return {}
+    small, big = sorted(latency, key=lambda r: r["users"])
+    labels = {"small": f"{small['users']:,}", "big": f"{big['users']:,}"}
+    found = {}
+    for kind in ("top", "claims"):
+        a = median([r["p50_us"] for r in small[kind]]) / 1000
+        b = median([r["p50_us"] for r in big[kind]]) / 1000
+        a99 = median([r["p99_us"] for r in small[kind]]) / 1000
+        b99 = median([r["p99_us"] for r in big[kind]]) / 1000
+        change = (b - a) / a
+        found[f"latency {kind}"] = Figure(
+            f"{a:.2f} ({a99:.2f}) ms vs {b:.2f} ({b99:.2f}) ms: **{change:+.0%}**", change, labels
+        )
+    return found
+
+
+def figures(out: Results) -> dict[str, Figure]:
+    """Every figure the run measured, by the key ``TARGETS`` names it with."""
+    http = out.get("http") or {"empty": [], "top": [], "claims": []}
+    sockets = out.get("sockets", [])
+    return {
+        **(http_figures(http) if http["empty"] else {}),
+        **delivery_figures(sockets),
+        **recompute_figures(http["claims"], sockets),
+        **memory_figures(out.get("memory", {})),
+        **latency_figures(out.get("latency", [])),
+    }
+
+
+def table(out: Results) -> str:
+    """The results as one Markdown table: one row per target whose figure was measured."""
+    found = figures(out)
+    lines = ["| measure | result | target | met |", "|---|---|---|---|"]
+    for row in TARGETS:
+        figure = found.get(row.figure)
+        if figure is not None:
+            name = row.measure.format(**figure.labels)
+            lines.append(f"| {name} | {figure.text} | {row.target} | {verdict(row.judge, figure.value)} |")
+    return "\n".join(lines)
+
+
+def publish(out: Results, out_dir: Path, stamp: datetime, runs: int, seconds: int) -> None:
+    """Write ``results.json``, ``table.md`` and ``../latest.md`` in ``out_dir``; print the table on stdout."""
+    (out_dir / "results.json").write_text(json.dumps(out, indent=1, default=str))
+    header = (
+        f"Scoreboard benchmark, {stamp:%Y-%m-%d %H:%M} UTC, `make bench` "
+        f"({runs} run(s) of {seconds} s each, medians; {os.cpu_count()} CPUs, load generators on "
+        f"the same machine; took {out['seconds'] / 60:.1f} min)"
+    )
+    document = header + "\n\n" + table(out) + "\n"
+    (out_dir / "table.md").write_text(document)
+    (out_dir.parent / "latest.md").write_text(document)
+    print(document)
+    print(f"(raw results: {out_dir.relative_to(stack.ROOT)})")
