@@ -1,29 +1,30 @@
-"""Configuration read from ``SCOREBOARD_*`` environment variables.
+"""Configuration read from ``SCOREBOARD_*`` environment variables, grouped by the part that uses it.
 
 Unset ``SCOREBOARD_DATABASE_URL`` / ``SCOREBOARD_REDIS_URL`` select the embedded
 defaults: a SQLite file and in-process cache, pub/sub, rate-limit storage and
-eager task execution, so ``make run`` needs no other service.
+eager task execution, so ``make run`` needs no other service. Every variable is
+listed in the README's settings table (a test checks that).
 """
 
 import os
 from datetime import timedelta
 from pathlib import Path
-
-from kombu import Queue
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent
 # Good enough for `make run` on a laptop; a deployment on a real database refuses to start with it.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
 MIN_HS256_SECRET_BYTES = 32
+PREFIX = "SCOREBOARD_"
 
 
-def env(name, default=None):
-    """Return ``SCOREBOARD_<name>`` from the environment, or ``default``."""
-    value = os.environ.get(f"SCOREBOARD_{name}")
+def env(name: str, default: Any = None) -> Any:
+    """Return ``SCOREBOARD_<name>`` from the environment, or ``default`` when unset or empty."""
+    value = os.environ.get(f"{PREFIX}{name}")
     return default if value in (None, "") else value
 
 
-def env_bool(name, default=False):
+def env_bool(name: str, default: bool = False) -> bool:
     """Return a boolean ``SCOREBOARD_<name>`` (1/true/yes/on)."""
     value = env(name)
     if value is None:
@@ -31,12 +32,17 @@ def env_bool(name, default=False):
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name, default):
+def env_int(name: str, default: int) -> int:
     """Return an integer ``SCOREBOARD_<name>``."""
     return int(env(name, default))
 
 
-def parse_duration(text):
+def env_float(name: str, default: float) -> float:
+    """Return a number ``SCOREBOARD_<name>``."""
+    return float(env(name, default))
+
+
+def parse_duration(text: str) -> timedelta:
     """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``7d`` into a timedelta."""
     text = str(text).strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -45,180 +51,228 @@ def parse_duration(text):
     return timedelta(seconds=float(text))
 
 
-def read_key(value):
+def read_key(value: str | None) -> str | None:
     """Accept a PEM key inline or as a path to a file holding it."""
     if value and not value.lstrip().startswith("-----") and Path(value).is_file():
         return Path(value).read_text()
     return value
 
 
-class Config:
-    """Settings for one process; every field can be set from the environment."""
-
-    def __init__(self):
-        self.SECRET_KEY = env("SECRET_KEY", "dev-only-not-secret")
-        self.DATABASE_URL = env("DATABASE_URL")
-        self.SQLALCHEMY_DATABASE_URI = self.DATABASE_URL or "sqlite:///" + str(
-            Path(env("SQLITE_PATH", BASE_DIR / "instance" / "scoreboard.sqlite3"))
-        )
-        self.EMBEDDED_DATABASE = self.DATABASE_URL is None
-        self.SQLALCHEMY_ENGINE_OPTIONS = (
-            {"connect_args": {"timeout": 30}}
-            if self.EMBEDDED_DATABASE
-            else {
-                # A round trip per checkout, so that a request never meets a connection that died with a
-                # restarted server. The claims pool below does without: a claim retries once instead.
-                "pool_pre_ping": env_bool("DB_PRE_PING", True),
-                "pool_recycle": env_int("DB_POOL_RECYCLE", 1800),
-                "pool_size": env_int("DB_POOL_SIZE", 10),
-                # No overflow by default: under steady load an overflow connection is opened for a request and
-                # closed after it (a new server process each time); waiting for a pooled one is far cheaper.
-                "max_overflow": env_int("DB_MAX_OVERFLOW", 0),
-                "pool_timeout": 5,
-                "connect_args": {"connect_timeout": 3},
-            }
-        )
-        # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
-        # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
-        self.SQLALCHEMY_BINDS = (
-            {
-                "claims": {
-                    **self.SQLALCHEMY_ENGINE_OPTIONS,
-                    "url": self.DATABASE_URL,
-                    "isolation_level": "AUTOCOMMIT",
-                    "pool_pre_ping": False,
-                }
-            }
-            if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql")
-            else {}
-        )
-
-        # Redis: cache, sorted set, pub/sub, rate limits; unset means in-process.
-        self.REDIS_URL = env("REDIS_URL")
-        self.EMBEDDED_REDIS = self.REDIS_URL is None
-        self.REDIS_PREFIX = env("REDIS_PREFIX", "scoreboard:")
-
-        # Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://).
-        self.BROKER_URL = env("BROKER_URL", self.REDIS_URL)
-        self.CELERY = {
-            "broker_url": self.BROKER_URL or "memory://localhost/",
-            "task_always_eager": self.BROKER_URL is None or env_bool("CELERY_EAGER", False),
-            "task_eager_propagates": True,
-            "task_ignore_result": True,
-            "result_backend": None,
-            # Board work has a queue of its own, so housekeeping never sits in front of a recompute;
-            # a worker started without -Q consumes both (see docs/performance.md for worker settings).
-            "task_default_queue": env("CELERY_QUEUE", "board"),
-            "task_queues": (Queue(env("CELERY_QUEUE", "board")), Queue(env("CELERY_MAINTENANCE_QUEUE", "maintenance"))),
-            "task_routes": {"workers.maintenance.*": {"queue": env("CELERY_MAINTENANCE_QUEUE", "maintenance")}},
-            # One task reserved at a time: a queued recompute never waits behind a busy process.
-            "worker_prefetch_multiplier": 1,
-            "worker_disable_rate_limits": True,
-            "task_acks_late": True,
-            "task_reject_on_worker_lost": True,
-            "broker_connection_retry_on_startup": True,
-            # A lost broker is retried forever, every second (see scoreboard.ops.worker), so the
-            # worker is back within a second or two of the broker's return, however long it was gone.
-            "broker_connection_max_retries": None,
-            "worker_consumer": "scoreboard.ops.worker:QuickReconnectConsumer",
-            # A hung broker (not just a refused one) must not hang a claim's enqueue or a readiness check.
-            "broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 2},
-            "broker_connection_timeout": 2,
-            "task_publish_retry": False,
-            "worker_hijack_root_logger": False,
-            "beat_schedule": {
-                "sweep-board": {
-                    "task": "workers.board.sweep",
-                    "schedule": float(env("SWEEP_INTERVAL", 2.0)),
-                },
-                "reconcile-board": {
-                    "task": "workers.board.reconcile",
-                    "schedule": float(env("RECONCILE_INTERVAL", 300.0)),
-                },
-                "expire-completions": {
-                    "task": "workers.maintenance.expire_completions",
-                    "schedule": float(env("EXPIRE_INTERVAL", 60.0)),
-                },
-            },
+def database_settings() -> dict[str, Any]:
+    """PostgreSQL (or the embedded SQLite file) and its connection pools."""
+    url = env("DATABASE_URL")
+    uri = url or "sqlite:///" + str(Path(env("SQLITE_PATH", BASE_DIR / "instance" / "scoreboard.sqlite3")))
+    if url is None:
+        engine = {"connect_args": {"timeout": 30}}
+    else:
+        engine = {
+            # A round trip per checkout, so that a request never meets a connection that died with a
+            # restarted server. The claims pool below does without: a claim retries once instead.
+            "pool_pre_ping": env_bool("DB_PRE_PING", True),
+            "pool_recycle": env_int("DB_POOL_RECYCLE", 1800),
+            "pool_size": env_int("DB_POOL_SIZE", 10),
+            # No overflow by default: under steady load an overflow connection is opened for a request and
+            # closed after it (a new server process each time); waiting for a pooled one is far cheaper.
+            "max_overflow": env_int("DB_MAX_OVERFLOW", 0),
+            "pool_timeout": 5,
+            "connect_args": {"connect_timeout": 3},
         }
+    # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
+    # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
+    binds = (
+        {"claims": {**engine, "url": url, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}}
+        if uri.startswith("postgresql")
+        else {}
+    )
+    return {
+        "DATABASE_URL": url,
+        "EMBEDDED_DATABASE": url is None,
+        "SQLALCHEMY_DATABASE_URI": uri,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine,
+        "SQLALCHEMY_BINDS": binds,
+        "MIGRATIONS_DIR": BASE_DIR / "migrations",
+    }
 
-        # Auth: HS256 with a shared secret, or RS256 verified with the public key
-        # of the site's own auth server (the private key is only needed to mint).
-        public_key = read_key(env("JWT_PUBLIC_KEY"))
-        if public_key:
-            self.JWT_ALGORITHM = "RS256"
-            self.JWT_PUBLIC_KEY = public_key
-            self.JWT_PRIVATE_KEY = read_key(env("JWT_PRIVATE_KEY"))
-        else:
-            self.JWT_ALGORITHM = "HS256"
-            self.JWT_SECRET_KEY = env("JWT_SECRET_KEY", DEV_JWT_SECRET)
-        self.JWT_DECODE_ALGORITHMS = [self.JWT_ALGORITHM]
-        self.JWT_TOKEN_LOCATION = ["headers"]
-        self.JWT_QUERY_STRING_NAME = "token"  # only the board socket reads it
-        self.JWT_ACCESS_TOKEN_EXPIRES = parse_duration(env("JWT_EXPIRES", "1h"))
-        self.JWT_DECODE_LEEWAY = env_int("JWT_LEEWAY", 10)
-        self.JWT_DECODE_ISSUER = env("JWT_ISSUER")
-        self.JWT_ENCODE_ISSUER = env("JWT_ISSUER")
-        self.JWT_DECODE_AUDIENCE = env("JWT_AUDIENCE")
-        self.JWT_ENCODE_AUDIENCE = env("JWT_AUDIENCE")
 
-        # Scoring rules.
-        self.COMPLETION_TTL = parse_duration(env("COMPLETION_TTL", "1h"))
-        self.MAX_ACTION_POINTS = env_int("MAX_ACTION_POINTS", 10_000)
-        self.BOARD_SIZE = env_int("BOARD_SIZE", 10)
-        self.TOP_CACHE_TTL = env_int("TOP_CACHE_TTL", 300)
-        self.BROADCAST_MAX_RATE = float(env("BROADCAST_MAX_RATE", 20))
-        self.PUBLIC_BOARD = env_bool("PUBLIC_BOARD", False)
-        # Browser origins allowed to call the API (CORS) and open sockets; unset: same origin only.
-        self.ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in env("ALLOWED_ORIGINS", "").split(",") if o.strip()]
+def redis_settings() -> dict[str, Any]:
+    """Redis for the board stores, pub/sub and rate limits; unset means in-process."""
+    url = env("REDIS_URL")
+    return {"REDIS_URL": url, "EMBEDDED_REDIS": url is None, "REDIS_PREFIX": env("REDIS_PREFIX", "scoreboard:")}
+
+
+def celery_settings(redis_url: str | None) -> dict[str, Any]:
+    """Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://). Beat's schedule."""
+    from kombu import Queue  # here, not at the top: gunicorn's config reads this module's env helpers
+
+    broker = env("BROKER_URL", redis_url)
+    board_queue = env("CELERY_QUEUE", "board")
+    maintenance_queue = env("CELERY_MAINTENANCE_QUEUE", "maintenance")
+    celery = {
+        "broker_url": broker or "memory://localhost/",
+        "task_always_eager": broker is None or env_bool("CELERY_EAGER", False),
+        "task_eager_propagates": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Board work has a queue of its own, so housekeeping never sits in front of a recompute;
+        # a worker started without -Q consumes both (see docs/performance.md for worker settings).
+        "task_default_queue": board_queue,
+        "task_queues": (Queue(board_queue), Queue(maintenance_queue)),
+        "task_routes": {"workers.maintenance.*": {"queue": maintenance_queue}},
+        # One task reserved at a time: a queued recompute never waits behind a busy process.
+        "worker_prefetch_multiplier": 1,
+        "worker_disable_rate_limits": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "broker_connection_retry_on_startup": True,
+        # A lost broker is retried forever, every second (see scoreboard.ops.worker), so the
+        # worker is back within a second or two of the broker's return, however long it was gone.
+        "broker_connection_max_retries": None,
+        "worker_consumer": "scoreboard.ops.worker:QuickReconnectConsumer",
+        # A hung broker (not just a refused one) must not hang a claim's enqueue or a readiness check.
+        "broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "broker_connection_timeout": 2,
+        "task_publish_retry": False,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "sweep-board": {"task": "workers.board.sweep", "schedule": env_float("SWEEP_INTERVAL", 2.0)},
+            "reconcile-board": {"task": "workers.board.reconcile", "schedule": env_float("RECONCILE_INTERVAL", 300.0)},
+            "expire-completions": {
+                "task": "workers.maintenance.expire_completions",
+                "schedule": env_float("EXPIRE_INTERVAL", 60.0),
+            },
+        },
+    }
+    return {
+        "CELERY": celery,
+        # The worker's own /metrics endpoint (it serves no HTTP otherwise); unset: not served.
+        "WORKER_METRICS_PORT": env("WORKER_METRICS_PORT"),
+        "WORKER_METRICS_ADDR": env("WORKER_METRICS_ADDR", "0.0.0.0"),
+    }
+
+
+def jwt_settings() -> dict[str, Any]:
+    """Tokens: HS256 with a shared secret, or RS256 verified with the site's auth server's public key."""
+    public_key = read_key(env("JWT_PUBLIC_KEY"))
+    if public_key:
+        # The private key is only needed to mint (flask tokens mint).
+        keys = {
+            "JWT_ALGORITHM": "RS256",
+            "JWT_PUBLIC_KEY": public_key,
+            "JWT_PRIVATE_KEY": read_key(env("JWT_PRIVATE_KEY")),
+        }
+    else:
+        keys = {"JWT_ALGORITHM": "HS256", "JWT_SECRET_KEY": env("JWT_SECRET_KEY", DEV_JWT_SECRET)}
+    issuer, audience = env("JWT_ISSUER"), env("JWT_AUDIENCE")
+    return {
+        **keys,
+        "JWT_DECODE_ALGORITHMS": [keys["JWT_ALGORITHM"]],
+        "JWT_TOKEN_LOCATION": ["headers"],
+        "JWT_QUERY_STRING_NAME": "token",  # only the board socket reads it
+        "JWT_ACCESS_TOKEN_EXPIRES": parse_duration(env("JWT_EXPIRES", "1h")),
+        "JWT_DECODE_LEEWAY": env_int("JWT_LEEWAY", 10),
+        "JWT_DECODE_ISSUER": issuer,
+        "JWT_ENCODE_ISSUER": issuer,
+        "JWT_DECODE_AUDIENCE": audience,
+        "JWT_ENCODE_AUDIENCE": audience,
         # How long a revocation by jti is kept (covers the longest-lived token the site issues).
-        self.REVOCATION_TTL = int(parse_duration(env("REVOCATION_TTL", "7d")).total_seconds())
-        self.WS_MAX_PER_IP = env_int("WS_MAX_PER_IP", 50)
-        self.WS_MAX_CLIENT_MESSAGES = env_int("WS_MAX_CLIENT_MESSAGES", 10)
-        self.CATALOG_FILE = env("CATALOG_FILE", str(BASE_DIR / "scoreboard" / "default_catalog.json"))
+        "REVOCATION_TTL": int(parse_duration(env("REVOCATION_TTL", "7d")).total_seconds()),
+    }
 
-        # Rate limits (Flask-Limiter); storage follows Redis.
-        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_DEFAULT = env("RATE_LIMIT_IP", "50/second;2000/minute")
+
+def limit_settings(redis_url: str | None, redis_prefix: str) -> dict[str, Any]:
+    """Rate limits (Flask-Limiter, stored where Redis is) and request size."""
+    return {
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_DEFAULT": env("RATE_LIMIT_IP", "50/second;2000/minute"),
         # X-RateLimit-* on every response costs a Redis round trip each; off, they go on 429s only.
-        self.RATELIMIT_HEADERS_ENABLED = env_bool("RATE_LIMIT_HEADERS", False)
-        self.RATELIMIT_KEY_PREFIX = f"{self.REDIS_PREFIX}ratelimit"
-        self.RATELIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
-        self.RATE_LIMIT_USER = env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour")
-        self.RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", "5/minute;50/hour")
-        self.RATE_LIMIT_SERVICE = env("RATE_LIMIT_SERVICE", "500/second")
+        "RATELIMIT_HEADERS_ENABLED": env_bool("RATE_LIMIT_HEADERS", False),
+        "RATELIMIT_KEY_PREFIX": f"{redis_prefix}ratelimit",
+        "RATELIMIT_ENABLED": env_bool("RATE_LIMIT_ENABLED", True),
         # Redis down: limits keep holding per process (in-memory fallback) rather than failing requests.
-        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-        self.RATELIMIT_SWALLOW_ERRORS = True
-        self.RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        "RATE_LIMIT_USER": env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour"),
+        "RATE_LIMIT_LOGIN": env("RATE_LIMIT_LOGIN", "5/minute;50/hour"),
+        "RATE_LIMIT_SERVICE": env("RATE_LIMIT_SERVICE", "500/second"),
+        "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 16 * 1024),
+    }
 
-        # WebSocket.
-        self.SOCK_SERVER_OPTIONS = {
+
+def scoring_settings() -> dict[str, Any]:
+    """The rules for completions and claims."""
+    return {
+        "COMPLETION_TTL": parse_duration(env("COMPLETION_TTL", "1h")),
+        "MAX_ACTION_POINTS": env_int("MAX_ACTION_POINTS", 10_000),
+    }
+
+
+def board_settings() -> dict[str, Any]:
+    """The top list, its cache and its broadcasts."""
+    return {
+        "BOARD_SIZE": env_int("BOARD_SIZE", 10),
+        "TOP_CACHE_TTL": env_int("TOP_CACHE_TTL", 300),
+        "BROADCAST_MAX_RATE": env_float("BROADCAST_MAX_RATE", 20),
+        "PUBLIC_BOARD": env_bool("PUBLIC_BOARD", False),
+    }
+
+
+def socket_settings() -> dict[str, Any]:
+    """Browser origins (CORS and sockets) and the board socket's limits."""
+    return {
+        # Browser origins allowed to call the API (CORS) and open sockets; unset: same origin only.
+        "ALLOWED_ORIGINS": [o.strip().rstrip("/") for o in env("ALLOWED_ORIGINS", "").split(",") if o.strip()],
+        "WS_MAX_PER_IP": env_int("WS_MAX_PER_IP", 50),
+        "WS_MAX_CLIENT_MESSAGES": env_int("WS_MAX_CLIENT_MESSAGES", 10),
+        "SOCK_SERVER_OPTIONS": {
             "ping_interval": env_int("WS_PING_INTERVAL", 25),
             "max_message_size": env_int("WS_MAX_MESSAGE", 4096),
-        }
+        },
         # A send that cannot finish in this many seconds drops the (slow) client.
-        self.WS_SEND_TIMEOUT = float(env("WS_SEND_TIMEOUT", 5))
+        "WS_SEND_TIMEOUT": env_float("WS_SEND_TIMEOUT", 5),
         # An idle socket's thread wakes this often; broadcasts and client frames wake it at once.
-        self.WS_IDLE_WAKE = float(env("WS_IDLE_WAKE", 30))
-        # GET /api/score/top answers from the board each web process keeps in memory (kept by pub/sub).
-        self.BOARD_IN_MEMORY = env_bool("BOARD_IN_MEMORY", True)
-        # Each web process also keeps the revoked token ids, so checking a token costs no Redis round trip.
-        self.REVOCATIONS_IN_MEMORY = env_bool("REVOCATIONS_IN_MEMORY", True)
-
-        self.MAX_CONTENT_LENGTH = env_int("MAX_BODY_BYTES", 16 * 1024)
-        self.LOG_LEVEL = env("LOG_LEVEL", "INFO")
-        self.PROXY_HOPS = env_int("PROXY_HOPS", 0)
-        self.MIGRATIONS_DIR = BASE_DIR / "migrations"
+        "WS_IDLE_WAKE": env_float("WS_IDLE_WAKE", 30),
+    }
 
 
-def insecure_settings(config):
+def ops_settings(embedded_database: bool) -> dict[str, Any]:
+    """Logs, the proxy in front, and the demo page."""
+    return {
+        "LOG_LEVEL": env("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": env("LOG_FORMAT", "json"),
+        "PROXY_HOPS": env_int("PROXY_HOPS", 0),
+        # The demo page at / and POST /demo/complete: on by default only on the embedded database.
+        "DEMO_ENABLED": env_bool("DEMO_ENABLED", embedded_database),
+    }
+
+
+def load() -> dict[str, Any]:
+    """Every setting, read from the environment now."""
+    database, redis = database_settings(), redis_settings()
+    return {
+        **database,
+        **redis,
+        **celery_settings(redis["REDIS_URL"]),
+        **jwt_settings(),
+        **limit_settings(redis["REDIS_URL"], redis["REDIS_PREFIX"]),
+        **scoring_settings(),
+        **board_settings(),
+        **socket_settings(),
+        **ops_settings(database["EMBEDDED_DATABASE"]),
+    }
+
+
+def insecure_settings(config: dict[str, Any]) -> list[str]:
     """Reasons this configuration must not serve real users (empty when it is fine)."""
     problems = []
     if config["JWT_ALGORITHM"] == "HS256":
         secret = config["JWT_SECRET_KEY"]
+        how = (
+            f"set it to a random string of at least {MIN_HS256_SECRET_BYTES} bytes, for example the output of "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
         if secret == DEV_JWT_SECRET:
-            problems.append("SCOREBOARD_JWT_SECRET_KEY is not set (the development secret is in use)")
+            problems.append(f"SCOREBOARD_JWT_SECRET_KEY is not set (the development secret is in use): {how}")
         elif len(secret.encode()) < MIN_HS256_SECRET_BYTES:
-            problems.append(f"SCOREBOARD_JWT_SECRET_KEY is shorter than {MIN_HS256_SECRET_BYTES} bytes")
+            problems.append(f"SCOREBOARD_JWT_SECRET_KEY is shorter than {MIN_HS256_SECRET_BYTES} bytes: {how}")
     return problems

@@ -10,32 +10,28 @@ open socket holds two threads (the handler and simple-websocket's reader) and
 """
 
 import multiprocessing
-import os
 
 from gunicorn.glogging import Logger
 
+from config import env, env_int
 
-def _env(name, default):
-    return os.environ.get(f"SCOREBOARD_{name}", default)
-
-
-bind = _env("BIND", "127.0.0.1:5000")
-workers = int(_env("WEB_WORKERS", max(2, multiprocessing.cpu_count())))
-worker_class = _env("WORKER_CLASS", "gevent")
-threads = int(_env("WEB_THREADS", 256))
+bind = env("BIND", "127.0.0.1:5000")
+workers = env_int("WEB_WORKERS", max(2, multiprocessing.cpu_count()))
+worker_class = env("WORKER_CLASS", "gevent")
+threads = env_int("WEB_THREADS", 256)
 # gevent: concurrent connections (open sockets included) per worker.
-worker_connections = int(_env("WORKER_CONNECTIONS", 10000))
+worker_connections = env_int("WORKER_CONNECTIONS", 10000)
 # Room for a burst of reconnecting browsers (capped by net.core.somaxconn).
-backlog = int(_env("BACKLOG", 4096))
+backlog = env_int("BACKLOG", 4096)
 # Sockets stay open indefinitely; the timeout only guards against a stuck worker.
-timeout = int(_env("WEB_TIMEOUT", 60))
-graceful_timeout = int(_env("GRACEFUL_TIMEOUT", 20))
+timeout = env_int("WEB_TIMEOUT", 60)
+graceful_timeout = env_int("GRACEFUL_TIMEOUT", 20)
 keepalive = 5
 # The app writes one JSON line per request (with request and user ids); gunicorn's own access line is
 # extra, off unless asked for.
-accesslog = _env("ACCESS_LOG", None)
+accesslog = env("ACCESS_LOG")
 errorlog = "-"
-loglevel = _env("LOG_LEVEL", "info").lower()
+loglevel = env("LOG_LEVEL", "info").lower()
 # No preload: each worker builds its own app, pools and relay after the fork.
 preload_app = False
 
@@ -51,34 +47,27 @@ class QuietAccessLogger(Logger):
 
 logger_class = QuietAccessLogger
 
-if _env("LOG_FORMAT", "json") == "json":
-    # Gunicorn's own lines (boot, worker exits, timeouts) as JSON, like the app's (scoreboard.ops.logging).
-    _json = {
-        "()": "pythonjsonlogger.json.JsonFormatter",
-        "fmt": "{levelname}{name}{process}{message}",
-        "style": "{",
-        "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
-        "timestamp": "time",
-    }
-    logconfig_dict = {
-        "formatters": {"generic": _json},
-        "loggers": {
-            "gunicorn.error": {
-                "level": loglevel.upper(),
-                "handlers": ["error_console"],
-                "propagate": False,
-                "qualname": "gunicorn.error",
-            },
-            "gunicorn.access": {
-                "level": "INFO",
-                "handlers": ["console"],
-                "propagate": False,
-                "qualname": "gunicorn.access",
-            },
+# Gunicorn's own lines (boot, worker exits, timeouts, and access lines when asked for) in the app's format
+# (SCOREBOARD_LOG_FORMAT: json or text), scrubbed of credentials the same way (scoreboard.ops.log_format).
+logconfig_dict = {
+    "formatters": {"generic": {"()": "scoreboard.ops.log_format.make_formatter", "kind": env("LOG_FORMAT", "json")}},
+    "loggers": {
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "handlers": ["error_console"],
+            "propagate": False,
+            "qualname": "gunicorn.error",
         },
-        # The app adds its own JSON handler to the root logger in each worker.
-        "root": {"level": "INFO", "handlers": []},
-    }
+        "gunicorn.access": {
+            "level": "INFO",
+            "handlers": ["console"],
+            "propagate": False,
+            "qualname": "gunicorn.access",
+        },
+    },
+    # The app adds its own handler to the root logger in each worker.
+    "root": {"level": "INFO", "handlers": []},
+}
 
 
 def post_fork(server, worker):
@@ -91,24 +80,20 @@ def post_fork(server, worker):
 
 def on_starting(server):
     """Empty PROMETHEUS_MULTIPROC_DIR before any worker writes to it: old files would add stale counts."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.endswith(".db"):
-                os.remove(os.path.join(directory, name))
+    from scoreboard.ops import metrics
+
+    metrics.reset_multiprocess_dir()
 
 
 def post_worker_init(worker):
     """When this worker is told to stop, close its WebSockets with 1001 so widgets reconnect elsewhere."""
-    from scoreboard.ops.shutdown import watch_gunicorn_worker
+    from scoreboard.live.shutdown import watch_gunicorn_worker
 
     watch_gunicorn_worker(worker, worker.wsgi)
 
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges (open sockets) from the metrics (prometheus-client's recipe)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    from scoreboard.ops import metrics
 
-        multiprocess.mark_process_dead(worker.pid)
+    metrics.mark_dead(worker.pid)

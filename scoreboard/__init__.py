@@ -1,39 +1,52 @@
-"""The live scoreboard service: a Flask app factory."""
+"""The live scoreboard service: a Flask app factory.
+
+Parts, in the order a claim flows through them: ``api`` (REST) -> ``scoring`` (the database
+write) -> the outbox -> ``workers`` (Celery) -> ``board`` (mirror and top list, in ``stores``)
+-> pub/sub -> ``live`` (the socket relay). ``security``, ``stores`` and ``ops`` serve them
+all; see docs/architecture.md.
+"""
+
+from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from celery import Celery, Task
-from flask import Flask, has_app_context
-from sqlalchemy import event
-from werkzeug.middleware.proxy_fix import ProxyFix
+import config as settings
 
-from config import Config, insecure_settings
+if TYPE_CHECKING:
+    from celery import Celery
+    from flask import Flask
 
-from . import api, auth, board, cli, demo, errors, ops
-from .extensions import db, jwt, limiter, migrate, sock
-from .live import socket as live_socket
-from .ops import logging as ops_logging
+log = logging.getLogger(__name__)
 
 
-def create_app(config=None):
+class RefusedConfiguration(RuntimeError):
+    """The settings must not serve real users; the message says which and how to fix them."""
+
+
+def create_app(config: dict | None = None) -> Flask:
     """Build the app; ``config`` overrides settings read from the environment."""
+    # The parts are imported here, not at the top: gunicorn's master imports ``scoreboard.ops`` modules
+    # for its log format and metrics hooks, and must not load the app before gevent patches the workers.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from . import api, board, cli, demo, errors, ops, security, stores
+    from .extensions import db, jwt, limiter, migrate, sock
+    from .live import relay as live_relay
+    from .live import socket as live_socket
+    from .ops import log_format
+
     app = Flask(__name__, instance_relative_config=False)
-    app.config.from_object(Config())
+    app.config.update(settings.load())
     if config:
         app.config.update(config)
-    ops_logging.configure(app.config["LOG_LEVEL"])
+    log_format.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    _check_settings(app)
 
-    problems = insecure_settings(app.config)
-    if problems and not app.config["EMBEDDED_DATABASE"]:
-        raise RuntimeError("refusing to start: " + "; ".join(problems))
-    for problem in problems:
-        logging.getLogger(__name__).warning("insecure setting (tolerated in embedded mode): %s", problem)
-
-    if app.config["EMBEDDED_DATABASE"]:
-        Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-    hops = int(app.config.get("PROXY_HOPS", 0))
+    hops = int(app.config["PROXY_HOPS"])
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
@@ -42,25 +55,43 @@ def create_app(config=None):
     jwt.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
-    with app.app_context():
-        if app.config["EMBEDDED_DATABASE"]:
+    if app.config["EMBEDDED_DATABASE"]:
+        Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        with app.app_context():
             _tune_sqlite(db.engine)
 
-    errors.init_app(app)
-    auth.init_app(app)
-    ops.init_app(app)
-    board.init_app(app)
-    api.init_app(app)
-    live_socket.init_app(app)
-    cli.init_app(app)
+    for part in (errors, stores, security, ops, board, api, live_relay, live_socket, cli, demo):
+        part.init_app(app)
     celery_init_app(app)
-    demo.init_app(app)
-
     return app
 
 
-def _tune_sqlite(engine):
+def create_app_for_process() -> Flask:
+    """``create_app`` for an entry point (wsgi, celery_app): refused settings end the process with one line."""
+    try:
+        return create_app()
+    except RefusedConfiguration as exc:
+        print(f"scoreboard: {exc}", file=sys.stderr)
+        raise SystemExit(4) from None  # gunicorn's "app failed to load": the master stops instead of respawning
+
+
+_warned: set[str] = set()
+
+
+def _check_settings(app: Flask) -> None:
+    """Refuse insecure settings outside the embedded mode; in it, warn once per process."""
+    problems = settings.insecure_settings(app.config)
+    if problems and not app.config["EMBEDDED_DATABASE"]:
+        raise RefusedConfiguration("refusing to start: " + "; ".join(problems))
+    for problem in problems:
+        if problem not in _warned:
+            _warned.add(problem)
+            log.warning("insecure setting (tolerated in embedded mode): %s", problem)
+
+
+def _tune_sqlite(engine) -> None:
     """SQLite in WAL mode, with write transactions that take the lock up front (no upgrade deadlocks)."""
+    from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -74,8 +105,10 @@ def _tune_sqlite(engine):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def celery_init_app(app):
+def celery_init_app(app: Flask) -> Celery:
     """Bind a Celery app whose tasks run inside this Flask app's context."""
+    from celery import Celery, Task
+    from flask import has_app_context
 
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
@@ -86,10 +119,11 @@ def celery_init_app(app):
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.config_from_object(app.config["CELERY"])
-    celery_app.set_default()
-    app.extensions["celery"] = celery_app
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(app.config["CELERY"])
+    celery.set_default()
+    celery.flask_app = app
+    app.extensions["celery"] = celery
     import workers  # noqa: F401  (registers the tasks with this Celery app)
 
-    return celery_app
+    return celery

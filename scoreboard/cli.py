@@ -7,11 +7,12 @@ from sqlalchemy import select
 
 from config import parse_duration
 
-from .auth import ROLES, hash_password, mint_token
 from .extensions import db
 from .models import Action, User
 from .scoring.catalog import CatalogError, load_catalog
 from .scoring.completions import ensure_user
+from .security.passwords import hash_password
+from .security.tokens import ROLES, mint_token
 
 tokens = AppGroup("tokens", help="Mint access tokens for local use.")
 users = AppGroup("users", help="Manage local accounts.")
@@ -32,17 +33,31 @@ def mint(user_id, roles, expires):
 
 @users.command("create")
 @click.argument("username")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--password", default=None, help="The password (asked for when not given).")
 @click.option("--display-name", default=None, help="Name shown on the board (default: the username).")
-@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES), help="Grant a role at login.")
-def create_user(username, password, display_name, roles):
-    """Create a local account, or reset its password if it exists."""
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES), help="Grant a role at login (repeatable).")
+@click.option("--reset-password", is_flag=True, help="The account exists: replace its password (and roles, if given).")
+@click.option("--exist-ok", is_flag=True, help="The account exists: leave it as it is and succeed.")
+def create_user(username, password, display_name, roles, reset_password, exist_ok):
+    """Create a local account USERNAME. An existing account's password is changed only with --reset-password."""
+    user = db.session.get(User, username)
+    exists = user is not None and user.password_hash is not None
+    if exists and not reset_password:
+        if exist_ok:
+            click.echo(f"user {username} exists; left unchanged")
+            return
+        raise click.ClickException(
+            f"user {username} already exists; its password was not changed (pass --reset-password to replace it)"
+        )
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     ensure_user(username, display_name)
     user = db.session.get(User, username)
     user.password_hash = hash_password(password)
-    user.roles = ",".join(roles)
+    if roles or not exists:
+        user.roles = ",".join(roles)
     db.session.commit()
-    click.echo(f"user {username} ready")
+    click.echo(f"user {username} {'password reset' if exists else 'created'}")
 
 
 @actions.command("load")
@@ -67,7 +82,7 @@ def list_actions():
 @board_cli.command("rebuild")
 def rebuild():
     """Rebuild the Redis mirror from the database and broadcast the result."""
-    from .board.pipeline import refresh_board
+    from .board.refresh import refresh_board
 
     version = refresh_board(rebuild=True)
     click.echo(f"board rebuilt (broadcast version {version or 'unchanged'})")

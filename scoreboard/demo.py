@@ -6,17 +6,15 @@ plays that part for the signed-in user; the page then claims the answered ``acti
 through the real ``POST /api/action/do`` with the user's token.
 """
 
-from flask import Blueprint, jsonify, render_template
-from pydantic import Field
-
-from config import env_bool
+from flask import Blueprint, Flask, jsonify, render_template
 
 from .api.openapi import Reply, documented
 from .api.schemas import Body, CompletionOut, parse_body
-from .auth import current_user_id, login_required
 from .extensions import limiter
-from .ratelimits import user_key, user_limit
+from .ids import ActionKey
 from .scoring.completions import record_completion
+from .security.rate_limits import user_key, user_limit
+from .security.tokens import current_user_id, login_required
 
 bp = Blueprint("demo", __name__)
 
@@ -24,7 +22,7 @@ bp = Blueprint("demo", __name__)
 class DemoCompletionBody(Body):
     """``POST /demo/complete``: which catalog action the signed-in user completed."""
 
-    action: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    action: ActionKey
 
 
 @bp.get("/")
@@ -60,16 +58,7 @@ def complete():
     return jsonify(completion.to_dict()), 201
 
 
-def enabled(app):
-    """``DEMO_ENABLED`` from the app config or ``SCOREBOARD_DEMO_ENABLED``; on by default only in embedded mode."""
-    configured = app.config.get("DEMO_ENABLED")
-    if configured is None:
-        configured = env_bool("DEMO_ENABLED", app.config["EMBEDDED_DATABASE"])
-    return bool(configured)
-
-
-def init_app(app):
-    """Register the demo blueprint when the demo is enabled."""
-    app.config["DEMO_ENABLED"] = enabled(app)
+def init_app(app: Flask) -> None:
+    """Register the demo blueprint when ``DEMO_ENABLED`` is on (by default only on the embedded database)."""
     if app.config["DEMO_ENABLED"]:
         app.register_blueprint(bp)

@@ -80,7 +80,6 @@ def _rate_limit_headers():
 def handle_http_exception(error):
     """Answer Werkzeug's HTTP errors (404, 405, 413, 429...) as JSON."""
     code = HTTP_CODES.get(error.code, "http_error")
-    headers = {}
     if error.code == 429:
         message = f"Too many requests: limit {error.description}."
         return error_response(429, code, message, _rate_limit_headers())

@@ -1,5 +1,11 @@
-"""Flask extensions, created unbound here and bound to the app in ``create_app``."""
+"""Flask extensions, created unbound here and bound to the app in ``create_app``.
 
+The service's own per-app objects (the stores, the in-memory board and revocation copies,
+the relay) live in ``app.extensions`` too; each has one accessor in the module that owns it.
+"""
+
+from celery import Celery
+from flask import current_app
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -22,3 +28,8 @@ migrate = Migrate()
 jwt = JWTManager()
 limiter = Limiter(key_func=get_remote_address)
 sock = Sock()
+
+
+def celery_app(app=None) -> Celery:
+    """The Celery app bound to ``app`` (default: the current Flask app) by ``celery_init_app``."""
+    return (app or current_app).extensions["celery"]

@@ -37,9 +37,25 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-USER_STATUSES = ("active", "hidden", "banned")
-# "adjustment" rows are admin corrections: no action, a signed point delta, a reason.
-COMPLETION_STATUSES = ("pending", "claimed", "expired", "void", "adjustment")
+class UserStatus:
+    """A user's standing: only ``ACTIVE`` users appear on public boards; ``BANNED`` ones may not claim."""
+
+    ACTIVE = "active"
+    HIDDEN = "hidden"
+    BANNED = "banned"
+    ALL = (ACTIVE, HIDDEN, BANNED)
+
+
+class CompletionStatus:
+    """A ledger row's state. ``ADJUSTMENT`` rows are admin corrections: no action, a signed delta, a reason."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    EXPIRED = "expired"
+    VOID = "void"
+    ADJUSTMENT = "adjustment"
+    OF_ACTIONS = (PENDING, CLAIMED, EXPIRED, VOID)
+    ALL = (*OF_ACTIONS, ADJUSTMENT)
 
 
 class User(db.Model):
@@ -50,7 +66,7 @@ class User(db.Model):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(80))
     password_hash: Mapped[str | None] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE, server_default=UserStatus.ACTIVE)
     # Roles granted to local accounts at login (comma-separated: "admin", "service").
     roles: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -119,7 +135,9 @@ class Completion(db.Model):
     action_key: Mapped[str | None] = mapped_column(ForeignKey("actions.key"))
     points: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(16), default=CompletionStatus.PENDING, server_default=CompletionStatus.PENDING
+    )
     ref: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

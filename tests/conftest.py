@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from tests.support import bearer, pid_alive, running_stack
+from tests.support import ROOT, bearer, pid_alive, running_stack
 
 PG_ADMIN_URL = os.environ.get("SCOREBOARD_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per run, so concurrent runs on one machine never interfere.
@@ -20,6 +20,7 @@ TEST_DB = os.environ.get("SCOREBOARD_TEST_DB", f"scoreboard_test_{os.getpid()}")
 DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
 REDIS_URL = os.environ.get("SCOREBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = f"sbtest:{uuid.uuid4().hex[:10]}:"
+DEFAULT_CATALOG = ROOT / "scoreboard" / "default_catalog.json"
 
 TEST_ENV = {
     "SCOREBOARD_DATABASE_URL": DATABASE_URL,
@@ -91,17 +92,17 @@ def reset_state(app, redis_client):
     """Empty every table, reload the default catalog, drop this run's Redis keys."""
     from scoreboard.extensions import db, limiter
     from scoreboard.scoring.catalog import load_catalog
+    from scoreboard.stores import get_stores
 
     with app.app_context():
         db.session.execute(text("TRUNCATE audit_log, completions, scores, users, actions CASCADE"))
         db.session.commit()
-        load_catalog(app.config["CATALOG_FILE"])
+        load_catalog(DEFAULT_CATALOG)
         if limiter.enabled:
             limiter.reset()
     for key in redis_client.scan_iter(f"{PREFIX}*"):
         redis_client.delete(key)
-    store = app.extensions["scoreboard.store"]
-    store.release_refresh_slot()
+    get_stores(app).coordination.release_refresh_slot()
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +124,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def mint(app):
     """``mint(user_id, *roles)`` -> a signed access token."""
-    from scoreboard.auth import mint_token
+    from scoreboard.security.tokens import mint_token
 
     def _mint(user_id, *roles, expires=None):
         with app.app_context():

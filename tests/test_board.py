@@ -5,10 +5,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from scoreboard.board.pipeline import read_board, refresh_board
+from scoreboard.board.reads import read_board
+from scoreboard.board.refresh import refresh_board
+from scoreboard.board.source import top_from_db
 from scoreboard.extensions import db
 from scoreboard.models import Score, User, utcnow
-from scoreboard.scoring.ranking import top_from_db
 from tests.conftest import PREFIX
 from tests.support import bearer
 
@@ -113,17 +114,6 @@ def test_mirror_is_rebuilt_from_the_database_when_missing(app, client, mint, rec
             redis_client.delete(key)
     claim(client, mint, record, "c", "pass-quiz")  # the refresh finds no mirror and rebuilds it
     assert [m.split(":", 1)[1] for m in redis_client.zrevrange(f"{PREFIX}rank", 0, -1)] == ["b", "c", "a"]
-
-
-def test_stale_state_never_overwrites_newer(app, record):
-    from scoreboard.board import get_store
-    from scoreboard.board.entry import RankEntry
-
-    with app.app_context():
-        store = get_store()
-        store.apply([RankEntry("x", 300, 2, version=5, visible=True)])
-        assert store.apply([RankEntry("x", 100, 1, version=4, visible=True)]) == 0
-        assert store.top(1) == [("x", 300)]
 
 
 def test_hidden_users_leave_the_board(app, client, mint, record):

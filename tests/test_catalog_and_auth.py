@@ -74,8 +74,8 @@ def test_points_come_from_the_catalog(client, service_headers):
 
 
 def test_login_answers_a_token_for_the_user(app, client):
-    from scoreboard.auth import hash_password
     from scoreboard.scoring.completions import ensure_user
+    from scoreboard.security.passwords import hash_password
 
     with app.app_context():
         ensure_user("carol", "Carol")
@@ -107,6 +107,29 @@ def test_cli_mints_tokens_and_creates_users(app):
     assert created.exit_code == 0, created.output
     listed = runner.invoke(args=["actions", "list"])
     assert "win-challenge" in listed.output
+
+
+def login_status(client, username, password):
+    return client.post("/api/auth/login", json={"username": username, "password": password}).status_code
+
+
+def test_creating_an_existing_account_never_changes_its_password_unless_told(app, client):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "create", "alice", "--password", "first", "--role", "admin"]).exit_code == 0
+
+    again = runner.invoke(args=["users", "create", "alice", "--password", "second", "--display-name", "Alice"])
+    assert again.exit_code != 0 and "--reset-password" in again.output and "not changed" in again.output
+    assert login_status(client, "alice", "first") == 200 and login_status(client, "alice", "second") == 401
+
+    tolerated = runner.invoke(args=["users", "create", "alice", "--password", "second", "--exist-ok"])
+    assert tolerated.exit_code == 0 and "unchanged" in tolerated.output
+    assert login_status(client, "alice", "first") == 200
+
+    reset = runner.invoke(args=["users", "create", "alice", "--password", "second", "--reset-password"])
+    assert reset.exit_code == 0 and "password reset" in reset.output
+    assert login_status(client, "alice", "second") == 200 and login_status(client, "alice", "first") == 401
+    token = client.post("/api/auth/login", json={"username": "alice", "password": "second"}).get_json()["accessToken"]
+    assert pyjwt.decode(token, options={"verify_signature": False})["roles"] == ["admin"]  # roles kept
 
 
 def test_rs256_tokens_verify_with_the_public_key(monkeypatch):

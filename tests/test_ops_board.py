@@ -10,9 +10,11 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from redis.exceptions import LockError
 from sqlalchemy import text
 
 from scoreboard.models import Completion, utcnow
+from scoreboard.stores import get_stores
 from tests.conftest import PREFIX, REDIS_URL
 from tests.support import ROOT, bearer
 
@@ -130,7 +132,7 @@ def test_published_message_carries_the_claim_time(app, client, mint, record, red
     with app.app_context():
         reached = db.session.execute(text("SELECT reached_at FROM scores WHERE user_id = 'ann'")).scalar()
         db.session.rollback()
-    board = app.extensions["scoreboard.store"].cached_board()
+    board = get_stores(app).board_cache.cached()
     assert board["changedAt"] == int(reached.timestamp() * 1000)
 
 
@@ -161,9 +163,9 @@ def test_beat_schedule_runs_every_job(app):
 
 HOLD_LOCK = """
 import sys, time
-from scoreboard.board.redis_store import RedisStore
-store = RedisStore(sys.argv[1], sys.argv[2])
-with store.refresh_lock(timeout=1):
+from scoreboard.stores import redis_stores
+coordination = redis_stores(sys.argv[1], sys.argv[2], cache_ttl=300).coordination
+with coordination.refresh_lock(timeout=1):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -171,18 +173,18 @@ with store.refresh_lock(timeout=1):
 
 @pytest.mark.timeout(60)
 def test_refresh_lock_is_renewed_while_held_and_freed_soon_after_its_holder_dies(app):
-    store = app.extensions["scoreboard.store"]
+    coordination = get_stores(app).coordination
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, REDIS_URL, PREFIX], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         time.sleep(2.5)  # over twice the 1 s TTL: only renewal keeps it
-        with pytest.raises(Exception), store.refresh_lock(timeout=1, wait=0.1):
+        with pytest.raises(LockError), coordination.refresh_lock(timeout=1, wait=0.1):
             pass
         os.kill(holder.pid, signal.SIGKILL)  # no chance to release it
         killed = time.monotonic()
-        with store.refresh_lock(timeout=1, wait=5):
+        with coordination.refresh_lock(timeout=1, wait=5):
             freed_after = time.monotonic() - killed
         assert freed_after <= 1.5
     finally:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from scoreboard.ops.logging import ContextFilter, make_formatter, redact
+from scoreboard.ops.log_format import ContextFilter, make_formatter, redact
 from tests.support import bearer
 
 
@@ -68,9 +68,9 @@ def test_a_refused_token_is_not_logged(client, mint, log_lines):
 
 
 def test_login_password_never_reaches_the_log(client, app, log_lines):
-    from scoreboard.auth import hash_password
     from scoreboard.extensions import db
     from scoreboard.scoring.completions import ensure_user
+    from scoreboard.security.passwords import hash_password
 
     with app.app_context():
         ensure_user("carol")

@@ -95,11 +95,12 @@ def test_broadcast_lag_is_observed_when_a_relay_delivers(app):
     import time
 
     from scoreboard.live.relay import Relay
+    from scoreboard.stores.board_cache import board_message
 
-    relay = Relay(app, app.extensions["scoreboard.store"])
+    relay = Relay(app)
     count, total = sample("scoreboard_broadcast_lag_seconds_count"), sample("scoreboard_broadcast_lag_seconds_sum")
     changed = int(time.time() * 1000) - 250
-    relay.deliver(f'{{"type":"update","version":5,"top":[],"changedAt":{changed}}}')
-    relay.deliver('{"type":"update","version":6,"top":[]}')  # a re-sync: no claim time, nothing to measure
+    relay.deliver(board_message("update", 5, "[]", changed))
+    relay.deliver(board_message("update", 6, "[]"))  # a re-sync: no claim time, nothing to measure
     assert sample("scoreboard_broadcast_lag_seconds_count") == count + 1
     assert 0.25 <= sample("scoreboard_broadcast_lag_seconds_sum") - total < 5

@@ -1,15 +1,30 @@
-"""Board tasks: recompute after claims, sweep the outbox, reconcile with the database."""
+"""Board tasks: recompute after claims, sweep the outbox, reconcile with the database; and queueing a recompute."""
+
+import logging
 
 from celery import shared_task
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from scoreboard.board.pipeline import refresh_board
-from scoreboard.extensions import db
+from scoreboard.board.refresh import refresh_board
+from scoreboard.extensions import celery_app, db
 from scoreboard.models import Score
 from scoreboard.ops import metrics
+from scoreboard.stores import get_stores
+
+log = logging.getLogger(__name__)
 
 
-def outbox_size():
+class _Queued:
+    """What ``send_task`` hands back for a recompute: nobody waits for its result."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, task_id):
+        self.id = task_id
+
+
+def outbox_size() -> int:
     """Committed score changes not yet mirrored to the board (served by a partial index)."""
     size = db.session.scalar(select(func.count()).select_from(Score).where(Score.board_pending))
     db.session.commit()
@@ -17,13 +32,13 @@ def outbox_size():
 
 
 @shared_task(name="workers.board.refresh", ignore_result=True)
-def refresh():
+def refresh() -> int:
     """Mirror pending score changes and broadcast the top list if it changed."""
     return refresh_board()
 
 
 @shared_task(name="workers.board.sweep", ignore_result=True)
-def sweep():
+def sweep() -> int:
     """Beat: pick up changes whose recompute was never queued (Redis or broker was down)."""
     pending = outbox_size()
     metrics.OUTBOX_PENDING.set(pending)
@@ -31,7 +46,38 @@ def sweep():
 
 
 @shared_task(name="workers.board.reconcile", ignore_result=True)
-def reconcile():
+def reconcile() -> int:
     """Beat: rebuild the mirror and cached top list from the database; drift found is counted in metrics."""
     metrics.RECONCILE_RUNS.inc()
     return refresh_board(rebuild=True)
+
+
+def request_refresh() -> bool:
+    """After a score change commits: queue one recompute unless one is already queued; never raises.
+
+    Returns whether a recompute was queued. Redis or the broker down loses nothing: the change
+    waits in the outbox for the beat's sweep.
+    """
+    coordination = get_stores().coordination
+    try:
+        if not coordination.claim_refresh_slot():
+            return False
+    except RedisError as exc:
+        log.warning("board refresh not queued, redis unavailable (the sweep will catch up): %s", exc)
+        return False
+    try:
+        celery = celery_app()
+        if celery.conf.task_always_eager:
+            celery.tasks[refresh.name].delay()
+        else:
+            # No AsyncResult: building one looks up the result backend, which Celery caches per thread,
+            # and under gevent every request is a new greenlet, so each send paid for a fresh lookup.
+            celery.send_task(refresh.name, ignore_result=True, result_cls=_Queued)
+        return True
+    except Exception as exc:  # broker down: the outbox keeps the change for the sweep
+        log.warning("board refresh not queued, broker unavailable (the sweep will catch up): %s", exc)
+        try:
+            coordination.release_refresh_slot()
+        except RedisError:
+            pass
+        return False

@@ -6,7 +6,7 @@ from celery import shared_task
 from sqlalchemy import update
 
 from scoreboard.extensions import db
-from scoreboard.models import Completion, utcnow
+from scoreboard.models import Completion, CompletionStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,8 @@ def expire_completions():
     """Mark pending completions past their expiry as expired; returns how many."""
     result = db.session.execute(
         update(Completion)
-        .where(Completion.status == "pending", Completion.expires_at <= utcnow())
-        .values(status="expired")
+        .where(Completion.status == CompletionStatus.PENDING, Completion.expires_at <= utcnow())
+        .values(status=CompletionStatus.EXPIRED)
     )
     db.session.commit()
     if result.rowcount:

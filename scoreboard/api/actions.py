@@ -2,11 +2,11 @@
 
 from flask import Blueprint, jsonify
 
-from ..auth import login_required, role_required
 from ..extensions import limiter
-from ..ratelimits import service_limit, user_key
 from ..scoring.catalog import enabled_actions
 from ..scoring.completions import record_completion
+from ..security.rate_limits import service_limit, user_key
+from ..security.tokens import login_required, role_required
 from .openapi import Reply, documented
 from .schemas import ActionOut, CompletionBody, CompletionOut, parse_body
 

@@ -3,11 +3,14 @@
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from ..auth import current_user_id, revoke_jti, role_required
-from ..board.pipeline import request_refresh
+from workers.board import request_refresh
+
+from ..board.source import top_of_everyone
 from ..extensions import db
-from ..models import AuditEntry
-from ..scoring import admin as rules
+from ..models import AuditEntry, CompletionStatus
+from ..scoring import moderation
+from ..security.revocations import revoke_jti
+from ..security.tokens import current_user_id, role_required
 from .openapi import Reply, documented
 from .schemas import (
     AdjustBody,
@@ -48,7 +51,7 @@ def _actor():
 )
 def user_ledger(user_id):
     """A user's status, score, ledger and the admin acts about them."""
-    user, score, rows, audits = rules.ledger(user_id)
+    user, score, rows, audits = moderation.ledger(user_id)
     return jsonify(
         user={
             "userId": user.id,
@@ -74,7 +77,7 @@ def user_ledger(user_id):
 def set_status(user_id):
     """Hide, unhide, ban or unban a user; the public board follows."""
     body = parse_body(StatusBody)
-    user = rules.set_status(user_id, body.status, body.reason, *_actor())
+    user = moderation.set_status(user_id, body.status, body.reason, *_actor())
     request_refresh()
     return jsonify(userId=user.id, status=user.status)
 
@@ -91,7 +94,7 @@ def set_status(user_id):
 def adjust(user_id):
     """Add or remove points with a mandatory reason, as a ledger row."""
     body = parse_body(AdjustBody)
-    row, new_score = rules.adjust(user_id, body.delta, body.reason, *_actor())
+    row, new_score = moderation.adjust(user_id, body.delta, body.reason, *_actor())
     request_refresh()
     return jsonify(adjustmentId=row.id, userId=user_id, delta=body.delta, newScore=new_score), 201
 
@@ -108,9 +111,9 @@ def adjust(user_id):
 def void(action_id):
     """Void a completion; a claimed one gives its points back."""
     body = parse_body(VoidBody)
-    completion, new_score = rules.void(action_id, body.reason, *_actor())
+    completion, new_score = moderation.void(action_id, body.reason, *_actor())
     request_refresh()
-    return jsonify(actionId=completion.id, userId=completion.user_id, status="void", newScore=new_score)
+    return jsonify(actionId=completion.id, userId=completion.user_id, status=CompletionStatus.VOID, newScore=new_score)
 
 
 @bp.post("/tokens/revoke")
@@ -121,7 +124,7 @@ def revoke_token():
     ttl = current_app.config["REVOCATION_TTL"]
     revoke_jti(body.jti, ttl)
     actor, ip = _actor()
-    rules.audit(actor, ip, "revoke", body.reason, jti=body.jti)
+    moderation.record_audit(actor, ip, "revoke", body.reason, jti=body.jti)
     db.session.commit()
     return jsonify(jti=body.jti, revoked=True)
 
@@ -135,7 +138,7 @@ def revoke_token():
 )
 def full_board():
     """The top list including hidden and banned users, with their status."""
-    return jsonify(rules.full_board(current_app.config["BOARD_SIZE"]))
+    return jsonify(top_of_everyone(current_app.config["BOARD_SIZE"]))
 
 
 @bp.get("/audit")

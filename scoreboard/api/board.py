@@ -1,21 +1,13 @@
 """``GET /api/score/top``: the top list, highest first."""
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app
 
-from ..auth import board_reader
-from ..board.pipeline import read_board
-from ..live.relay import memory_relay
-from ..ops import metrics
+from ..board.reads import current_top
+from ..security.tokens import board_reader
 from .openapi import Reply, documented
 from .schemas import TopEntry
 
 bp = Blueprint("board", __name__, url_prefix="/api/score")
-
-
-def _from_memory(app):
-    """``(version, body)`` from this process's relay, or None when it cannot vouch for being current."""
-    relay = memory_relay(app, "BOARD_IN_MEMORY")
-    return relay.current() if relay else None
 
 
 @bp.get("/top")
@@ -34,16 +26,8 @@ def _from_memory(app):
 @board_reader
 def top():
     """The current top list; ``X-Board-Version`` matches the socket messages' ``version``."""
-    app = current_app._get_current_object()
-    held = _from_memory(app)
-    if held is not None:
-        # The body was serialised once when the broadcast arrived: nothing to build per request.
-        version, body = held
-        metrics.CACHE.labels(result="memory").inc()
-        response = app.response_class(body, mimetype="application/json")
-    else:
-        board = read_board()
-        version = board["version"]
-        response = jsonify(board["top"])
+    # From memory the body was serialised once, when the broadcast arrived: nothing to build per request.
+    version, body = current_top()
+    response = current_app.response_class(body, mimetype="application/json")
     response.headers["X-Board-Version"] = str(version)
     return response

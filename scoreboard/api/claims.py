@@ -2,11 +2,13 @@
 
 from flask import Blueprint, jsonify, request
 
-from ..auth import current_user_id, login_required
-from ..board.pipeline import request_refresh
+from workers.board import request_refresh
+
 from ..extensions import limiter
-from ..ratelimits import user_key, user_limit
+from ..ops.request_log import counted_as_claim
 from ..scoring.claims import claim
+from ..security.rate_limits import user_key, user_limit
+from ..security.tokens import current_user_id, login_required
 from .openapi import documented
 from .schemas import ClaimBody, ClaimResult, parse_body
 
@@ -14,6 +16,7 @@ bp = Blueprint("claims", __name__, url_prefix="/api/action")
 
 
 @bp.post("/do")
+@counted_as_claim
 @documented(
     "Claim a recorded completion, once",
     auth="token",

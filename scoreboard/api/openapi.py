@@ -15,7 +15,8 @@ from flask import Blueprint, current_app, jsonify
 from pydantic import BaseModel, TypeAdapter
 from werkzeug.routing import IntegerConverter
 
-from ..auth import MAX_TOKEN_BYTES, ROLES
+from ..ops import health
+from ..security.tokens import MAX_TOKEN_BYTES, ROLES
 from .schemas import BoardMessage, Error, Health, Ready
 
 REF = "#/components/schemas/{model}"
@@ -82,17 +83,15 @@ class Operation:
     responses: dict
     body: type | None = None
     query: type | None = None
-    path: type | None = None
     errors: dict = field(default_factory=dict)
-    description: str = ""
     tags: tuple = ()
 
 
-def documented(summary, *, auth, responses, body=None, query=None, path=None, errors=None, description="", tags=()):
+def documented(summary, *, auth, responses, body=None, query=None, errors=None, tags=()):
     """Declare a view's OpenAPI operation; put it right under the route decorator.
 
     ``auth`` is one of :data:`AUTH_KINDS`; ``responses`` maps a status to a body type or a
-    :class:`Reply`; ``body``, ``query`` and ``path`` are pydantic models; ``errors`` maps a
+    :class:`Reply`; ``body`` and ``query`` are pydantic models; ``errors`` maps a
     status to the codes it answers beyond the ones every operation of its kind answers.
     """
     if auth not in AUTH_KINDS:
@@ -103,9 +102,7 @@ def documented(summary, *, auth, responses, body=None, query=None, path=None, er
         responses=dict(responses),
         body=body,
         query=query,
-        path=path,
         errors=dict(errors or {}),
-        description=description,
         tags=tuple(tags),
     )
 
@@ -117,23 +114,14 @@ def documented(summary, *, auth, responses, body=None, query=None, path=None, er
     return decorator
 
 
-# Operations declared by endpoint name, for views this package does not decorate (the ops probes).
-_BY_ENDPOINT = {}
-
-
-def declare(endpoint, summary, **kwargs):
-    """Declare the operation of the view registered as ``endpoint``; same arguments as :func:`documented`."""
-    _BY_ENDPOINT[endpoint] = documented(summary, **kwargs)(lambda: None).__openapi__
-
-
-def operation_of(view, endpoint=None):
-    """The :class:`Operation` declared on ``view``, on any view it wraps, or for ``endpoint``; else None."""
+def operation_of(view):
+    """The :class:`Operation` declared on ``view`` or on any view it wraps; else None."""
     while view is not None:
         found = getattr(view, "__openapi__", None)
         if found is not None:
             return found
         view = getattr(view, "__wrapped__", None)
-    return _BY_ENDPOINT.get(endpoint)
+    return None
 
 
 class _Components:
@@ -186,10 +174,10 @@ def _path_of(rule):
     return _RULE_ARG.sub(r"{\1}", rule.rule)
 
 
-def _default_path_params(rule, declared):
-    """Path parameters the operation did not describe: what the rule's converter accepts."""
+def _path_params(rule):
+    """The rule's path parameters: what each converter accepts."""
     params = []
-    for name in sorted(rule.arguments - declared):
+    for name in sorted(rule.arguments):
         converter = rule._converters.get(name)
         if isinstance(converter, IntegerConverter):
             schema = {"type": "integer", "minimum": 0}
@@ -262,18 +250,13 @@ def _operation(rule, method, view, operation, app, components, operation_ids):
     """The OpenAPI operation object of one route and method."""
     op_id = rule.endpoint if rule.endpoint not in operation_ids else f"{rule.endpoint}.{method.lower()}"
     operation_ids.add(op_id)
-    params = []
-    declared = set()
-    if operation.path is not None:
-        params += _parameters(operation.path, "path", components)
-        declared = {p["name"] for p in params}
-    params += _default_path_params(rule, declared)
+    params = _path_params(rule)
     if operation.query is not None:
         params += _parameters(operation.query, "query", components)
     result = {
         "operationId": op_id,
         "summary": operation.summary,
-        "description": operation.description or (view.__doc__ or "").strip(),
+        "description": (view.__doc__ or "").strip(),
         "tags": list(operation.tags) or [rule.endpoint.split(".")[0]],
         "security": _security(operation.auth, app),
         "responses": _responses(operation, app, components),
@@ -296,7 +279,7 @@ def undocumented_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.websocket or rule.endpoint == "static":
             continue
-        if operation_of(app.view_functions[rule.endpoint], rule.endpoint) is None:
+        if operation_of(app.view_functions[rule.endpoint]) is None:
             missing += [(rule.rule, m) for m in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     return missing
 
@@ -310,7 +293,7 @@ def build_document(app):
         if rule.websocket or rule.endpoint == "static":
             continue
         view = app.view_functions[rule.endpoint]
-        operation = operation_of(view, rule.endpoint)
+        operation = operation_of(view)
         if operation is None:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -362,22 +345,21 @@ def build_document(app):
     }
 
 
-declare("ops.healthz", "Liveness: the process answers", auth="public", tags=("ops",), responses={200: Health})
-declare(
-    "ops.readyz",
+# The ops probes live below the API (ops imports nothing of it): their operations are attached here.
+documented("Liveness: the process answers", auth="public", tags=("ops",), responses={200: Health})(health.healthz)
+documented(
     "Readiness: the database, Redis and the broker answer",
     auth="public",
     tags=("ops",),
     responses={200: Ready},
     errors={503: "Not ready: `failing` lists the services that did not answer and `checks` the state of each."},
-)
-declare(
-    "ops.prometheus_metrics",
+)(health.readyz)
+documented(
     "Prometheus metrics",
     auth="public",
     tags=("ops",),
     responses={200: Reply(str, "Every metric, in the Prometheus text exposition format.", media_type="text/plain")},
-)
+)(health.prometheus_metrics)
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 

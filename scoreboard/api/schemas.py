@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from ..errors import ApiError
-
-Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")
+from ..ids import ActionId, ActionKey, UserId
+from ..models import CompletionStatus, UserStatus
 
 
 class Body(BaseModel):
@@ -29,14 +29,14 @@ class Body(BaseModel):
 class ClaimBody(Body):
     """``POST /api/action/do``."""
 
-    action_id: str = Field(alias="actionId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    action_id: ActionId = Field(alias="actionId")
 
 
 class CompletionBody(Body):
     """``POST /api/actions/completions``."""
 
-    user_id: str = Field(alias="userId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    action: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    user_id: UserId = Field(alias="userId")
+    action: ActionKey
     ref: str | None = Field(default=None, min_length=1, max_length=128)
     display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=80)
 
@@ -54,7 +54,7 @@ Reason = Field(min_length=3, max_length=500)
 class StatusBody(Body):
     """``POST /api/admin/users/<id>/status``."""
 
-    status: Literal["active", "hidden", "banned"]
+    status: Literal[UserStatus.ALL]
     reason: str = Reason
 
 
@@ -172,7 +172,7 @@ class CompletionOut(Out):
     user_id: str
     action: str
     points: int
-    status: Literal["pending", "claimed", "expired", "void"]
+    status: Literal[CompletionStatus.OF_ACTIONS]
     expires_at: datetime
 
 
@@ -205,7 +205,7 @@ class AdminUser(Out):
 
     user_id: str
     display_name: str
-    status: Literal["active", "hidden", "banned"]
+    status: Literal[UserStatus.ALL]
     created_at: datetime
 
 
@@ -216,7 +216,7 @@ class LedgerRow(Out):
     user_id: str
     action: str | None
     points: int
-    status: Literal["pending", "claimed", "expired", "void", "adjustment"]
+    status: Literal[CompletionStatus.ALL]
     expires_at: datetime
     reason: str | None
     created_at: datetime
@@ -252,7 +252,7 @@ class StatusResult(Out):
     """``POST /api/admin/users/<id>/status``."""
 
     user_id: str
-    status: Literal["active", "hidden", "banned"]
+    status: Literal[UserStatus.ALL]
 
 
 class AdjustmentResult(Out):
@@ -283,7 +283,7 @@ class RevokeResult(Out):
 class AdminTopEntry(TopEntry):
     """A row of the admin board: every user, with their status."""
 
-    status: Literal["active", "hidden", "banned"]
+    status: Literal[UserStatus.ALL]
 
 
 class AuditQuery(Out):

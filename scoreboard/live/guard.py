@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 
-from ..auth import verify_token
 from ..errors import error_response
+from ..security.tokens import verify_token
 
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008

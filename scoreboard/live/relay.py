@@ -8,9 +8,9 @@ frame at once (a slow client) gets it through its own thread instead, which
 keeps only the latest frame and gives up after a send timeout, so one slow
 client never holds up the others.
 
-The relay also keeps the latest board in memory for ``GET /api/score/top``, and
-the revoked token ids for token checks, both current for as long as it is
-subscribed.
+The relay also keeps the process's in-memory board (for ``GET /api/score/top``
+and snapshots) and revocation copy (for token checks) current for as long as it
+is subscribed.
 Everything here works with plain threads (gthread, the dev server) and with
 gevent's monkey-patched ones.
 """
@@ -23,9 +23,18 @@ import socket
 import threading
 import time
 
+from flask import Flask, current_app
+
+from ..board.local_copy import local_board
+from ..board.reads import read_board
 from ..ops import metrics
+from ..security.revocations import revocation_copy
+from ..stores import get_stores
+from ..stores.board_cache import board_message, dumps, parse_message
 
 log = logging.getLogger(__name__)
+
+_EXTENSION = "scoreboard.relay"
 
 # How many sockets to write to before letting other threads (requests) run.
 FANOUT_SLICE = 256
@@ -179,24 +188,26 @@ class Subscriber:
 
 
 class Relay:
-    """Fans broadcast messages out to this process's sockets and keeps the latest board in memory."""
+    """Fans broadcast messages out to this process's sockets, and keeps the process's copies current.
 
-    def __init__(self, app, store):
+    The one listener per process: it feeds the in-memory board (``board.local_copy``) and the
+    revocation copy (``security.revocations``) as well as the sockets.
+    """
+
+    def __init__(self, app: Flask) -> None:
         self.app = app
-        self.store = store
-        self.version = -1
-        self.top_body = None  # the latest top list as a JSON body, for GET /api/score/top and snapshots
-        self.healthy = False  # subscribed and hearing every broadcast
-        self._revoked = {}  # jti -> when its revocation lapses (epoch s)
-        self._subscribers = set()
+        self.channels = get_stores(app).channels
+        self.board = local_board(app)
+        self.revocations = revocation_copy(app)
+        self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._running = None  # pid of the process whose listener thread runs (set as it starts, cleared as it ends)
+        self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
 
-    def start(self):
+    def start(self) -> None:
         """Start the listener thread once per process (lazily, so after any fork)."""
-        # Called on every board read and token check: a plain attribute, not Thread.is_alive() (a lock).
-        # It holds the pid that started the thread, since a forked child inherits the attribute, not the thread.
+        # Called before every request: a plain attribute, not Thread.is_alive() (a lock). It holds the
+        # pid that started the thread, since a forked child inherits the attribute, not the thread.
         if self._running == os.getpid():
             return
         with self._lock:
@@ -205,68 +216,52 @@ class Relay:
                 self._stop.clear()
                 threading.Thread(target=self._run, name="board-relay", daemon=True).start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop listening (the thread exits within a second)."""
         self._stop.set()
 
-    def subscribe(self, ws, send_timeout):
+    def subscribe(self, ws, send_timeout: float) -> Subscriber:
         """Attach a socket; it receives every broadcast from now on."""
         subscriber = Subscriber(ws, send_timeout)
         with self._lock:
             self._subscribers.add(subscriber)
         return subscriber
 
-    def unsubscribe(self, subscriber):
+    def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget a closed socket."""
         with self._lock:
             self._subscribers.discard(subscriber)
 
     @property
-    def socket_count(self):
+    def socket_count(self) -> int:
         """Open sockets in this process."""
         return len(self._subscribers)
 
-    def current(self):
-        """``(version, top list JSON bytes)`` from memory, or None when it may be stale (not subscribed)."""
-        if not self.healthy:
-            return None
-        version, body = self.version, self.top_body
-        return None if body is None else (version, body)
+    @property
+    def healthy(self) -> bool:
+        """Subscribed and hearing every broadcast."""
+        return self.board.current
 
-    def is_revoked(self, jti):
-        """Whether ``jti`` is revoked, from memory; None when the copy may be stale (not subscribed)."""
-        if not self.healthy:
-            return None
-        return self._revoked.get(jti, 0) > time.time()
+    def _set_current(self, current: bool) -> None:
+        self.board.current = self.revocations.current = current
 
-    def note_revoked(self, jti, lapses):
-        """Record a revocation (from the channel, or made by this process and not to wait for the echo)."""
-        now = time.time()
-        if len(self._revoked) > 1024:  # revocations are rare: dropping lapsed ones now and then is enough
-            self._revoked = {j: t for j, t in self._revoked.items() if t > now}
-        if lapses > now:
-            self._revoked[jti] = max(lapses, self._revoked.get(jti, 0))
-
-    def deliver(self, message):
+    def deliver(self, message: str) -> bool:
         """Send ``message`` to every socket if it is newer than what was last relayed."""
-        board = json.loads(message)
-        version = board["version"]
+        parsed = parse_message(message)
         with self._lock:
-            if version <= self.version:
+            if not self.board.offer(parsed.version, parsed.top_json):
                 return False
             frame = text_frame(message.encode())
-            self.version = version
-            self.top_body = json.dumps(board["top"], separators=(",", ":"), ensure_ascii=False).encode()
             subscribers = tuple(self._subscribers)
         for i, subscriber in enumerate(subscribers, 1):
-            subscriber.offer(version, frame)
+            subscriber.offer(parsed.version, frame)
             if i % FANOUT_SLICE == 0:
                 time.sleep(0)  # a long fan-out must not starve the request threads
-        if "changedAt" in board:
-            metrics.BROADCAST_LAG.observe(max(0.0, time.time() - board["changedAt"] / 1000))
+        if parsed.changed_at is not None:
+            metrics.BROADCAST_LAG.observe(max(0.0, time.time() - parsed.changed_at / 1000))
         return True
 
-    def close_all(self, code, reason):
+    def close_all(self, code: int, reason: str) -> int:
         """Close every open socket with ``code`` (1001 when the process stops); returns how many."""
         with self._lock:
             subscribers = tuple(self._subscribers)
@@ -277,28 +272,25 @@ class Relay:
                     # The client's close reply wakes the socket's thread; waking it sooner would let the
                     # server drop the connection while simple-websocket's reader still waits to read it.
                     ws.close(reason=code, message=reason)
-            except Exception:  # closing already, or the peer is gone: nothing left to tell it
-                pass
+            except Exception as exc:  # closing already, or the peer is gone: nothing left to tell it
+                log.debug("socket already closing: %s", exc)
         return len(subscribers)
 
-    def _resync(self):
+    def _resync(self) -> None:
         """After (re)subscribing, catch up on anything broadcast or revoked while not listening."""
-        from ..board.entry import board_message
-        from ..board.pipeline import dumps, read_board
-
         # Subscribed first, loaded second: a revocation made in between arrives on the channel as well.
-        self._revoked = self.store.revoked_tokens()
+        self.revocations.load(get_stores(self.app).revocations.in_force())
         with self.app.app_context():
             board = read_board()
         self.deliver(board_message("update", board["version"], dumps(board["top"])))
 
-    def _on_message(self, kind, payload):
+    def _on_message(self, kind: str, payload: str | None) -> None:
         if kind == "subscribed":
             self._resync()
-            self.healthy = True
+            self._set_current(True)
         elif kind == "revoked":
             revocation = json.loads(payload)
-            self.note_revoked(revocation["jti"], float(revocation["exp"]))
+            self.revocations.note(revocation["jti"], float(revocation["exp"]))
         else:
             started = time.monotonic()
             self.deliver(payload)
@@ -306,41 +298,38 @@ class Relay:
             if spent > 0.005:
                 self._stop.wait(spent * FANOUT_REST)
 
-    def _run(self):
+    def _run(self) -> None:
         try:
             self._listen_until_stopped()
         finally:
-            self.healthy = False
+            self._set_current(False)
             self._running = None
 
-    def _listen_until_stopped(self):
+    def _listen_until_stopped(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             try:
-                self.store.listen(self._on_message, self._stop)
+                self.channels.listen(self._on_message, self._stop)
                 backoff = 0.2
             except Exception as exc:  # Redis gone: keep sockets open, retry, re-sync on return
-                self.healthy = False
+                self._set_current(False)
                 log.warning("board relay lost its subscription, retrying in %.1fs: %s", backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
 
-def get_relay(app):
-    """The process's relay (created on first use)."""
-    relay = app.extensions.get("scoreboard.relay")
-    if relay is None:
-        relay = app.extensions.setdefault("scoreboard.relay", Relay(app, app.extensions["scoreboard.store"]))
-    return relay
+def get_relay(app: Flask | None = None) -> Relay:
+    """The process's relay, bound in :func:`init_app`."""
+    return (app or current_app).extensions[_EXTENSION]
 
 
-def memory_relay(app, setting):
-    """The process's relay, listening, if ``setting`` keeps a copy in memory; None if it is off.
+def _start_listening() -> None:
+    """Before any request: make sure this process listens, so its in-memory copies are current."""
+    get_relay().start()
 
-    In-process tests reset Redis between tests under a relay that would not notice, so they use Redis.
-    """
-    if not app.config[setting] or app.testing:
-        return None
-    relay = get_relay(app)
-    relay.start()
-    return relay
+
+def init_app(app: Flask) -> None:
+    """Create the process's relay; outside in-process tests, start its listener on the first request."""
+    app.extensions[_EXTENSION] = Relay(app)
+    if not app.testing:
+        app.before_request(_start_listening)

@@ -2,12 +2,13 @@
 
 import logging
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Flask, current_app, request
 from simple_websocket import ConnectionClosed
 
-from ..board.entry import board_message
-from ..board.pipeline import dumps, read_board
+from ..board.reads import current_top
 from ..extensions import db, sock
+from ..ops.request_log import long_lived
+from ..stores.board_cache import board_message
 from .guard import ClientPolicy, PolicyViolation, check_handshake, socket_counter
 from .relay import get_relay
 
@@ -16,14 +17,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__)
 
 
-def snapshot_message(relay):
-    """The current board as a ``snapshot`` message: the relay's copy when it is current, else the cache."""
-    held = relay.current()
-    if held is None:
-        board = read_board()
-        version, top_json = board["version"], dumps(board["top"])
-    else:
-        version, top_json = held[0], held[1].decode()
+def snapshot_message() -> tuple[str, int]:
+    """The current board as a ``snapshot`` message, and its version."""
+    version, top_json = current_top(counted=False)
+    if isinstance(top_json, bytes):
+        top_json = top_json.decode()
     return board_message("snapshot", version, top_json), version
 
 
@@ -37,7 +35,8 @@ bp.before_request(check_handshake)
 
 
 @sock.route("/ws/scoreboard", bp=bp)
-def scoreboard_socket(ws):
+@long_lived
+def scoreboard_socket(ws) -> None:
     """Relay board broadcasts to one browser until it goes away."""
     app = current_app._get_current_object()
     relay = get_relay(app)
@@ -48,7 +47,7 @@ def scoreboard_socket(ws):
     sockets.opened(peer)
     policy = ClientPolicy(app.config["WS_MAX_CLIENT_MESSAGES"])
     try:
-        message, version = snapshot_message(relay)
+        message, version = snapshot_message()
         # A socket lives for hours: it must not hold a database connection meanwhile.
         db.session.remove()
         subscriber.send_text(message, version)
@@ -59,7 +58,7 @@ def scoreboard_socket(ws):
             incoming = ws.receive(timeout=0)  # reading also notices a close
             while incoming is not None:
                 if policy.judge(incoming) == "resync":
-                    subscriber.send_text(*snapshot_message(relay))
+                    subscriber.send_text(*snapshot_message())
                     db.session.remove()
                 incoming = ws.receive(timeout=0)
             subscriber.flush()
@@ -76,6 +75,6 @@ def scoreboard_socket(ws):
         log.info("socket dropped for %s; %d open", peer, relay.socket_count)
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Register the socket blueprint."""
     app.register_blueprint(bp)

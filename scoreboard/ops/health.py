@@ -2,11 +2,12 @@
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from ..errors import error_response
-from ..extensions import db
+from ..extensions import celery_app, db
+from ..stores import get_stores
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,16 @@ def check_database():
 
 def check_redis():
     """Ping the Redis that holds the board, cache, pub/sub and rate limits."""
-    if current_app.config["EMBEDDED_REDIS"]:
+    stores = get_stores()
+    if stores.embedded:
         return "embedded"
-    current_app.extensions["scoreboard.store"].ping()
+    stores.ping()
     return "ok"
 
 
 def check_broker():
     """Open a fresh connection to the Celery broker (a pooled one could be stale)."""
-    celery = current_app.extensions["celery"]
+    celery = celery_app()
     if celery.conf.task_always_eager:
         return "embedded"
     with celery.connection_for_write() as connection:

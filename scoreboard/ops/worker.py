@@ -13,8 +13,6 @@ import os
 from celery.signals import worker_init, worker_process_shutdown
 from celery.worker.consumer import Consumer
 
-from config import env
-
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -36,9 +34,12 @@ class QuickReconnectConsumer(Consumer):
 
 
 @worker_init.connect
-def serve_worker_metrics(**_kwargs):
+def serve_worker_metrics(sender=None, **_kwargs):
     """In the worker's main process, before the pool forks: start the metrics endpoint."""
-    port = env("WORKER_METRICS_PORT")
+    flask_app = getattr(getattr(sender, "app", None), "flask_app", None)  # set by celery_init_app
+    if flask_app is None:
+        return
+    port = flask_app.config["WORKER_METRICS_PORT"]
     if not port:
         return
     if metrics.multiprocess_dir() is None:
@@ -48,7 +49,7 @@ def serve_worker_metrics(**_kwargs):
         )
         return
     metrics.reset_multiprocess_dir()
-    metrics.serve(port, env("WORKER_METRICS_ADDR", "0.0.0.0"))
+    metrics.serve(port, flask_app.config["WORKER_METRICS_ADDR"])
     log.info("worker metrics on port %s", port)
 
 

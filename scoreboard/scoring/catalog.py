@@ -8,6 +8,7 @@ from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..extensions import db
+from ..ids import ActionKey
 from ..models import Action
 
 
@@ -16,7 +17,7 @@ class ActionSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    key: ActionKey
     points: int = Field(ge=1)
     enabled: bool = True
     description: str = Field(default="", max_length=200)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Completion, Score, User, utcnow
+from ..models import Completion, CompletionStatus, Score, User, UserStatus, utcnow
 
 completions = Completion.__table__
 scores = Score.__table__
@@ -29,13 +29,16 @@ _claimed = (
     .where(
         completions.c.id == bindparam("p_action"),
         completions.c.user_id == bindparam("p_user"),
-        completions.c.status == "pending",
+        completions.c.status == CompletionStatus.PENDING,
         completions.c.expires_at > bindparam("p_now"),
         # A ban is checked in the same statement; why nothing matched is worked out only on refusal.
-        ~exists().where(users.c.id == bindparam("p_user"), users.c.status == "banned"),
+        ~exists().where(users.c.id == bindparam("p_user"), users.c.status == UserStatus.BANNED),
     )
     .values(
-        status="claimed", claimed_at=bindparam("p_now"), client_ip=bindparam("p_ip"), user_agent=bindparam("p_agent")
+        status=CompletionStatus.CLAIMED,
+        claimed_at=bindparam("p_now"),
+        client_ip=bindparam("p_ip"),
+        user_agent=bindparam("p_agent"),
     )
 )
 
@@ -63,14 +66,14 @@ RAISE_SCORE = _raise_score(bindparam("p_points"), bindparam("p_user"))
 
 def _refusal(action_id, user_id):
     """Explain why a claim matched nothing, without revealing other users' ids."""
-    if db.session.scalar(select(User.status).where(User.id == user_id)) == "banned":
+    if db.session.scalar(select(User.status).where(User.id == user_id)) == UserStatus.BANNED:
         return ApiError(403, "user_banned", "This account may not claim points.")
     row = db.session.execute(select(Completion.user_id, Completion.status).where(Completion.id == action_id)).first()
     if row is None or row.user_id != user_id:
         return ApiError(404, "action_not_found", "No such actionId for this user.")
-    if row.status == "claimed":
+    if row.status == CompletionStatus.CLAIMED:
         return ApiError(409, "already_claimed", "This actionId has already been claimed.")
-    if row.status == "void":
+    if row.status == CompletionStatus.VOID:
         return ApiError(410, "action_void", "This actionId was voided.")
     return ApiError(410, "action_expired", "This actionId has expired.")
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Action, Completion, Score, User, utcnow
+from ..models import Action, Completion, CompletionStatus, Score, User, UserStatus, utcnow
 
 
 def new_action_id():
@@ -28,7 +28,9 @@ def _insert_ignore(table, **values):
 def ensure_user(user_id, display_name=None):
     """Create the user and their zero score on first sight; update a given display name."""
     now = utcnow()
-    _insert_ignore(User.__table__, id=user_id, display_name=display_name or user_id, status="active", created_at=now)
+    _insert_ignore(
+        User.__table__, id=user_id, display_name=display_name or user_id, status=UserStatus.ACTIVE, created_at=now
+    )
     _insert_ignore(Score.__table__, user_id=user_id, score=0, reached_at=now, version=0, board_pending=False)
     if display_name:
         db.session.execute(
@@ -68,7 +70,7 @@ def _enforce_caps(action, user_id, now):
                 Completion.user_id == user_id,
                 Completion.action_key == action.key,
                 Completion.created_at > now - timedelta(days=1),
-                Completion.status != "void",
+                Completion.status != CompletionStatus.VOID,
             )
         )
         if count >= action.max_per_user_per_day:
@@ -103,7 +105,7 @@ def record_completion(user_id, action_key, ref=None, display_name=None):
         user_id=user_id,
         action_key=action.key,
         points=action.points,
-        status="pending",
+        status=CompletionStatus.PENDING,
         ref=ref,
         created_at=now,
         expires_at=now + current_app.config["COMPLETION_TTL"],

@@ -88,10 +88,10 @@ def demo_stack(app, demo_env, tmp_path_factory):
 @pytest.fixture
 def make_user(app):
     """``make_user(user_id, display_name, password=None)``: a local account (with a password to sign in)."""
-    from scoreboard.auth import hash_password
     from scoreboard.extensions import db
     from scoreboard.models import User
     from scoreboard.scoring.completions import ensure_user
+    from scoreboard.security.passwords import hash_password
 
     def _make_user(user_id, display_name, password=None):
         with app.app_context():

@@ -386,8 +386,8 @@ QUERIES = st.one_of(
 @pytest.fixture
 def world(app, client, mint, record, service_headers):
     """Real rows to aim at: u1 with a pending and a claimed completion, u2's pending one, a local account."""
-    from scoreboard.auth import hash_password
     from scoreboard.models import User
+    from scoreboard.security.passwords import hash_password
 
     claimed = record("u1", "complete-lesson")["actionId"]
     assert client.post("/api/action/do", json={"actionId": claimed}, headers=bearer(mint("u1"))).status_code == 200
@@ -428,7 +428,7 @@ def assert_documented_shape(app, url, method, response):
     """A 2xx body validates against the response model the endpoint documents for that status."""
     adapter = app.url_map.bind("localhost")
     endpoint, _ = adapter.match(url.split("?")[0], method=method)
-    reply = operation_of(app.view_functions[endpoint], endpoint).responses[response.status_code]
+    reply = operation_of(app.view_functions[endpoint]).responses[response.status_code]
     body_type = reply.body if isinstance(reply, Reply) else reply
     TypeAdapter(body_type).validate_python(response.get_json())
 
@@ -477,11 +477,11 @@ def concrete(rule, world, data):
 def test_every_body_endpoint_is_fuzzed(app):
     """A new endpoint that takes a body must join the fuzzing tables."""
     documented = {
-        (rule.rule, operation_of(app.view_functions[rule.endpoint], rule.endpoint).body)
+        (rule.rule, operation_of(app.view_functions[rule.endpoint]).body)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/")
         and not rule.websocket
-        and operation_of(app.view_functions[rule.endpoint], rule.endpoint).body is not None
+        and operation_of(app.view_functions[rule.endpoint]).body is not None
     }
     assert documented == {(rule, model) for rule, model, _, _ in BODY_ENDPOINTS}
 
@@ -575,7 +575,7 @@ def api_operations(app):
     found = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.rule.startswith("/api/") and not rule.websocket:
-            operation = operation_of(app.view_functions[rule.endpoint], rule.endpoint)
+            operation = operation_of(app.view_functions[rule.endpoint])
             found += [(rule.rule, method, operation) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     return found
 

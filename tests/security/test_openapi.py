@@ -106,7 +106,7 @@ def test_request_schemas_are_the_validating_models(app, document):
         assert schemas[model.__name__] == expected
     # Every documented body belongs to the view that declares it.
     for rule in app.url_map.iter_rules():
-        operation = operation_of(app.view_functions[rule.endpoint], rule.endpoint)
+        operation = operation_of(app.view_functions[rule.endpoint])
         if operation is not None and operation.body is not None:
             assert operation.body.__name__ in schemas
     assert schemas["ClaimBody"]["additionalProperties"] is False

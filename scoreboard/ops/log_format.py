@@ -7,8 +7,6 @@ import sys
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
 
-from config import env
-
 # Scrubbed from every formatted line, whatever logged it (an exception text can quote a header or
 # a bound SQL parameter): JWTs, Bearer credentials, and values of password/secret/token fields.
 _KEY = r"(?i)((?:[\w-]*(?:password|passwd|secret|token)[\w-]*)\\?[\"']?\s*[:=]\s*)"
@@ -81,7 +79,15 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def make_formatter(kind="json"):
+class DevServerRequestLines(logging.Filter):
+    """Drops the development server's access lines (``127.0.0.1 - - [date] "GET / HTTP/1.1" 200 -``)."""
+
+    def filter(self, record):
+        """Keep everything but request lines."""
+        return record.levelno > logging.INFO or " - - [" not in record.getMessage()
+
+
+def make_formatter(kind: str = "json") -> logging.Formatter:
     """The formatter for ``SCOREBOARD_LOG_FORMAT``: ``json`` (default) or ``text``."""
     if kind == "text":
         return TextFormatter(
@@ -96,9 +102,15 @@ def make_formatter(kind="json"):
     )
 
 
-def configure(level="INFO", kind=None):
-    """Send the root logger's records to stderr as JSON (or ``SCOREBOARD_LOG_FORMAT=text``); idempotent."""
-    kind = kind or env("LOG_FORMAT", "json")
+def configure(level: str = "INFO", kind: str = "json") -> logging.Handler:
+    """Send the root logger's records to stderr as JSON (or plain ``text``); idempotent.
+
+    The app writes one line per request itself (``ops.request_log``), so the development
+    server's own request lines (with terminal colours) are dropped.
+    """
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, DevServerRequestLines) for f in werkzeug.filters):
+        werkzeug.addFilter(DevServerRequestLines())
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_scoreboard", False)), None)
     if handler is None:

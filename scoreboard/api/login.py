@@ -4,10 +4,13 @@ from flask import Blueprint, current_app, jsonify
 from flask_jwt_extended import get_jwt
 from sqlalchemy import select
 
-from ..auth import login_required, mint_token, revoke, verify_password
 from ..errors import ApiError
 from ..extensions import db, limiter
-from ..models import User
+from ..models import User, UserStatus
+from ..security.passwords import verify_password
+from ..security.rate_limits import login_limit
+from ..security.revocations import revoke
+from ..security.tokens import login_required, mint_token
 from .openapi import documented
 from .schemas import LoginBody, LoginResult, LogoutResult, parse_body
 
@@ -22,12 +25,12 @@ bp = Blueprint("auth", __name__, url_prefix="/api/auth")
     responses={200: LoginResult},
     errors={401: "`invalid_credentials`: wrong username or password."},
 )
-@limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"])
+@limiter.limit(login_limit)
 def login():
     """Check a username and password; answer a Bearer token."""
     body = parse_body(LoginBody)
     user = db.session.scalar(select(User).where(User.id == body.username))
-    if not verify_password(user.password_hash if user else None, body.password) or user.status == "banned":
+    if not verify_password(user.password_hash if user else None, body.password) or user.status == UserStatus.BANNED:
         raise ApiError(401, "invalid_credentials", "Wrong username or password.")
     expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     return jsonify(

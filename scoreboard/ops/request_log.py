@@ -4,21 +4,40 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
-from flask import g, request
+from flask import Flask, current_app, g, request
 
 from . import metrics
-from .logging import verified_user_id
+from .log_format import verified_user_id
 
 log = logging.getLogger("scoreboard.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only if it is short and plain, so it cannot forge log fields.
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-CLAIM_ENDPOINT = "claims.do_action"
-SOCKET_ENDPOINT = "live.scoreboard_socket"
 # Probes and scrapes arrive every few seconds; they are logged only at DEBUG.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _mark(kind: str) -> Callable[[Callable], Callable]:
+    def decorator(view: Callable) -> Callable:
+        view.request_kind = kind
+        return view
+
+    return decorator
+
+
+# A claim view: its outcomes and durations are recorded in the claim metrics.
+counted_as_claim = _mark("claim")
+# A socket view: its request lasts as long as the socket, and is counted in the open-sockets gauge.
+long_lived = _mark("socket")
+
+
+def request_kind() -> str | None:
+    """The mark of the view serving this request (``claim``, ``socket``), or None."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return getattr(view, "request_kind", None)
 
 
 def start_request():
@@ -26,7 +45,7 @@ def start_request():
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
-    if request.endpoint == SOCKET_ENDPOINT:
+    if request_kind() == "socket":
         # A socket's request lasts as long as the socket: counted from here to its teardown.
         metrics.OPEN_SOCKETS.inc()
         g.socket_counted = True
@@ -44,7 +63,7 @@ def finish_request(response):
         start_request()
     response.headers[REQUEST_ID_HEADER] = g.request_id
     elapsed = time.perf_counter() - g.request_started
-    if request.endpoint == CLAIM_ENDPOINT:
+    if request_kind() == "claim":
         metrics.CLAIMS.labels(outcome=claim_outcome(response)).inc()
         metrics.CLAIM_SECONDS.observe(elapsed)
     if response.status_code == 429:
@@ -78,7 +97,7 @@ def claim_outcome(response):
     return code if isinstance(code, str) else f"http_{response.status_code}"
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Run first among the before-request hooks, so even early refusals carry an id."""
     app.before_request_funcs.setdefault(None, []).insert(0, start_request)
     app.after_request(finish_request)

@@ -1,40 +1,23 @@
-"""Token verification (Flask-JWT-Extended), roles, and local password accounts."""
+"""Token verification (Flask-JWT-Extended), roles, and the view decorators that require them."""
 
-import logging
-import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from functools import wraps
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
 from jwt.exceptions import DecodeError
-from redis.exceptions import RedisError
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from .errors import ApiError, error_response
-from .extensions import jwt
-from .live.relay import memory_relay
-
-log = logging.getLogger(__name__)
+from ..errors import ApiError, error_response
+from ..extensions import jwt
+from .revocations import is_revoked
 
 ROLES = ("service", "admin")
 # No legitimate token comes near this; a bigger header is refused before any parsing.
 MAX_TOKEN_BYTES = 4096
 
-# Checked against when the username is unknown, so a login takes as long either way.
-_DUMMY_HASH = generate_password_hash("timing-equaliser")
 
-
-def hash_password(password):
-    """Hash with Werkzeug's scrypt: slow on purpose."""
-    return generate_password_hash(password)
-
-
-def verify_password(password_hash, password):
-    """Check a password; a missing hash still costs a full hash check."""
-    return check_password_hash(password_hash or _DUMMY_HASH, password) and password_hash is not None
-
-
-def mint_token(user_id, roles=(), expires=None):
+def mint_token(user_id: str, roles: Iterable[str] = (), expires: timedelta | None = None) -> str:
     """Create an access token for ``user_id`` with a ``roles`` claim."""
     return create_access_token(
         identity=str(user_id),
@@ -43,12 +26,12 @@ def mint_token(user_id, roles=(), expires=None):
     )
 
 
-def current_user_id():
+def current_user_id() -> str:
     """The verified ``sub`` of the request's token."""
     return get_jwt_identity()
 
 
-def current_roles():
+def current_roles() -> list[str]:
     """The verified ``roles`` claim; anything but a list of strings counts as none."""
     roles = get_jwt().get("roles", [])
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
@@ -64,7 +47,7 @@ def verify_token(**kwargs):
         raise DecodeError("exp, nbf and iat must be integers") from exc
 
 
-def login_required(view):
+def login_required(view: Callable) -> Callable:
     """Require a valid token."""
 
     @wraps(view)
@@ -75,7 +58,7 @@ def login_required(view):
     return wrapper
 
 
-def role_required(role):
+def role_required(role: str) -> Callable[[Callable], Callable]:
     """Require a valid token whose ``roles`` claim holds ``role``."""
 
     def decorator(view):
@@ -95,7 +78,7 @@ def role_required(role):
     return decorator
 
 
-def board_reader(view):
+def board_reader(view: Callable) -> Callable:
     """Require a token to read the board unless the board is public."""
 
     @wraps(view)
@@ -151,37 +134,9 @@ def _claims_are_well_formed(header, payload):
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(header, payload):
-    """Revoked by ``jti`` (logout, bans), from the process's copy while it is current, else from Redis.
-
-    Redis down fails open: tokens are short-lived and bans are enforced from the database on every claim.
-    """
+    """Revoked by ``jti`` (logout, bans)."""
     jti = payload.get("jti")
-    if not jti:
-        return False
-    relay = memory_relay(current_app._get_current_object(), "REVOCATIONS_IN_MEMORY")
-    known = relay.is_revoked(jti) if relay else None
-    if known is not None:
-        return known
-    try:
-        return current_app.extensions["scoreboard.store"].is_token_revoked(jti)
-    except RedisError as exc:
-        log.warning("revocation list unavailable, accepting token: %s", exc)
-        return False
-
-
-def revoke_jti(jti, ttl):
-    """Refuse tokens with this ``jti`` for ``ttl`` seconds, in this process at once and in the others
-    as soon as the revocation reaches them (milliseconds)."""
-    app = current_app._get_current_object()
-    lapses = app.extensions["scoreboard.store"].revoke_token(jti, max(1, ttl))
-    relay = memory_relay(app, "REVOCATIONS_IN_MEMORY")
-    if relay:
-        relay.note_revoked(jti, lapses)
-
-
-def revoke(payload):
-    """Revoke the token with these claims until it would have expired anyway."""
-    revoke_jti(payload["jti"], payload.get("exp", 0) - time.time() + current_app.config["JWT_DECODE_LEEWAY"])
+    return bool(jti) and is_revoked(jti)
 
 
 def _refuse_oversized_tokens():
@@ -192,6 +147,6 @@ def _refuse_oversized_tokens():
     return None
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Install the request-level token guard."""
     app.before_request(_refuse_oversized_tokens)

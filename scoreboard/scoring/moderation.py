@@ -1,4 +1,4 @@
-"""Admin corrections. Every one is a ledger row or a status change, and every one is audited."""
+"""Moderation: hide, ban and restore users, adjust points, void completions; every act goes in the audit log."""
 
 import json
 
@@ -6,14 +6,15 @@ from sqlalchemy import select, update
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import AuditEntry, Completion, Score, User, utcnow
+from ..models import AuditEntry, Completion, CompletionStatus, Score, User, utcnow
 from .completions import new_action_id
+from .outbox import score_change
 
 scores = Score.__table__
 
 
-def audit(actor, actor_ip, act, reason, target_user=None, target_completion=None, **details):
-    """Add an audit row to the current transaction."""
+def record_audit(actor, actor_ip, act, reason, target_user=None, target_completion=None, **details) -> None:
+    """Add an audit-log row to the current transaction."""
     db.session.add(
         AuditEntry(
             actor=actor,
@@ -35,10 +36,8 @@ def _user(user_id):
 
 
 def _flag_for_board(user_id):
-    """Mark the score changed so the board mirror picks up the new state."""
-    db.session.execute(
-        update(scores).where(scores.c.user_id == user_id).values(version=scores.c.version + 1, board_pending=True)
-    )
+    """Mark the score changed so the board mirror picks up the user's new standing."""
+    db.session.execute(update(scores).where(scores.c.user_id == user_id).values(score_change()))
 
 
 def set_status(user_id, status, reason, actor, actor_ip):
@@ -47,7 +46,7 @@ def set_status(user_id, status, reason, actor, actor_ip):
     previous = user.status
     user.status = status
     _flag_for_board(user_id)
-    audit(actor, actor_ip, f"status:{status}", reason, target_user=user_id, previous=previous)
+    record_audit(actor, actor_ip, f"status:{status}", reason, target_user=user_id, previous=previous)
     db.session.commit()
     return user
 
@@ -61,7 +60,7 @@ def adjust(user_id, delta, reason, actor, actor_ip):
         user_id=user_id,
         action_key=None,
         points=delta,
-        status="adjustment",
+        status=CompletionStatus.ADJUSTMENT,
         reason=reason,
         created_at=now,
         expires_at=now,
@@ -72,10 +71,10 @@ def adjust(user_id, delta, reason, actor, actor_ip):
     new_score = db.session.execute(
         update(scores)
         .where(scores.c.user_id == user_id)
-        .values(score=scores.c.score + delta, reached_at=now, version=scores.c.version + 1, board_pending=True)
+        .values(score_change(score=scores.c.score + delta, reached_at=now))
         .returning(scores.c.score)
     ).scalar_one()
-    audit(actor, actor_ip, "adjust", reason, target_user=user_id, target_completion=row.id, delta=delta)
+    record_audit(actor, actor_ip, "adjust", reason, target_user=user_id, target_completion=row.id, delta=delta)
     db.session.commit()
     return row, int(new_score)
 
@@ -83,20 +82,18 @@ def adjust(user_id, delta, reason, actor, actor_ip):
 def void(action_id, reason, actor, actor_ip):
     """Void a completion; a claimed one gives its points back. Returns ``(completion, new_score)``."""
     completion = db.session.scalar(select(Completion).where(Completion.id == action_id).with_for_update())
-    if completion is None or completion.status == "adjustment":
+    if completion is None or completion.status == CompletionStatus.ADJUSTMENT:
         raise ApiError(404, "action_not_found", "No such completion.")
-    if completion.status == "void":
+    if completion.status == CompletionStatus.VOID:
         raise ApiError(409, "already_void", "This completion is already void.")
-    was_claimed = completion.status == "claimed"
-    completion.status = "void"
+    was_claimed = completion.status == CompletionStatus.CLAIMED
+    completion.status = CompletionStatus.VOID
     completion.reason = reason
-    values = {"version": scores.c.version + 1, "board_pending": True}
-    if was_claimed:
-        values["score"] = scores.c.score - completion.points
+    values = score_change(score=scores.c.score - completion.points) if was_claimed else score_change()
     new_score = db.session.execute(
-        update(scores).where(scores.c.user_id == completion.user_id).values(**values).returning(scores.c.score)
+        update(scores).where(scores.c.user_id == completion.user_id).values(values).returning(scores.c.score)
     ).scalar_one()
-    audit(
+    record_audit(
         actor,
         actor_ip,
         "void",
@@ -121,18 +118,3 @@ def ledger(user_id, limit=200):
         select(AuditEntry).where(AuditEntry.target_user == user_id).order_by(AuditEntry.id.desc()).limit(limit)
     ).all()
     return user, score, rows, audits
-
-
-def full_board(limit):
-    """The top ``limit`` of every user, whatever their status (the admin's view)."""
-    rows = db.session.execute(
-        select(Score.user_id, User.display_name, Score.score, User.status)
-        .join(User, User.id == Score.user_id)
-        .where(Score.score > 0)
-        .order_by(Score.score.desc(), Score.reached_at.asc(), Score.user_id.desc())
-        .limit(limit)
-    ).all()
-    return [
-        {"rank": rank, "userId": r.user_id, "displayName": r.display_name, "score": int(r.score), "status": r.status}
-        for rank, r in enumerate(rows, start=1)
-    ]

@@ -14,22 +14,17 @@ import logging
 import threading
 import time
 
+from .relay import get_relay
+
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 REASON = "server restarting"
-STOPPING = threading.Event()
-
-
-def stopping():
-    """Whether this process has been asked to stop."""
-    return STOPPING.is_set()
 
 
 def close_sockets(app):
     """Close this process's open sockets with 1001; returns how many there were."""
-    relay = app.extensions.get("scoreboard.relay")
-    return relay.close_all(GOING_AWAY, REASON) if relay is not None else 0
+    return get_relay(app).close_all(GOING_AWAY, REASON)
 
 
 def watch_gunicorn_worker(worker, app, interval=0.2):
@@ -43,7 +38,6 @@ def watch_gunicorn_worker(worker, app, interval=0.2):
         """Wait for the stop, then close sockets until the process exits."""
         while worker.alive:
             time.sleep(interval)
-        STOPPING.set()
         closed = close_sockets(app)
         log.info("worker stopping: closed %d sockets with 1001", closed)
         while True:  # until the process exits: sockets still finishing their handshake

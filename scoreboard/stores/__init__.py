@@ -1,0 +1,100 @@
+"""Shared state outside the database, one adapter per job, each on Redis or in process memory.
+
+Every job has a ``typing.Protocol`` in its own module and two adapters that implement it:
+on Redis (shared by every web process and worker) and in memory (the embedded
+single-process mode that ``make run`` uses). :class:`Stores` bundles one of each; the app
+binds it in :func:`init_app` and code reaches it through :func:`get_stores`.
+
+Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
+
+==========================  ======  ===========================================================
+``<p>rank``                 zset    score -> ``<inverted reached time>:<user id>``, visible users
+``<p>rank:state``           hash    user id -> ``<version>|<member>``: guards against stale writes
+``<p>rank:built``           string  set once ``rank`` has been rebuilt from the database
+``<p>top``                  string  the last broadcast message (JSON), TTL ``SCOREBOARD_TOP_CACHE_TTL``
+``<p>top:published``        string  the last broadcast top list, to publish only on change
+``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
+``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
+``<p>refresh:lock``         lock    held while a recompute runs
+``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
+``<p>revoked``              zset    revoked token ``jti`` -> when its revocation lapses (epoch s)
+``<p>board`` (channel)      pub/sub every broadcast message
+``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
+==========================  ======  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from .board_cache import BoardCache, MemoryBoardCache, RedisBoardCache
+from .channels import Channels, MemoryBus, RedisChannels
+from .coordination import Coordination, MemoryCoordination, RedisCoordination
+from .ranking import MemoryRanking, Ranking, RedisRanking
+from .revocation_list import MemoryRevocationList, RedisRevocationList, RevocationList
+
+_EXTENSION = "scoreboard.stores"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One adapter per job, all on the same backend."""
+
+    ranking: Ranking
+    board_cache: BoardCache
+    coordination: Coordination
+    revocations: RevocationList
+    channels: Channels
+    ping: Callable[[], None]
+    embedded: bool
+
+
+def redis_stores(url: str, prefix: str, cache_ttl: int) -> Stores:
+    """Every store on the Redis at ``url``, under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
+    )
+    channels = RedisChannels(client, prefix)
+    return Stores(
+        ranking=RedisRanking(client, prefix),
+        board_cache=RedisBoardCache(client, prefix, channels.board_channel, cache_ttl),
+        coordination=RedisCoordination(client, prefix),
+        revocations=RedisRevocationList(client, prefix, channels.revocations_channel),
+        channels=channels,
+        ping=client.ping,
+        embedded=False,
+    )
+
+
+def memory_stores() -> Stores:
+    """Every store in this process's memory, sharing one in-process message bus."""
+    bus = MemoryBus()
+    return Stores(
+        ranking=MemoryRanking(),
+        board_cache=MemoryBoardCache(bus),
+        coordination=MemoryCoordination(),
+        revocations=MemoryRevocationList(bus),
+        channels=bus,
+        ping=lambda: None,
+        embedded=True,
+    )
+
+
+def get_stores(app: Flask | None = None) -> Stores:
+    """The stores bound to ``app`` (default: the current app)."""
+    return (app or current_app).extensions[_EXTENSION]
+
+
+def init_app(app: Flask) -> None:
+    """Bind the Redis stores, or the in-process ones when no Redis is configured."""
+    config = app.config
+    if config["EMBEDDED_REDIS"]:
+        stores = memory_stores()
+    else:
+        stores = redis_stores(config["REDIS_URL"], config["REDIS_PREFIX"], config["TOP_CACHE_TTL"])
+    app.extensions[_EXTENSION] = stores

@@ -1,0 +1,259 @@
+"""One contract for both adapters of every store: each behaviour runs on Redis and in memory.
+
+The Redis runs use the tests' Redis under a prefix of their own; the in-memory runs need no
+service (``pytest -m unit`` runs them alone).
+"""
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+from redis.exceptions import LockError
+
+from scoreboard.stores import Stores, memory_stores, redis_stores
+from scoreboard.stores.board_cache import board_message, dumps, message_parts, parse_message
+from scoreboard.stores.ranking import RankEntry, user_of
+from tests.conftest import REDIS_URL
+
+TTL = 300
+
+
+@pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.unit), "redis"])
+def stores(request) -> Stores:
+    """The stores on one backend, empty."""
+    if request.param == "memory":
+        yield memory_stores()
+        return
+    prefix = f"sbcontract:{uuid.uuid4().hex[:10]}:"
+    yield redis_stores(REDIS_URL, prefix, TTL)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+
+
+def entry(user, score, reached_us=1, version=1, visible=True):
+    return RankEntry(user, score, reached_us, version=version, visible=visible)
+
+
+class Listening:
+    """A listener on the stores' channels, in a thread, recording what it hears."""
+
+    def __init__(self, stores: Stores):
+        self.heard: list[tuple[str, str | None]] = []
+        self.subscribed = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=stores.channels.listen, args=(self.on_message, self.stop), daemon=True)
+
+    def on_message(self, kind, payload):
+        self.heard.append((kind, payload))
+        if kind == "subscribed":
+            self.subscribed.set()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.subscribed.wait(5)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+    def wait_for(self, kind, count=1, timeout=5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [payload for k, payload in self.heard if k == kind]
+            if len(found) >= count:
+                return found
+            time.sleep(0.01)
+        raise AssertionError(f"heard {self.heard}, wanted {count} {kind}")
+
+
+# The ranking mirror.
+
+
+def test_ranking_orders_by_score_then_who_reached_it_first(stores):
+    ranking = stores.ranking
+    assert (
+        ranking.apply([entry("late", 100, reached_us=20), entry("early", 100, reached_us=10), entry("top", 300)]) == 3
+    )
+    assert ranking.top(10) == [("top", 300), ("early", 100), ("late", 100)]
+    assert ranking.top(2) == [("top", 300), ("early", 100)]
+
+
+def test_ranking_never_applies_an_older_or_repeated_state(stores):
+    ranking = stores.ranking
+    ranking.apply([entry("x", 300, version=5)])
+    assert ranking.apply([entry("x", 100, version=4)]) == 0
+    assert ranking.apply([entry("x", 100, version=5)]) == 0
+    assert ranking.top(1) == [("x", 300)]
+    assert ranking.apply([entry("x", 400, version=6)]) == 1
+    assert ranking.top(5) == [("x", 400)]
+
+
+def test_ranking_hides_invisible_users_but_remembers_their_version(stores):
+    ranking = stores.ranking
+    ranking.apply([entry("a", 10), entry("b", 20)])
+    ranking.apply([entry("b", 20, version=2, visible=False)])
+    assert ranking.top(5) == [("a", 10)]
+    assert ranking.size() == (2, 1)
+    assert ranking.apply([entry("b", 20, version=1)]) == 0  # an older visible state cannot bring it back
+    assert ranking.top(5) == [("a", 10)]
+
+
+def test_ranking_build_flag_and_reset(stores):
+    ranking = stores.ranking
+    assert not ranking.is_built()
+    ranking.apply([entry("a", 10)])
+    ranking.mark_built()
+    assert ranking.is_built()
+    ranking.reset()
+    assert not ranking.is_built()
+    assert ranking.top(5) == []
+    assert ranking.size() == (0, 0)
+
+
+def test_ranking_compare_reports_what_is_mirrored(stores):
+    ranking = stores.ranking
+    shown, hidden = entry("a", 10, version=3), entry("b", 20, version=2, visible=False)
+    ranking.apply([shown, hidden])
+    stale = entry("a", 15, reached_us=5, version=4)  # the database moved on; the mirror still holds `shown`
+    absent = entry("c", 30)
+    a, b, c = ranking.compare([stale, hidden, absent])
+    assert a.state == f"3|{shown.member}" and a.state_member_score == 10 and a.entry_member_score is None
+    assert b.state == "2|" and b.state_member_score is None and b.entry_member_score is None
+    assert c.state is None and c.state_member_score is None and c.entry_member_score is None
+    assert ranking.compare([]) == []
+
+
+def test_member_encodes_the_user_and_sorts_earlier_first():
+    early, late = entry("u:1", 5, reached_us=10), entry("u:1", 5, reached_us=20)
+    assert user_of(early.member) == "u:1"
+    assert early.member > late.member
+
+
+# The board cache and its broadcast.
+
+
+def test_publish_only_when_the_top_list_changes(stores):
+    cache = stores.board_cache
+    first = cache.publish_if_changed(dumps([{"userId": "a", "score": 1}]))
+    assert first > 0
+    assert cache.publish_if_changed(dumps([{"userId": "a", "score": 1}])) == 0
+    second = cache.publish_if_changed(dumps([{"userId": "a", "score": 2}]))
+    assert second > first
+    assert cache.version() == second
+    assert cache.cached() == {"type": "update", "version": second, "top": [{"userId": "a", "score": 2}]}
+
+
+def test_versions_never_fall_below_the_wall_clock(stores):
+    version = stores.board_cache.publish_if_changed("[]")
+    assert version >= int(time.time() * 1000) - 5000
+
+
+def test_publish_reaches_every_listener_with_the_claim_time(stores):
+    with Listening(stores) as listening:
+        version = stores.board_cache.publish_if_changed(dumps([{"userId": "a"}]), changed_at=1234)
+        (message,) = listening.wait_for("board")
+    assert parse_message(message) == (("update", version, 1234, '[{"userId":"a"}]'))
+    assert json.loads(message) == {"type": "update", "version": version, "changedAt": 1234, "top": [{"userId": "a"}]}
+
+
+def test_cache_if_absent_fills_a_miss_but_never_replaces_a_broadcast(stores):
+    cache = stores.board_cache
+    assert cache.cached() is None
+    cache.cache_if_absent(7, "[]")
+    assert cache.cached() == {"type": "update", "version": 7, "top": []}
+    stores_with_broadcast = cache.publish_if_changed('[{"userId":"b"}]')
+    cache.cache_if_absent(8, "[]")
+    assert cache.cached()["version"] == stores_with_broadcast
+
+
+def test_invalidate_makes_the_next_publish_broadcast_again(stores):
+    cache = stores.board_cache
+    cache.publish_if_changed("[]")
+    assert cache.consistent()
+    cache.invalidate()
+    assert cache.publish_if_changed("[]") > 0
+
+
+def test_board_message_round_trips():
+    message = board_message("snapshot", 42, '[{"displayName":"x,\\"top\\":1"}]', 99)
+    assert json.loads(message)["top"] == [{"displayName": 'x,"top":1'}]
+    assert parse_message(message) == ("snapshot", 42, 99, '[{"displayName":"x,\\"top\\":1"}]')
+    head, tail = message_parts("update", "[]")
+    assert json.loads(head + "3" + tail) == {"type": "update", "version": 3, "top": []}
+
+
+# Coordination between workers.
+
+
+def test_refresh_slot_is_taken_once_until_released(stores):
+    coordination = stores.coordination
+    assert coordination.claim_refresh_slot()
+    assert not coordination.claim_refresh_slot()
+    coordination.release_refresh_slot()
+    assert coordination.claim_refresh_slot()
+
+
+def test_refresh_lock_is_exclusive_and_names_lock_error_when_busy(stores):
+    coordination = stores.coordination
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with coordination.refresh_lock(timeout=2, wait=1):
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        with pytest.raises(LockError), coordination.refresh_lock(timeout=2, wait=0.1):
+            pass
+    finally:
+        release.set()
+        holder.join(5)
+    with coordination.refresh_lock(timeout=2, wait=1):
+        pass
+
+
+def test_last_refresh_time_is_recorded(stores):
+    coordination = stores.coordination
+    assert coordination.last_refresh_at() == 0
+    before = time.time()
+    coordination.mark_refresh()
+    assert before - 0.01 <= coordination.last_refresh_at() <= time.time() + 0.01
+
+
+# Revocations.
+
+
+def test_revocations_hold_until_they_lapse_and_are_announced(stores):
+    revocations = stores.revocations
+    with Listening(stores) as listening:
+        lapses = revocations.revoke("jti-1", 60)
+        (announcement,) = listening.wait_for("revoked")
+    assert json.loads(announcement) == {"jti": "jti-1", "exp": lapses}
+    assert revocations.is_revoked("jti-1")
+    assert not revocations.is_revoked("jti-2")
+    assert revocations.in_force() == {"jti-1": pytest.approx(lapses)}
+
+
+def test_a_revocation_is_only_ever_extended(stores):
+    revocations = stores.revocations
+    long = revocations.revoke("jti", 600)
+    revocations.revoke("jti", 1)
+    assert revocations.in_force()["jti"] == pytest.approx(long)
+
+
+def test_lapsed_revocations_are_not_in_force(stores):
+    revocations = stores.revocations
+    revocations.revoke("short", 1)
+    deadline = time.monotonic() + 5
+    while revocations.is_revoked("short") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not revocations.is_revoked("short")
+    assert "short" not in revocations.in_force()
