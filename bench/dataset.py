@@ -133,21 +133,16 @@ def claimed_count(db_name: str, tag: str) -> int:
 
 
 def mint_tokens(user_ids: list[str]) -> dict[str, str]:
-    """Access tokens for ``user_ids``, signed with the bench secret by the app's own JWT set-up.
+    """Players' access tokens for ``user_ids``, minted by the app with the bench secret.
 
-    The claims are the app's for a player: the user id as ``sub`` and no roles. The app is
-    imported here, not at the top, so that ``python -m bench --help`` does not load it.
+    The app is imported here, not at the top, so that ``python -m bench --help`` does not load it.
     """
     os.environ["SCOREBOARD_JWT_SECRET_KEY"] = stack.JWT_SECRET
-    from flask_jwt_extended import create_access_token
-
     from scoreboard import create_app
+    from scoreboard.security.tokens import mint_token
 
     with create_app().app_context():
-        return {
-            uid: create_access_token(identity=uid, additional_claims={"roles": []}, expires_delta=timedelta(hours=6))
-            for uid in user_ids
-        }
+        return {uid: mint_token(uid, expires=timedelta(hours=6)) for uid in user_ids}
 
 
 def write_claims_file(path: Path, completions: list[tuple[str, str]], tokens: dict[str, str]) -> Path:
