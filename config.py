@@ -117,7 +117,6 @@ def celery_settings(redis_url: str | None) -> dict[str, Any]:
         # a worker started without -Q consumes both (see docs/performance.md for worker settings).
         "task_default_queue": board_queue,
         "task_queues": (Queue(board_queue), Queue(maintenance_queue)),
-        "task_routes": {"workers.maintenance.*": {"queue": maintenance_queue}},
         # One task reserved at a time: a queued recompute never waits behind a busy process.
         "worker_prefetch_multiplier": 1,
         "worker_disable_rate_limits": True,
@@ -133,17 +132,14 @@ def celery_settings(redis_url: str | None) -> dict[str, Any]:
         "broker_connection_timeout": 2,
         "task_publish_retry": False,
         "worker_hijack_root_logger": False,
-        "beat_schedule": {
-            "sweep-board": {"task": "workers.board.sweep", "schedule": env_float("SWEEP_INTERVAL", 2.0)},
-            "reconcile-board": {"task": "workers.board.reconcile", "schedule": env_float("RECONCILE_INTERVAL", 300.0)},
-            "expire-completions": {
-                "task": "workers.maintenance.expire_completions",
-                "schedule": env_float("EXPIRE_INTERVAL", 60.0),
-            },
-        },
     }
     return {
         "CELERY": celery,
+        "CELERY_MAINTENANCE_QUEUE": maintenance_queue,
+        # Beat's periods, seconds (the schedule itself is in workers/__init__.py).
+        "SWEEP_INTERVAL": env_float("SWEEP_INTERVAL", 2.0),
+        "RECONCILE_INTERVAL": env_float("RECONCILE_INTERVAL", 300.0),
+        "EXPIRE_INTERVAL": env_float("EXPIRE_INTERVAL", 60.0),
         # The worker's own /metrics endpoint (it serves no HTTP otherwise); unset: not served.
         "WORKER_METRICS_PORT": env("WORKER_METRICS_PORT"),
         "WORKER_METRICS_ADDR": env("WORKER_METRICS_ADDR", "0.0.0.0"),

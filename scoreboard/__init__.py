@@ -124,6 +124,9 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     celery.flask_app = app
     app.extensions["celery"] = celery
-    import workers  # noqa: F401  (registers the tasks with this Celery app)
+    import workers  # registers the tasks with this Celery app
+
+    celery.conf.beat_schedule = workers.beat_schedule(app.config)
+    celery.conf.task_routes = workers.task_routes(app.config)
 
     return celery

@@ -1,5 +1,21 @@
 """Celery tasks: board recomputes and maintenance. Importing this package registers them."""
 
+from typing import Any
+
 from scoreboard.ops import worker as _worker_ops  # noqa: F401  (metrics endpoint and pool bookkeeping)
 
-from . import board, maintenance  # noqa: F401
+from . import board, maintenance
+
+
+def beat_schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Beat's jobs, with their periods from the settings."""
+    return {
+        "sweep-board": {"task": board.sweep.name, "schedule": config["SWEEP_INTERVAL"]},
+        "reconcile-board": {"task": board.reconcile.name, "schedule": config["RECONCILE_INTERVAL"]},
+        "expire-completions": {"task": maintenance.expire_completions.name, "schedule": config["EXPIRE_INTERVAL"]},
+    }
+
+
+def task_routes(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Housekeeping goes to its own queue, so it never sits in front of a recompute."""
+    return {maintenance.expire_completions.name: {"queue": config["CELERY_MAINTENANCE_QUEUE"]}}

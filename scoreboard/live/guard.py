@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import Flask, Response, current_app, request
 
 from ..errors import error_response
 from ..security.tokens import verify_token
@@ -29,7 +29,7 @@ class PolicyViolation(Exception):
         self.reason = reason
 
 
-def origin_allowed(origin, allowed, host):
+def origin_allowed(origin: str, allowed: list[str], host: str) -> bool:
     """Same origin is always allowed; others only if listed (``*`` lists all)."""
     if "*" in allowed or origin.rstrip("/") in allowed:
         return True
@@ -43,16 +43,16 @@ class SocketCounter:
         self._lock = threading.Lock()
         self._open = Counter()
 
-    def count(self, ip):
+    def count(self, ip: str) -> int:
         """Sockets ``ip`` holds now."""
         return self._open[ip]
 
-    def opened(self, ip):
+    def opened(self, ip: str) -> None:
         """Count a socket in."""
         with self._lock:
             self._open[ip] += 1
 
-    def closed(self, ip):
+    def closed(self, ip: str) -> None:
         """Count a socket out."""
         with self._lock:
             self._open[ip] -= 1
@@ -60,12 +60,12 @@ class SocketCounter:
                 del self._open[ip]
 
 
-def socket_counter(app):
+def socket_counter(app: Flask) -> SocketCounter:
     """The process's per-IP socket counter."""
     return app.extensions.setdefault("scoreboard.ws_per_ip", SocketCounter())
 
 
-def check_handshake():
+def check_handshake() -> Response | None:
     """Refuse the upgrade (with a JSON answer instead of 101) unless origin, token and caps allow it."""
     config = current_app.config
     origin = request.headers.get("Origin")
@@ -90,7 +90,7 @@ class ClientPolicy:
         self.window = window
         self._recent = deque()
 
-    def judge(self, data):
+    def judge(self, data: str | bytes) -> str:
         """Return the request type of a client frame, or raise :class:`PolicyViolation`."""
         now = time.monotonic()
         self._recent.append(now)

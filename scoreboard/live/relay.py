@@ -44,7 +44,7 @@ FANOUT_SLICE = 256
 FANOUT_REST = 1.0
 
 
-def text_frame(payload):
+def text_frame(payload: bytes) -> bytes:
     """An unmasked, final WebSocket text frame around ``payload`` (bytes), as a server sends it."""
     size = len(payload)
     if size < 126:
@@ -56,12 +56,12 @@ def text_frame(payload):
     return header + payload
 
 
-def os_socket(sock):
+def os_socket(sock: socket.socket) -> socket.socket:
     """The OS-level socket under ``sock``: gevent wraps it (as ``_sock``); plain sockets are their own."""
     return getattr(sock, "_sock", sock)
 
 
-def send_nowait(raw, data):
+def send_nowait(raw: socket.socket, data: bytes | memoryview) -> int:
     """Write what fits into the socket buffer now; returns the bytes written (0 if full)."""
     try:
         return raw.send(data, socket.MSG_DONTWAIT)
@@ -69,7 +69,7 @@ def send_nowait(raw, data):
         return 0
 
 
-def send_all(raw, data, timeout):
+def send_all(raw: socket.socket, data: bytes | memoryview, timeout: float) -> None:
     """Write all of ``data``, waiting for buffer space at most ``timeout`` seconds in all."""
     view = memoryview(data)
     deadline = time.monotonic() + timeout
@@ -103,7 +103,7 @@ class GuardedSocket:
         self._lock = lock
         self._timeout = timeout
 
-    def send(self, data):
+    def send(self, data: bytes) -> int:
         """Write all of ``data`` under the lock, bounded by the send timeout."""
         with self._lock:
             send_all(self._raw, data, self._timeout)
@@ -111,7 +111,7 @@ class GuardedSocket:
 
     sendall = send
 
-    def recv(self, size):
+    def recv(self, size: int) -> bytes:
         """Read from the underlying socket."""
         return self._sock.recv(size)
 
@@ -139,7 +139,7 @@ class Subscriber:
         self.pending = None
         self.rest = None
 
-    def offer(self, version, frame):
+    def offer(self, version: int, frame: bytes) -> None:
         """From the relay thread: send ``frame`` now if the socket takes it, else leave it for the socket's thread."""
         if version <= self.shown:
             return
@@ -165,7 +165,7 @@ class Subscriber:
             self.pending = (version, frame)
         self._wake()
 
-    def flush(self):
+    def flush(self) -> None:
         """From the socket's thread: finish a half-sent frame, then send the waiting one; may raise TimeoutError."""
         with self.lock:
             if self.rest is not None:
@@ -176,7 +176,7 @@ class Subscriber:
                 send_all(self.raw, item[1], self.timeout)
                 self.shown = item[0]
 
-    def send_text(self, text, version):
+    def send_text(self, text: str, version: int) -> None:
         """Send one message (the snapshot) and record its version as shown."""
         with self.lock:
             send_all(self.raw, text_frame(text.encode()), self.timeout)
@@ -236,11 +236,6 @@ class Relay:
     def socket_count(self) -> int:
         """Open sockets in this process."""
         return len(self._subscribers)
-
-    @property
-    def healthy(self) -> bool:
-        """Subscribed and hearing every broadcast."""
-        return self.board.current
 
     def _set_current(self, current: bool) -> None:
         self.board.current = self.revocations.current = current

@@ -13,6 +13,9 @@ are closed the same way.
 import logging
 import threading
 import time
+from typing import Any
+
+from flask import Flask
 
 from .relay import get_relay
 
@@ -22,12 +25,12 @@ GOING_AWAY = 1001
 REASON = "server restarting"
 
 
-def close_sockets(app):
+def close_sockets(app: Flask) -> int:
     """Close this process's open sockets with 1001; returns how many there were."""
     return get_relay(app).close_all(GOING_AWAY, REASON)
 
 
-def watch_gunicorn_worker(worker, app, interval=0.2):
+def watch_gunicorn_worker(worker: Any, app: Flask, interval: float = 0.2) -> threading.Thread:
     """Close sockets with 1001 once ``worker`` stops being alive (SIGTERM clears ``worker.alive``).
 
     Watching the flag, rather than taking over the signal, works the same for the

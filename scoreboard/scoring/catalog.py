@@ -34,7 +34,7 @@ class CatalogError(ValueError):
     """A catalog file that cannot be loaded; nothing was written."""
 
 
-def read_catalog_file(path):
+def read_catalog_file(path: str | Path) -> list[ActionSpec]:
     """Parse a JSON (list of objects, or ``{"actions": [...]}``) or CSV catalog file."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
@@ -60,7 +60,7 @@ def read_catalog_file(path):
     return specs
 
 
-def load_catalog(path):
+def load_catalog(path: str | Path) -> int:
     """Insert or update every action of the file in one transaction; returns the count."""
     specs = read_catalog_file(path)
     for spec in specs:
@@ -69,6 +69,6 @@ def load_catalog(path):
     return len(specs)
 
 
-def enabled_actions():
+def enabled_actions() -> list[Action]:
     """The enabled catalog entries, by key."""
     return db.session.scalars(db.select(Action).where(Action.enabled).order_by(Action.key)).all()

@@ -105,7 +105,7 @@ def _claim_in_one_transaction(params):
     return new_score
 
 
-def claim(action_id, user_id, client_ip=None, user_agent=None):
+def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent: str | None = None) -> int:
     """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
     params = {
         "p_action": action_id,

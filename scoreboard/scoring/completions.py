@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import Action, Completion, CompletionStatus, Score, User, UserStatus, utcnow
 
 
-def new_action_id():
+def new_action_id() -> str:
     """An unguessable one-time id: 192 random bits, URL-safe."""
     return secrets.token_urlsafe(24)
 
@@ -25,7 +25,7 @@ def _insert_ignore(table, **values):
     db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 
-def ensure_user(user_id, display_name=None):
+def ensure_user(user_id: str, display_name: str | None = None) -> None:
     """Create the user and their zero score on first sight; update a given display name."""
     now = utcnow()
     _insert_ignore(
@@ -82,7 +82,9 @@ def _enforce_caps(action, user_id, now):
             )
 
 
-def record_completion(user_id, action_key, ref=None, display_name=None):
+def record_completion(
+    user_id: str, action_key: str, ref: str | None = None, display_name: str | None = None
+) -> tuple[Completion, bool]:
     """Record that ``user_id`` completed ``action_key``; returns ``(completion, created)``.
 
     The same ``ref`` answers the same completion, so the site can retry safely.

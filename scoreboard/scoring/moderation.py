@@ -1,6 +1,7 @@
 """Moderation: hide, ban and restore users, adjust points, void completions; every act goes in the audit log."""
 
 import json
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -13,7 +14,15 @@ from .outbox import score_change
 scores = Score.__table__
 
 
-def record_audit(actor, actor_ip, act, reason, target_user=None, target_completion=None, **details) -> None:
+def record_audit(
+    actor: str,
+    actor_ip: str | None,
+    act: str,
+    reason: str,
+    target_user: str | None = None,
+    target_completion: str | None = None,
+    **details: Any,
+) -> None:
     """Add an audit-log row to the current transaction."""
     db.session.add(
         AuditEntry(
@@ -40,7 +49,7 @@ def _flag_for_board(user_id):
     db.session.execute(update(scores).where(scores.c.user_id == user_id).values(score_change()))
 
 
-def set_status(user_id, status, reason, actor, actor_ip):
+def set_status(user_id: str, status: str, reason: str, actor: str, actor_ip: str | None) -> User:
     """Hide, unhide, ban or unban; returns the user."""
     user = _user(user_id)
     previous = user.status
@@ -51,7 +60,7 @@ def set_status(user_id, status, reason, actor, actor_ip):
     return user
 
 
-def adjust(user_id, delta, reason, actor, actor_ip):
+def adjust(user_id: str, delta: int, reason: str, actor: str, actor_ip: str | None) -> tuple[Completion, int]:
     """Add ``delta`` points (may be negative) as an ``adjustment`` ledger row; returns ``(row, new_score)``."""
     _user(user_id)
     now = utcnow()
@@ -79,7 +88,7 @@ def adjust(user_id, delta, reason, actor, actor_ip):
     return row, int(new_score)
 
 
-def void(action_id, reason, actor, actor_ip):
+def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple[Completion, int]:
     """Void a completion; a claimed one gives its points back. Returns ``(completion, new_score)``."""
     completion = db.session.scalar(select(Completion).where(Completion.id == action_id).with_for_update())
     if completion is None or completion.status == CompletionStatus.ADJUSTMENT:
@@ -107,7 +116,7 @@ def void(action_id, reason, actor, actor_ip):
     return completion, int(new_score)
 
 
-def ledger(user_id, limit=200):
+def ledger(user_id: str, limit: int = 200) -> tuple[User, Score | None, list[Completion], list[AuditEntry]]:
     """A user's latest ledger rows and audit entries."""
     user = _user(user_id)
     score = db.session.get(Score, user_id)
