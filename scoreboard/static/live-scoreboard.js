@@ -513,6 +513,7 @@
       this._tokenProvider = null;
       this._token = null;
       this._stopped = true;
+      this._suspended = false; // closed by pagehide; pageshow (back/forward cache) connects again
       this._rowEls = new Map();
       this._trendTimers = new Map();
       this._announcer = new Announcer(this._els.live, (a, b) => this._describeChange(a, b));
@@ -520,6 +521,22 @@
       this._onOffline = () => this._setState("offline");
       this._onVisible = () => {
         if (document.visibilityState === "visible" && this._retryTimer) this.reconnect();
+      };
+      // Leaving the page (or entering the back/forward cache): close the socket ourselves, with a normal
+      // close, instead of leaving it to be cut mid-stream; a page restored from the cache connects again.
+      this._onPageHide = () => {
+        if (this._stopped) return;
+        this._suspended = true;
+        this._teardown("page hidden");
+      };
+      this._onPageShow = () => {
+        if (!this._suspended) return;
+        this._suspended = false;
+        this.reconnect();
+      };
+      this._onParsed = () => {
+        clearTimeout(this._startTimer);
+        this._startTimer = setTimeout(() => this._connect(), 0);
       };
       this._els.retry.addEventListener("click", () => this.reconnect());
     }
@@ -531,6 +548,8 @@
       window.addEventListener("online", this._onOnline);
       window.addEventListener("offline", this._onOffline);
       document.addEventListener("visibilitychange", this._onVisible);
+      window.addEventListener("pagehide", this._onPageHide);
+      window.addEventListener("pageshow", this._onPageShow);
       // Properties set on the element before this script defined it shadow the accessors: re-apply them
       // (still stopped, so this does not connect twice).
       for (const name of ["token", "tokenProvider"]) {
@@ -541,9 +560,18 @@
         }
       }
       this._stopped = false;
-      // Connect on the next task, so a page script can hand over its token provider first.
+      this._suspended = false;
+      // Connect once the page's own scripts have run, so a page script can hand over its token provider
+      // first and the widget opens one socket, not a token-less one it closes straight away. While the
+      // document is still loading that is after DOMContentLoaded (deferred scripts run before it, and they
+      // need not run in the same task as this one); later, the next task. Handing over a provider or token
+      // earlier connects at once and cancels this start.
       clearTimeout(this._startTimer);
-      this._startTimer = setTimeout(() => this._connect(), 0);
+      if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", this._onParsed, { once: true });
+      } else {
+        this._onParsed();
+      }
     }
 
     /** Close the socket and every timer when taken out of the page. */
@@ -552,7 +580,9 @@
       window.removeEventListener("online", this._onOnline);
       window.removeEventListener("offline", this._onOffline);
       document.removeEventListener("visibilitychange", this._onVisible);
-      this._teardown();
+      window.removeEventListener("pagehide", this._onPageHide);
+      window.removeEventListener("pageshow", this._onPageShow);
+      this._teardown("element removed");
       clearInterval(this._countdownTimer);
       this._announcer.cancel();
     }
@@ -607,6 +637,7 @@
     /** Drop the current connection (if any) and connect again now, with a fresh token. */
     reconnect() {
       if (this._stopped) return;
+      this._suspended = false;
       this._attempt = 0;
       this._teardown();
       this._connect();
@@ -792,9 +823,10 @@
       this._setState(state, { attempt: this._attempt, delay });
     }
 
-    /** Close the socket and cancel retries without changing what is shown. */
-    _teardown() {
+    /** Close the socket (normally, 1000) and cancel retries without changing what is shown. */
+    _teardown(reason = "client reconnecting") {
       this._generation += 1;
+      document.removeEventListener("DOMContentLoaded", this._onParsed);
       clearTimeout(this._startTimer);
       clearTimeout(this._retryTimer);
       clearTimeout(this._snapshotTimer);
@@ -804,7 +836,7 @@
         this._ws = null;
         ws.onopen = ws.onmessage = ws.onclose = null;
         try {
-          ws.close(1000, "client reconnecting");
+          ws.close(1000, reason);
         } catch (_) {
           /* already closed */
         }
