@@ -19,8 +19,14 @@ SECRETS = (
 )
 
 
-def redact(text):
-    """``text`` with anything that looks like a credential replaced by ``[redacted]``."""
+# Terminal colour codes (the development server colours its own lines): noise in a file or JSON.
+# Matched raw (text lines) and as JSON writes it (\u001b).
+ANSI_ESCAPES = re.compile(r"(?:\x1b|\\u001b)\[[0-9;]*[A-Za-z]")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced by ``[redacted]``, colour codes dropped."""
+    text = ANSI_ESCAPES.sub("", text)
     for pattern, replacement in SECRETS:
         text = pattern.sub(replacement, text)
     return text
