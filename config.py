@@ -179,15 +179,22 @@ def limit_settings(redis_url: str | None, redis_prefix: str) -> dict[str, Any]:
     """Rate limits (Flask-Limiter, stored where Redis is) and request size."""
     return {
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_DEFAULT": env("RATE_LIMIT_IP", "50/second;2000/minute"),
+        # Per client IP across every endpoint, counted before any token check and in addition to a
+        # route's own limits (Flask-Limiter's application limits, one counter per IP for the whole app).
+        "RATELIMIT_APPLICATION": env("RATE_LIMIT_IP", "50/second;2000/minute"),
         # X-RateLimit-* on every response costs a Redis round trip each; off, they go on 429s only.
         "RATELIMIT_HEADERS_ENABLED": env_bool("RATE_LIMIT_HEADERS", False),
-        "RATELIMIT_KEY_PREFIX": f"{redis_prefix}ratelimit",
+        # Counters live under the prefix (limits' own "LIMITS" prefix replaced), so a prefix-scoped ACL covers them.
+        "RATELIMIT_KEY_PREFIX": "",
         "RATELIMIT_ENABLED": env_bool("RATE_LIMIT_ENABLED", True),
         # Redis down: limits keep holding per process (in-memory fallback) rather than failing requests.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_SWALLOW_ERRORS": True,
-        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        "RATELIMIT_STORAGE_OPTIONS": (
+            {"socket_connect_timeout": 1, "socket_timeout": 1, "key_prefix": f"{redis_prefix}ratelimit"}
+            if redis_url
+            else {}
+        ),
         "RATE_LIMIT_USER": env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour"),
         "RATE_LIMIT_LOGIN": env("RATE_LIMIT_LOGIN", "5/minute;50/hour"),
         "RATE_LIMIT_SERVICE": env("RATE_LIMIT_SERVICE", "500/second"),
@@ -237,8 +244,10 @@ def ops_settings(embedded_database: bool) -> dict[str, Any]:
         "LOG_LEVEL": env("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": env("LOG_FORMAT", "json"),
         "PROXY_HOPS": env_int("PROXY_HOPS", 0),
-        # The demo page at / and POST /demo/complete: on by default only on the embedded database.
+        # The demo page at / and POST /demo/complete: on by default only on the embedded database. On a real
+        # database it lets any signed-in user record their own completions, so it needs a second setting.
         "DEMO_ENABLED": env_bool("DEMO_ENABLED", embedded_database),
+        "DEMO_ALLOW_REAL_DATABASE": env_bool("DEMO_ALLOW_REAL_DATABASE", False),
     }
 
 
@@ -258,9 +267,21 @@ def load() -> dict[str, Any]:
     }
 
 
+class RefusedConfiguration(RuntimeError):
+    """The settings must not serve real users; the message says which and how to fix them."""
+
+
+DEMO_ON_DATABASE = (
+    "SCOREBOARD_DEMO_ENABLED is on with a real database: any signed-in user can then record their own "
+    "completions through POST /demo/complete"
+)
+
+
 def insecure_settings(config: dict[str, Any]) -> list[str]:
     """Reasons this configuration must not serve real users (empty when it is fine)."""
     problems = []
+    if config["DEMO_ENABLED"] and not config["EMBEDDED_DATABASE"] and not config["DEMO_ALLOW_REAL_DATABASE"]:
+        problems.append(f"{DEMO_ON_DATABASE}; set SCOREBOARD_DEMO_ALLOW_REAL_DATABASE=true as well if that is intended")
     if config["JWT_ALGORITHM"] == "HS256":
         secret = config["JWT_SECRET_KEY"]
         how = (

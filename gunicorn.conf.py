@@ -9,8 +9,10 @@ open socket holds two threads (the handler and simple-websocket's reader) and
 ``SCOREBOARD_WEB_THREADS`` bounds the sockets a worker can hold.
 """
 
+import json
 import multiprocessing
 
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
 from config import env, env_int
@@ -97,3 +99,29 @@ def child_exit(server, worker):
     from scoreboard.ops import metrics
 
     metrics.mark_dead(worker.pid)
+
+
+# Gunicorn answers a request it cannot parse (a request line or headers too large, a malformed line)
+# itself, before the app sees it, with an HTML page. These are the same refusals as the app's JSON
+# errors; the message is generic because gunicorn's own quotes the request (and so any token in it).
+SERVER_ERRORS = {
+    400: ("bad_request", "The request could not be parsed."),
+    403: ("forbidden", "This request is not allowed."),
+    431: ("headers_too_large", "The request's headers are too large."),
+    500: ("internal_error", "Internal error."),
+    501: ("not_implemented", "This transfer coding is not supported."),
+}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """Gunicorn's own error answers as ``{"error": {"code", "message"}}`` JSON."""
+    code, message = SERVER_ERRORS.get(status_int, ("http_error", reason))
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = write_json_error  # the workers call util.write_error; there is no hook for it

@@ -9,21 +9,19 @@ all; see docs/architecture.md.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import config as settings
+from config import RefusedConfiguration
 
 if TYPE_CHECKING:
     from celery import Celery
     from flask import Flask
 
 log = logging.getLogger(__name__)
-
-
-class RefusedConfiguration(RuntimeError):
-    """The settings must not serve real users; the message says which and how to fix them."""
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -79,14 +77,29 @@ _warned: set[str] = set()
 
 
 def _check_settings(app: Flask) -> None:
-    """Refuse insecure settings outside the embedded mode; in it, warn once per process."""
-    problems = settings.insecure_settings(app.config)
-    if problems and not app.config["EMBEDDED_DATABASE"]:
+    """Refuse insecure settings unless this is the embedded demo under ``flask`` (``make run``) or a test.
+
+    The development JWT secret is published in this repository: a server that accepts it accepts
+    anyone's tokens. Under gunicorn (or any server but ``flask run``) it is refused even on SQLite.
+    """
+    config = app.config
+    problems = settings.insecure_settings(config)
+    local = config["EMBEDDED_DATABASE"] and (os.environ.get("FLASK_RUN_FROM_CLI") == "true" or config["TESTING"])
+    if problems and not local:
         raise RefusedConfiguration("refusing to start: " + "; ".join(problems))
+    if config["DEMO_ENABLED"] and not config["EMBEDDED_DATABASE"] and _once(settings.DEMO_ON_DATABASE):
+        log.critical("%s (allowed by SCOREBOARD_DEMO_ALLOW_REAL_DATABASE)", settings.DEMO_ON_DATABASE)
     for problem in problems:
-        if problem not in _warned:
-            _warned.add(problem)
-            log.warning("insecure setting (tolerated in embedded mode): %s", problem)
+        if _once(problem):
+            log.warning("insecure setting (tolerated by flask run on the embedded database): %s", problem)
+
+
+def _once(message: str) -> bool:
+    """True the first time this process sees ``message``."""
+    if message in _warned:
+        return False
+    _warned.add(message)
+    return True
 
 
 def _tune_sqlite(engine) -> None:

@@ -3,11 +3,13 @@
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from config import parse_duration
 
 from .extensions import db
+from .inputs import DisplayName, UserId
 from .models import Action, User
 from .scoring.catalog import CatalogError, load_catalog
 from .scoring.completions import ensure_user
@@ -40,6 +42,8 @@ def mint(user_id, roles, expires):
 @click.option("--exist-ok", is_flag=True, help="The account exists: leave it as it is and succeed.")
 def create_user(username, password, display_name, roles, reset_password, exist_ok):
     """Create a local account USERNAME. An existing account's password is changed only with --reset-password."""
+    username = _valid(UserId, username, "USERNAME")
+    display_name = None if display_name is None else _valid(DisplayName, display_name, "--display-name")
     user = db.session.get(User, username)
     exists = user is not None and user.password_hash is not None
     if exists and not reset_password:
@@ -58,6 +62,14 @@ def create_user(username, password, display_name, roles, reset_password, exist_o
         user.roles = ",".join(roles)
     db.session.commit()
     click.echo(f"user {username} {'password reset' if exists else 'created'}")
+
+
+def _valid(kind, value, name):
+    """``value`` as the API would accept it (the same types), or a usage error saying why not."""
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"], param_hint=name) from None
 
 
 @actions.command("load")

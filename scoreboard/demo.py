@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, jsonify, render_template
 from .api.openapi import Reply, documented
 from .api.schemas import Body, CompletionOut, parse_body
 from .extensions import limiter
-from .ids import ActionKey
+from .inputs import ActionKey
 from .scoring.completions import record_completion
 from .security.rate_limits import user_key, user_limit
 from .security.tokens import current_user_id, login_required

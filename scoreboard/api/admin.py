@@ -89,7 +89,10 @@ def set_status(user_id):
     tags=("admin",),
     body=AdjustBody,
     responses={201: AdjustmentResult},
-    errors={404: "`user_not_found`: no such user."},
+    errors={
+        404: "`user_not_found`: no such user.",
+        409: "`score_below_zero`: the adjustment would take the score below zero (nothing changed).",
+    },
 )
 def adjust(user_id):
     """Add or remove points with a mandatory reason, as a ledger row."""
@@ -106,7 +109,11 @@ def adjust(user_id):
     tags=("admin",),
     body=VoidBody,
     responses={200: VoidResult},
-    errors={404: "`action_not_found`: no such completion.", 409: "`already_void`: voided before."},
+    errors={
+        404: "`action_not_found`: no such completion.",
+        409: "`already_void`: voided before; `score_below_zero`: giving the points back would take the score "
+        "below zero (nothing changed).",
+    },
 )
 def void(action_id):
     """Void a completion; a claimed one gives its points back."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from ..errors import ApiError
-from ..ids import ActionId, ActionKey, UserId
+from ..inputs import ActionId, ActionKey, DisplayName, Reason, UserId
 from ..models import CompletionStatus, UserStatus
 
 
@@ -38,7 +38,7 @@ class CompletionBody(Body):
     user_id: UserId = Field(alias="userId")
     action: ActionKey
     ref: str | None = Field(default=None, min_length=1, max_length=128)
-    display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=80)
+    display_name: DisplayName | None = Field(default=None, alias="displayName")
 
 
 class LoginBody(Body):
@@ -48,21 +48,18 @@ class LoginBody(Body):
     password: str = Field(min_length=1, max_length=256)
 
 
-Reason = Field(min_length=3, max_length=500)
-
-
 class StatusBody(Body):
     """``POST /api/admin/users/<id>/status``."""
 
     status: Literal[UserStatus.ALL]
-    reason: str = Reason
+    reason: Reason
 
 
 class AdjustBody(Body):
     """``POST /api/admin/users/<id>/adjustments``: a signed delta and a mandatory reason."""
 
     delta: int = Field(ge=-1_000_000_000, le=1_000_000_000)
-    reason: str = Reason
+    reason: Reason
 
     @field_validator("delta")
     @classmethod
@@ -75,14 +72,17 @@ class AdjustBody(Body):
 class VoidBody(Body):
     """``POST /api/admin/completions/<actionId>/void``."""
 
-    reason: str = Reason
+    reason: Reason
 
 
 class RevokeBody(Body):
     """``POST /api/admin/tokens/revoke``."""
 
     jti: str = Field(min_length=1, max_length=128)
-    reason: str = Reason
+    reason: Reason
+
+
+MAX_PROBLEMS = 10
 
 
 def parse_body(model):
@@ -97,11 +97,14 @@ def parse_body(model):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False)
+            for err in errors[:MAX_PROBLEMS]
         ]
-        raise ApiError(400, "invalid_body", "The body failed validation.", problems=problems) from None
+        # A body with thousands of bad keys must not get an answer many times its own size.
+        more = {"moreProblems": len(errors) - MAX_PROBLEMS} if len(errors) > MAX_PROBLEMS else {}
+        raise ApiError(400, "invalid_body", "The body failed validation.", problems=problems, **more) from None
 
 
 # Response shapes. The views answer plain dicts; these models describe them in the OpenAPI
@@ -128,7 +131,8 @@ class ErrorDetail(Out):
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     message: str = Field(min_length=1)
-    problems: list[Problem] | None = None
+    problems: list[Problem] | None = Field(default=None, description="At most 10 fields that failed validation.")
+    more_problems: int | None = Field(default=None, description="How many more failed beyond those listed.")
     retry_after: int | None = None
 
 

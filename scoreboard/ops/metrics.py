@@ -74,6 +74,10 @@ RECONCILE_DRIFT = Counter(
     "scoreboard_reconcile_drift_total",
     "Mirror entries (and cached top lists) that reconcile found differing from the database, and fixed.",
 )
+READINESS_CHECKS = Counter(
+    "scoreboard_readiness_checks_total",
+    "Readiness checks run against the database, Redis and the broker (GET /readyz reuses one for a second).",
+)
 OUTBOX_PENDING = Gauge(
     "scoreboard_outbox_pending",
     "Committed score changes not yet mirrored to the board, as last counted by the sweep.",

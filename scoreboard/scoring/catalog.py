@@ -5,58 +5,101 @@ import json
 from pathlib import Path
 
 from flask import current_app
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..extensions import db
-from ..ids import ActionKey
+from ..inputs import ActionKey
 from ..models import Action
+
+# The database column is a 32-bit integer: a bigger number is refused here, not by the database.
+INT32_MAX = 2_147_483_647
 
 
 class ActionSpec(BaseModel):
-    """One catalog row as a file declares it."""
+    """One catalog row as a file declares it. Strict: ``true`` is not a number, ``"1_000"`` not an integer."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     key: ActionKey
-    points: int = Field(ge=1)
+    points: int = Field(ge=1, le=INT32_MAX)
     enabled: bool = True
     description: str = Field(default="", max_length=200)
-    max_per_user_per_day: int | None = Field(default=None, ge=1, alias="maxPerUserPerDay")
-    cooldown_seconds: int | None = Field(default=None, ge=1, alias="cooldownSeconds")
-
-    @field_validator("max_per_user_per_day", "cooldown_seconds", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value):
-        return None if value == "" else value
+    max_per_user_per_day: int | None = Field(default=None, ge=1, le=INT32_MAX, alias="maxPerUserPerDay")
+    cooldown_seconds: int | None = Field(default=None, ge=1, le=INT32_MAX, alias="cooldownSeconds")
 
 
 class CatalogError(ValueError):
-    """A catalog file that cannot be loaded; nothing was written."""
+    """A catalog file that cannot be loaded; nothing was written. The message names every bad row."""
+
+
+CSV_INTEGERS = ("points", "maxPerUserPerDay", "cooldownSeconds", "max_per_user_per_day", "cooldown_seconds")
+CSV_BOOLEANS = {"true": True, "false": False}
+
+
+def _typed_csv_row(row: dict[str, str]) -> dict[str, object]:
+    """A CSV row's cells as JSON would give them: plain digits become integers, true/false booleans.
+
+    Anything else stays text, so the strict model refuses it; a blank cell means "not given".
+    """
+    typed: dict[str, object] = {}
+    for name, cell in row.items():
+        if cell == "":
+            continue
+        if name in CSV_INTEGERS and cell.isascii() and cell.isdigit():
+            typed[name] = int(cell)
+        elif name == "enabled" and cell.lower() in CSV_BOOLEANS:
+            typed[name] = CSV_BOOLEANS[cell.lower()]
+        else:
+            typed[name] = cell
+    return typed
+
+
+def _read_rows(path: Path) -> list:
+    """The file's rows: a CSV's typed cells, or a JSON list (bare, or under ``"actions"``)."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as fh:
+            return [
+                _typed_csv_row({k.strip(): (v or "").strip() for k, v in row.items() if k})
+                for row in csv.DictReader(fh)
+            ]
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CatalogError(f"not valid JSON: {exc}") from None
+    rows = data.get("actions") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise CatalogError('a catalog is a list of actions (or {"actions": [...]})')
+    return rows
 
 
 def read_catalog_file(path: str | Path) -> list[ActionSpec]:
-    """Parse a JSON (list of objects, or ``{"actions": [...]}``) or CSV catalog file."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="") as fh:
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(fh)]
-    else:
-        data = json.loads(path.read_text())
-        rows = data["actions"] if isinstance(data, dict) else data
-    if not isinstance(rows, list):
-        raise CatalogError("a catalog is a list of actions")
-    specs, max_points = [], current_app.config["MAX_ACTION_POINTS"]
+    """Parse and check a JSON or CSV catalog file; every bad row is reported, none is returned."""
+    rows = _read_rows(Path(path))
+    specs, problems, max_points = [], [], current_app.config["MAX_ACTION_POINTS"]
     for number, row in enumerate(rows, start=1):
+        label = f"entry {number}" + (
+            f" ({row['key']})" if isinstance(row, dict) and isinstance(row.get("key"), str) else ""
+        )
         try:
             spec = ActionSpec.model_validate(row)
         except ValidationError as exc:
-            raise CatalogError(f"entry {number}: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})") from exc
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'row'}: {err['msg']}"
+                for err in exc.errors(include_url=False, include_input=False)
+            )
+            problems.append(f"{label}: {details}")
+            continue
         if spec.points > max_points:
-            raise CatalogError(f"entry {number}: {spec.points} points is over the maximum of {max_points}")
+            problems.append(f"{label}: {spec.points} points is over the maximum of {max_points}")
+            continue
         specs.append(spec)
-    keys = [s.key for s in specs]
-    if len(keys) != len(set(keys)):
-        raise CatalogError("duplicate action keys")
+    seen, duplicates = set(), set()
+    for spec in specs:
+        (duplicates if spec.key in seen else seen).add(spec.key)
+    if duplicates:
+        problems.append(f"duplicate action keys: {', '.join(sorted(duplicates))}")
+    if problems:
+        raise CatalogError("\n".join(problems))
     return specs
 
 

@@ -1,4 +1,8 @@
-"""Moderation: hide, ban and restore users, adjust points, void completions; every act goes in the audit log."""
+"""Moderation: hide, ban and restore users, adjust points, void completions; every act goes in the audit log.
+
+Scores never go below zero: an adjustment, or the void of a claim, that would take one there is
+refused (409 ``score_below_zero``) and changes nothing, so a score always equals the sum of its ledger.
+"""
 
 import json
 from typing import Any
@@ -44,6 +48,19 @@ def _user(user_id):
     return user
 
 
+def _refuse_below_zero(user_id: str, delta: int) -> None:
+    """Scores never go below zero: undo the act and say by how much it would have."""
+    db.session.rollback()
+    score = db.session.scalar(select(Score.score).where(Score.user_id == user_id)) or 0
+    db.session.rollback()
+    raise ApiError(
+        409,
+        "score_below_zero",
+        f"This would take the score from {score} to {score + delta}; scores never go below zero.",
+        score=int(score),
+    )
+
+
 def _flag_for_board(user_id):
     """Mark the score changed so the board mirror picks up the user's new standing."""
     db.session.execute(update(scores).where(scores.c.user_id == user_id).values(score_change()))
@@ -79,10 +96,12 @@ def adjust(user_id: str, delta: int, reason: str, actor: str, actor_ip: str | No
     db.session.add(row)
     new_score = db.session.execute(
         update(scores)
-        .where(scores.c.user_id == user_id)
+        .where(scores.c.user_id == user_id, scores.c.score + delta >= 0)
         .values(score_change(score=scores.c.score + delta, reached_at=now))
         .returning(scores.c.score)
-    ).scalar_one()
+    ).scalar()
+    if new_score is None:
+        _refuse_below_zero(user_id, delta)
     record_audit(actor, actor_ip, "adjust", reason, target_user=user_id, target_completion=row.id, delta=delta)
     db.session.commit()
     return row, int(new_score)
@@ -98,10 +117,15 @@ def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple
     was_claimed = completion.status == CompletionStatus.CLAIMED
     completion.status = CompletionStatus.VOID
     completion.reason = reason
-    values = score_change(score=scores.c.score - completion.points) if was_claimed else score_change()
+    taken = completion.points if was_claimed else 0
     new_score = db.session.execute(
-        update(scores).where(scores.c.user_id == completion.user_id).values(values).returning(scores.c.score)
-    ).scalar_one()
+        update(scores)
+        .where(scores.c.user_id == completion.user_id, scores.c.score - taken >= 0)
+        .values(score_change(score=scores.c.score - taken) if taken else score_change())
+        .returning(scores.c.score)
+    ).scalar()
+    if new_score is None:
+        _refuse_below_zero(completion.user_id, -taken)
     record_audit(
         actor,
         actor_ip,

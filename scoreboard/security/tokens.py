@@ -1,5 +1,7 @@
 """Token verification (Flask-JWT-Extended), roles, and the view decorators that require them."""
 
+import logging
+import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
@@ -10,7 +12,11 @@ from jwt.exceptions import DecodeError
 
 from ..errors import ApiError, error_response
 from ..extensions import jwt
+from ..inputs import MAX_ID_LENGTH, USER_ID_PATTERN
 from .revocations import is_revoked
+
+log = logging.getLogger(__name__)
+USER_ID = re.compile(USER_ID_PATTERN)
 
 ROLES = ("service", "admin")
 # No legitimate token comes near this; a bigger header is refused before any parsing.
@@ -100,7 +106,9 @@ def _missing_token(reason):
 
 @jwt.invalid_token_loader
 def _invalid_token(reason):
-    return _unauthorized("token_invalid", f"The token is invalid: {reason}.")
+    # The parser's own words stay in the log: they help a developer, and tell an attacker what the parser tried.
+    log.info("token refused: %s", reason)
+    return _unauthorized("token_invalid", "The token is invalid.")
 
 
 @jwt.expired_token_loader
@@ -125,10 +133,14 @@ def _user_lookup_failed(header, payload):
 
 @jwt.token_verification_loader
 def _claims_are_well_formed(header, payload):
-    """Beyond the signature: ``exp`` is required, ``sub`` is a short string, ``roles`` a list."""
+    """Beyond the signature: ``exp`` is required, ``sub`` is a user id as the API accepts them, ``roles`` a list."""
     sub = payload.get("sub")
     return (
-        "exp" in payload and isinstance(sub, str) and 0 < len(sub) <= 64 and isinstance(payload.get("roles", []), list)
+        "exp" in payload
+        and isinstance(sub, str)
+        and len(sub) <= MAX_ID_LENGTH
+        and USER_ID.fullmatch(sub) is not None
+        and isinstance(payload.get("roles", []), list)
     )
 
 

@@ -75,7 +75,12 @@ def new_page(browser):
 @pytest.fixture(scope="session")
 def demo_env(stack_env):
     """The stack's environment with the demo page switched on."""
-    return {**stack_env, "SCOREBOARD_DEMO_ENABLED": "true", "SCOREBOARD_GRACEFUL_TIMEOUT": "2"}
+    return {
+        **stack_env,
+        "SCOREBOARD_DEMO_ENABLED": "true",
+        "SCOREBOARD_DEMO_ALLOW_REAL_DATABASE": "true",
+        "SCOREBOARD_GRACEFUL_TIMEOUT": "2",
+    }
 
 
 @pytest.fixture(scope="session")
