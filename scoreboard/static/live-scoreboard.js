@@ -402,6 +402,18 @@
     return typeof value === "function" ? value : null;
   }
 
+  /**
+   * Whether the document's DOMContentLoaded is still to come. Deferred scripts (this one, usually) run
+   * while readyState is already "interactive", so the navigation's timing tells: its
+   * domContentLoadedEventStart stays 0 until the event fires.
+   */
+  function beforeContentLoaded() {
+    if (document.readyState === "loading") return true;
+    if (document.readyState !== "interactive") return false;
+    const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+    return Boolean(navigation) && navigation.domContentLoadedEventStart === 0;
+  }
+
   /** Whether the user asked the system for less motion. */
   function reducedMotion() {
     return window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
@@ -562,12 +574,12 @@
       this._stopped = false;
       this._suspended = false;
       // Connect once the page's own scripts have run, so a page script can hand over its token provider
-      // first and the widget opens one socket, not a token-less one it closes straight away. While the
-      // document is still loading that is after DOMContentLoaded (deferred scripts run before it, and they
-      // need not run in the same task as this one); later, the next task. Handing over a provider or token
+      // first and the widget opens one socket, not a token-less one it closes straight away. Before
+      // DOMContentLoaded that is after it (the page's deferred scripts run before it, though not
+      // necessarily in the same task as this one); later, the next task. Handing over a provider or token
       // earlier connects at once and cancels this start.
       clearTimeout(this._startTimer);
-      if (document.readyState === "loading") {
+      if (beforeContentLoaded()) {
         document.addEventListener("DOMContentLoaded", this._onParsed, { once: true });
       } else {
         this._onParsed();
