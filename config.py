@@ -7,6 +7,7 @@ listed in the README's settings table (a test checks that).
 """
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -94,17 +95,39 @@ def database_settings() -> dict[str, Any]:
     }
 
 
+def is_redis_cluster(url: str | None) -> bool:
+    """Whether ``url`` names a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (the form of ``limits``)."""
+    return bool(url) and url.partition("://")[0].lower() == "redis+cluster"
+
+
 def redis_settings() -> dict[str, Any]:
-    """Redis for the board stores, pub/sub and rate limits; unset means in-process."""
+    """Redis (one server, or a cluster by ``redis+cluster://``) for the board stores, pub/sub and rate limits;
+    unset means in-process."""
     url = env("REDIS_URL")
     return {"REDIS_URL": url, "EMBEDDED_REDIS": url is None, "REDIS_PREFIX": env("REDIS_PREFIX", "scoreboard:")}
 
 
+def refuse_to_start(reason: str) -> None:
+    """End the process with one line on stderr, and the status gunicorn reads as "app failed to load" (its
+    master stops instead of respawning workers), as ``scoreboard.create_app_for_process`` does."""
+    print(f"scoreboard: refusing to start: {reason}", file=sys.stderr)
+    raise SystemExit(4)
+
+
 def celery_settings(redis_url: str | None) -> dict[str, Any]:
-    """Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://). Beat's schedule."""
+    """Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://). Beat's schedule.
+
+    A Redis Cluster cannot be Celery's broker: with one as ``SCOREBOARD_REDIS_URL`` the broker
+    must be set apart (RabbitMQ, or a plain Redis), or the process refuses to start.
+    """
     from kombu import Queue  # here, not at the top: gunicorn's config reads this module's env helpers
 
     broker = env("BROKER_URL", redis_url)
+    if is_redis_cluster(broker):
+        refuse_to_start(
+            "Celery cannot use a Redis Cluster (redis+cluster://) as its broker: set SCOREBOARD_BROKER_URL to "
+            "RabbitMQ (amqp://user:password@host:5672//) or to a separate plain Redis (redis://host:6379/0)"
+        )
     board_queue = env("CELERY_QUEUE", "board")
     maintenance_queue = env("CELERY_MAINTENANCE_QUEUE", "maintenance")
     celery = {
@@ -151,13 +174,20 @@ def jwt_settings() -> dict[str, Any]:
     public_key = read_key(env("JWT_PUBLIC_KEY"))
     if public_key:
         # The private key is only needed to mint (flask tokens mint).
+        previous = read_key(env("JWT_PREVIOUS_PUBLIC_KEY"))
         keys = {
             "JWT_ALGORITHM": "RS256",
             "JWT_PUBLIC_KEY": public_key,
             "JWT_PRIVATE_KEY": read_key(env("JWT_PRIVATE_KEY")),
+            # During a key rotation: the key being retired still verifies the tokens that name it (kid).
+            "JWT_PREVIOUS_KEYS": [previous] if previous else [],
         }
     else:
-        keys = {"JWT_ALGORITHM": "HS256", "JWT_SECRET_KEY": env("JWT_SECRET_KEY", DEV_JWT_SECRET)}
+        keys = {
+            "JWT_ALGORITHM": "HS256",
+            "JWT_SECRET_KEY": env("JWT_SECRET_KEY", DEV_JWT_SECRET),
+            "JWT_PREVIOUS_KEYS": [k.strip() for k in env("JWT_PREVIOUS_SECRET_KEYS", "").split(",") if k.strip()],
+        }
     issuer, audience = env("JWT_ISSUER"), env("JWT_AUDIENCE")
     return {
         **keys,
@@ -292,4 +322,6 @@ def insecure_settings(config: dict[str, Any]) -> list[str]:
             problems.append(f"SCOREBOARD_JWT_SECRET_KEY is not set (the development secret is in use): {how}")
         elif len(secret.encode()) < MIN_HS256_SECRET_BYTES:
             problems.append(f"SCOREBOARD_JWT_SECRET_KEY is shorter than {MIN_HS256_SECRET_BYTES} bytes: {how}")
+        if any(len(k.encode()) < MIN_HS256_SECRET_BYTES or k == DEV_JWT_SECRET for k in config["JWT_PREVIOUS_KEYS"]):
+            problems.append("a key in SCOREBOARD_JWT_PREVIOUS_SECRET_KEYS is the development secret or too short")
     return problems

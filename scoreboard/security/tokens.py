@@ -1,5 +1,6 @@
 """Token verification (Flask-JWT-Extended), roles, and the view decorators that require them."""
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from .revocations import is_revoked
 
 log = logging.getLogger(__name__)
 USER_ID = re.compile(USER_ID_PATTERN)
+_KEYS = "scoreboard.jwt_keys"
 
 ROLES = ("service", "admin")
 # No legitimate token comes near this; a bigger header is refused before any parsing.
@@ -144,6 +146,33 @@ def _claims_are_well_formed(header, payload):
     )
 
 
+def key_id(key: str) -> str:
+    """A token's ``kid`` for the verification key ``key``: names the key, reveals nothing of it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def verification_keys(app: Flask) -> dict[str, str]:
+    """``{kid: key}``: the current verification key first, then any being retired (a rotation)."""
+    config = app.config
+    current = config["JWT_PUBLIC_KEY"] if config["JWT_ALGORITHM"] == "RS256" else config["JWT_SECRET_KEY"]
+    return {key_id(key): key for key in (current, *config["JWT_PREVIOUS_KEYS"])}
+
+
+@jwt.additional_headers_loader
+def _name_the_key(identity):
+    """Tokens minted here name their key, so a rotation can keep verifying them with the retiring one."""
+    return {"kid": next(iter(current_app.extensions[_KEYS]))}
+
+
+@jwt.decode_key_loader
+def _key_for(header, payload):
+    """The key a token names by ``kid`` if it is one of ours; otherwise the current key."""
+    keys = current_app.extensions[_KEYS]
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    return key if key is not None else next(iter(keys.values()))
+
+
 @jwt.token_in_blocklist_loader
 def _is_revoked(header, payload):
     """Revoked by ``jti`` (logout, bans)."""
@@ -160,5 +189,6 @@ def _refuse_oversized_tokens():
 
 
 def init_app(app: Flask) -> None:
-    """Install the request-level token guard."""
+    """Install the request-level token guard and the verification keys."""
+    app.extensions[_KEYS] = verification_keys(app)
     app.before_request(_refuse_oversized_tokens)
