@@ -12,6 +12,11 @@ from .schemas import ActionOut, CompletionBody, CompletionOut, parse_body
 
 bp = Blueprint("actions", __name__, url_prefix="/api/actions")
 
+# The user's browser claims the answered actionId (with the user's own token).
+CLAIM_IT = {
+    "ClaimTheCompletion": {"operationId": "claims.do_action", "requestBody": {"actionId": "$response.body#/actionId"}}
+}
+
 
 @bp.get("")
 @documented("The enabled action catalog", auth="token", responses={200: list[ActionOut]})
@@ -27,8 +32,8 @@ def list_actions():
     auth="service",
     body=CompletionBody,
     responses={
-        201: Reply(CompletionOut, "Recorded: the one-time `actionId` for the user's browser to claim."),
-        200: Reply(CompletionOut, "This `ref` was recorded before: the same completion."),
+        201: Reply(CompletionOut, "Recorded: the one-time `actionId` for the user's browser to claim.", links=CLAIM_IT),
+        200: Reply(CompletionOut, "This `ref` was recorded before: the same completion.", links=CLAIM_IT),
     },
     errors={
         409: "`ref_conflict`: the `ref` was used for another user or action.",

@@ -9,10 +9,13 @@ from ..ops.request_log import counted_as_claim
 from ..scoring.claims import claim
 from ..security.rate_limits import user_key, user_limit
 from ..security.tokens import current_user_id, login_required
-from .openapi import documented
+from .openapi import Reply, documented
 from .schemas import ClaimBody, ClaimResult, parse_body
 
 bp = Blueprint("claims", __name__, url_prefix="/api/action")
+
+# The same actionId again: refused (409) however often it is sent.
+CLAIM_AGAIN = {"operationId": "claims.do_action", "requestBody": {"actionId": "$request.body#/actionId"}}
 
 
 @bp.post("/do")
@@ -21,7 +24,13 @@ bp = Blueprint("claims", __name__, url_prefix="/api/action")
     "Claim a recorded completion, once",
     auth="token",
     body=ClaimBody,
-    responses={200: ClaimResult},
+    responses={
+        200: Reply(
+            ClaimResult,
+            "Claimed: the user's new score. The board follows within a second.",
+            links={"ReadTheBoard": {"operationId": "board.top"}, "ClaimAgain": CLAIM_AGAIN},
+        )
+    },
     errors={
         403: "`user_banned`: this account may not claim points.",
         404: "`action_not_found`: no such `actionId` for this user (also when it is another user's).",

@@ -72,6 +72,8 @@ class Reply:
     media_type: str = "application/json"
     headers: dict = field(default_factory=dict)
     required_headers: tuple = ()
+    # OpenAPI links: what a client (and the stateful schemathesis run) can call next with this answer.
+    links: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,8 @@ def _responses(operation, app, components):
             entry["content"] = {reply.media_type: {"schema": schema}}
         if reply.headers:
             entry["headers"] = _headers(reply.headers, reply.required_headers)
+        if reply.links:
+            entry["links"] = reply.links
         out[str(status)] = entry
     error_ref = components.schema_for(Error, "serialization")
     for status, text in sorted(_error_statuses(operation, app).items()):
