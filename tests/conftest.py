@@ -1,18 +1,25 @@
-"""Fixtures: a real PostgreSQL database and Redis, cleaned before every test.
+"""Fixtures: a real PostgreSQL database and Redis for the tests that use them, cleaned before each of them;
+and the markers by folder.
 
-The tests create (and drop) their own database ``scoreboard_test`` on the server at
-``SCOREBOARD_TEST_PG_ADMIN_URL`` and use Redis database 15 under a key prefix unique
-to the run, so they never touch other data.
+A test uses the services by asking for ``app`` (directly or through ``client``, ``record``,
+``record_and_claim``, ``mint``, ``service_headers``, ``live_stack`` ...): the session's app is built
+on a database ``scoreboard_test_<pid>`` of its own (created and migrated on the server at
+``SCOREBOARD_TEST_PG_ADMIN_URL``, dropped at the end), and before each such test the tables and
+this run's Redis keys (database 15, a key prefix unique to the run) are reset. A test that asks
+for none of them touches neither service: ``pytest -m unit`` runs without PostgreSQL or Redis.
 """
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy import create_engine, text
 
 from tests.support import ROOT, bearer, pid_alive, running_stack
+
+TESTS = Path(__file__).resolve().parent
 
 PG_ADMIN_URL = os.environ.get("SCOREBOARD_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per run, so concurrent runs on one machine never interfere.
@@ -56,9 +63,28 @@ def _recreate_database():
     admin.dispose()
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
+def pytest_collection_modifyitems(config, items):
+    """The folder markers: ``faults`` for ``tests/faults/``, ``browser`` for ``tests/browser/``; both start
+    server processes, so they are ``live`` too."""
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder == "faults":
+            item.add_marker(pytest.mark.faults)
+            item.add_marker(pytest.mark.live)
+        elif folder == "browser":
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.live)
+
+
 @pytest.fixture(scope="session")
 def app():
-    """The app on the test database, migrated with the real migrations."""
+    """The app on the test database, migrated with the real migrations; built once, for the first test that
+    asks for it.
+
+    Session-scoped because session fixtures build on it (``mint``, ``live_stack``, the browser tests'
+    ``demo_stack``); the per-test reset is :func:`clean`'s.
+    """
     from flask_migrate import upgrade
 
     from scoreboard import create_app
@@ -76,6 +102,20 @@ def app():
     with admin.connect() as conn:
         _drop(conn, TEST_DB)
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def offline_app():
+    """An app on the test settings for checks that need the app object and nothing it connects to: its routes,
+    its OpenAPI document, its in-process parts (``pytest -m unit`` uses it).
+
+    Building an app connects to nothing. It keeps the test settings' database and Redis URLs, which
+    no test using it reaches (without a database URL it would be the embedded mode instead, on SQLite
+    in ``instance/``); ``TESTING`` keeps its relay from listening.
+    """
+    from scoreboard import create_app
+
+    return create_app({"TESTING": True})
 
 
 @pytest.fixture(scope="session")
@@ -106,12 +146,22 @@ def reset_state(app, redis_client):
 
 
 @pytest.fixture(autouse=True)
-def clean(request, app, redis_client):
-    """A clean database and Redis before every test that uses them."""
-    # A test that builds another app (other settings) makes its Celery app current; tasks called
-    # directly must run against the main one again.
+def clean(request):
+    """A clean database and Redis before every test that uses the app; nothing at all for the others.
+
+    "Uses the app": ``app`` is among the test's fixtures, asked for directly or through another fixture
+    (``client``, ``record``, ``mint``, ``live_stack`` ...). Only then are the database and Redis set up,
+    so a test that needs neither runs without them.
+    """
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    # A test that builds another app (other settings) makes its Celery app current and the default;
+    # tasks called directly must run against the main one again.
     app.extensions["celery"].set_current()
-    reset_state(app, redis_client)
+    app.extensions["celery"].set_default()
+    reset_state(app, request.getfixturevalue("redis_client"))
     yield
 
 
@@ -151,6 +201,20 @@ def record(client, service_headers):
         return response.get_json()
 
     return _record
+
+
+@pytest.fixture
+def record_and_claim(client, mint, record):
+    """``record_and_claim(user_id, action="complete-lesson")``: a completion recorded with the service token,
+    then claimed by the user (the eager worker refreshes the board). Returns ``{"actionId", "newScore"}``."""
+
+    def _record_and_claim(user_id, action="complete-lesson", **extra):
+        action_id = record(user_id, action, **extra)["actionId"]
+        response = client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint(user_id)))
+        assert response.status_code == 200, response.get_json()
+        return {"actionId": action_id, "newScore": response.get_json()["newScore"]}
+
+    return _record_and_claim
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,6 @@ from tests.conftest import PREFIX
 from tests.support import bearer
 
 
-def claim(client, mint, record, user, action="complete-lesson"):
-    action_id = record(user, action)["actionId"]
-    response = client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint(user)))
-    assert response.status_code == 200
-    return response.get_json()["newScore"]
-
-
 def set_scores(app, rows):
     """Force ``{user: (score, seconds_ago)}`` into the database and flag them for the board."""
     now = utcnow()
@@ -74,8 +67,8 @@ def test_only_ten_are_shown(app, client, mint, record):
     assert [e["score"] for e in top] == list(range(111, 101, -1))
 
 
-def test_cache_miss_reads_database_and_recaches_with_ttl(app, client, mint, record, redis_client):
-    claim(client, mint, record, "u1")
+def test_cache_miss_reads_database_and_recaches_with_ttl(app, client, mint, record_and_claim, redis_client):
+    record_and_claim("u1")
     redis_client.delete(f"{PREFIX}top")
     top = client.get("/api/score/top", headers=bearer(mint("viewer"))).get_json()
     assert top == [{"rank": 1, "userId": "u1", "displayName": "u1", "score": 50}]
@@ -84,21 +77,21 @@ def test_cache_miss_reads_database_and_recaches_with_ttl(app, client, mint, reco
     assert 0 < redis_client.ttl(f"{PREFIX}top") <= app.config["TOP_CACHE_TTL"]
 
 
-def test_broadcast_only_when_the_top_changes(app, client, mint, record, redis_client):
-    claim(client, mint, record, "u1")
+def test_broadcast_only_when_the_top_changes(app, record_and_claim, redis_client):
+    record_and_claim("u1")
     version = int(redis_client.get(f"{PREFIX}top:version"))
     with app.app_context():
         assert refresh_board() == 0  # nothing changed: no new version, no message
     assert int(redis_client.get(f"{PREFIX}top:version")) == version
-    claim(client, mint, record, "u1")
+    record_and_claim("u1")
     assert int(redis_client.get(f"{PREFIX}top:version")) > version
 
 
-def test_message_published_on_change(app, client, mint, record, redis_client):
+def test_message_published_on_change(record_and_claim, redis_client):
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{PREFIX}board")
     pubsub.get_message(timeout=1)
-    claim(client, mint, record, "u1")
+    record_and_claim("u1")
     message = pubsub.get_message(timeout=2)
     pubsub.close()
     payload = json.loads(message["data"])
@@ -106,19 +99,19 @@ def test_message_published_on_change(app, client, mint, record, redis_client):
     assert payload["top"] == [{"rank": 1, "userId": "u1", "displayName": "u1", "score": 50}]
 
 
-def test_mirror_is_rebuilt_from_the_database_when_missing(app, client, mint, record, redis_client):
-    claim(client, mint, record, "a")
-    claim(client, mint, record, "b", "win-challenge")
+def test_mirror_is_rebuilt_from_the_database_when_missing(record_and_claim, redis_client):
+    record_and_claim("a")
+    record_and_claim("b", "win-challenge")
     for key in redis_client.scan_iter(f"{PREFIX}*"):
         if key != f"{PREFIX}top:version":
             redis_client.delete(key)
-    claim(client, mint, record, "c", "pass-quiz")  # the refresh finds no mirror and rebuilds it
+    record_and_claim("c", "pass-quiz")  # the refresh finds no mirror and rebuilds it
     assert [m.split(":", 1)[1] for m in redis_client.zrevrange(f"{PREFIX}rank", 0, -1)] == ["b", "c", "a"]
 
 
-def test_hidden_users_leave_the_board(app, client, mint, record):
-    claim(client, mint, record, "shown")
-    claim(client, mint, record, "hidden", "win-challenge")
+def test_hidden_users_leave_the_board(app, client, mint, record_and_claim):
+    record_and_claim("shown")
+    record_and_claim("hidden", "win-challenge")
     with app.app_context():
         db.session.execute(update(User).where(User.id == "hidden").values(status="hidden"))
         db.session.execute(

@@ -132,7 +132,9 @@ def test_creating_an_existing_account_never_changes_its_password_unless_told(app
     assert pyjwt.decode(token, options={"verify_signature": False})["roles"] == ["admin"]  # roles kept
 
 
-def test_rs256_tokens_verify_with_the_public_key(monkeypatch):
+def test_rs256_tokens_verify_with_the_public_key(app, monkeypatch):
+    """An app verifying with a public key accepts RS256 tokens only; it lists the catalog of the test database,
+    which ``app`` sets up."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -1,47 +1,30 @@
 """Exactness under real concurrent HTTP requests against the production stack."""
 
-import threading
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 
-import requests
+import pytest
 from sqlalchemy import select
 
 from scoreboard.extensions import db
 from scoreboard.models import Completion, Score
-from tests.support import bearer
+from tests.support import bearer, claim_together, peak_in_flight, round_peaks
 
-
-def _claim_all(base, jobs, workers):
-    """Fire ``(headers, action_id)`` claims from ``workers`` threads released at once."""
-    gate = threading.Barrier(min(workers, len(jobs)))
-    session_local = threading.local()
-
-    def claim(job):
-        headers, action_id = job
-        session = getattr(session_local, "s", None) or requests.Session()
-        session_local.s = session
-        try:
-            gate.wait(timeout=10)
-        except threading.BrokenBarrierError:
-            pass
-        response = session.post(f"{base}/api/action/do", json={"actionId": action_id}, headers=headers, timeout=30)
-        return response.status_code, response.json()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(claim, jobs))
+pytestmark = pytest.mark.live
 
 
 def test_fifty_concurrent_claims_of_one_action_id_succeed_once(app, live_stack, mint, record):
     action_id = record("racer", "win-challenge")["actionId"]
     headers = bearer(mint("racer"))
 
-    results = _claim_all(live_stack, [(headers, action_id)] * 50, workers=50)
+    answers = claim_together(live_stack, [(headers, action_id)] * 50, workers=50)
 
-    statuses = Counter(status for status, _ in results)
+    # A race only if they really ran together: most were in flight at once.
+    assert peak_in_flight(answers) >= 25, f"at most {peak_in_flight(answers)} of 50 claims were in flight at once"
+    statuses = Counter(a.status for a in answers)
     assert statuses == {200: 1, 409: 49}, statuses
-    assert [body for status, body in results if status == 200] == [{"success": True, "newScore": 250}]
-    assert all(body["error"]["code"] == "already_claimed" for status, body in results if status == 409)
+    assert [a.body for a in answers if a.status == 200] == [{"success": True, "newScore": 250}]
+    assert all(a.body["error"]["code"] == "already_claimed" for a in answers if a.status == 409)
     with app.app_context():
         assert db.session.scalar(select(Score.score).where(Score.user_id == "racer")) == 250
         assert db.session.scalar(select(Completion.status).where(Completion.id == action_id)) == "claimed"
@@ -49,7 +32,7 @@ def test_fifty_concurrent_claims_of_one_action_id_succeed_once(app, live_stack, 
 
 def test_five_hundred_concurrent_claims_by_fifty_users_are_exact(app, live_stack, mint, record):
     actions = ["complete-lesson", "pass-quiz", "win-challenge", "share-result"]
-    jobs, expected = [], defaultdict(int)
+    jobs, points, expected = [], [], defaultdict(int)
     for u in range(50):
         user = f"user{u:02d}"
         headers = bearer(mint(user))
@@ -62,16 +45,23 @@ def test_five_hundred_concurrent_claims_by_fifty_users_are_exact(app, live_stack
             completion = record(user, action)
             expected[user] += completion["points"]
             jobs.append((headers, completion["actionId"]))
+            points.append((user, completion["points"]))
 
-    results = _claim_all(live_stack, jobs, workers=50)
+    # Rounds of 50: each user's ten claims are in the same round, racing for the same score row.
+    answers = claim_together(live_stack, jobs, workers=50)
 
-    assert Counter(status for status, _ in results) == {200: 500}
+    peaks = round_peaks(answers, 50)
+    assert min(peaks) >= 25, f"claims in flight at once, by round: {peaks}"
+    assert Counter(a.status for a in answers) == {200: 500}
     with app.app_context():
         scores = dict(db.session.execute(select(Score.user_id, Score.score)).all())
     assert scores == dict(expected)
-    # Each user's answers saw every intermediate total exactly once: no lost or doubled increment.
-    seen = defaultdict(list)
-    for (headers, _), (_, body) in zip(jobs, results):
-        seen[headers["Authorization"]].append(body["newScore"])
-    for totals in seen.values():
-        assert len(set(totals)) == len(totals) == 10
+    # Each user's answers saw every intermediate total exactly once: no lost or doubled increment. Ordered
+    # by total (the order the claims committed in), each total is the one before plus that claim's points.
+    applied = defaultdict(list)
+    for (user, gained), answer in zip(points, answers, strict=True):
+        applied[user].append((answer.body["newScore"], gained))
+    for user, totals in applied.items():
+        totals.sort()
+        assert [total for total, _ in totals] == list(accumulate(gained for _, gained in totals)), (user, totals)
+        assert totals[-1][0] == expected[user]

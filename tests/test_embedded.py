@@ -4,10 +4,13 @@ import json
 import os
 import subprocess
 
+import pytest
 import requests
 from websockets.sync.client import connect
 
-from tests.support import ROOT, Process, bearer, free_port, python_bin, wait_http
+from tests.support import ROOT, Process, bearer, free_port, python_bin, wait_http, ws_url
+
+pytestmark = pytest.mark.live  # `flask run`, on SQLite and in-process stand-ins: no PostgreSQL or Redis
 
 
 def test_whole_flow_with_no_services_configured(tmp_path):
@@ -25,9 +28,9 @@ def test_whole_flow_with_no_services_configured(tmp_path):
         ["actions", "load", "scoreboard/default_catalog.json"],
         ["users", "create", "alice", "--password", "pw-alice", "--display-name", "Alice"],
     ):
-        subprocess.run(flask + argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([*flask, *argv], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     service = subprocess.run(
-        flask + ["tokens", "mint", "site", "--role", "service"],
+        [*flask, "tokens", "mint", "site", "--role", "service"],
         cwd=ROOT,
         env=env,
         check=True,
@@ -37,7 +40,7 @@ def test_whole_flow_with_no_services_configured(tmp_path):
     ).stdout.strip()
 
     port = free_port()
-    server = Process("embedded", flask + ["run", "--port", str(port), "--with-threads"], env, tmp_path)
+    server = Process("embedded", [*flask, "run", "--port", str(port), "--with-threads"], env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/api/actions", proc=server.proc)
@@ -53,7 +56,7 @@ def test_whole_flow_with_no_services_configured(tmp_path):
         )
         assert completion.status_code == 201
 
-        with connect(f"ws://127.0.0.1:{port}/ws/scoreboard", additional_headers=alice, open_timeout=5) as ws:
+        with connect(ws_url(base), additional_headers=alice, open_timeout=5) as ws:
             assert json.loads(ws.recv(timeout=5))["top"] == []
             claim = requests.post(
                 f"{base}/api/action/do", json={"actionId": completion.json()["actionId"]}, headers=alice, timeout=5

@@ -63,6 +63,7 @@ def test_upgrade_and_downgrade_on_empty_postgres(empty_postgres):
     assert _check(empty_postgres)[0] == set()
 
 
+@pytest.mark.unit  # `flask db` in a subprocess, on SQLite: no server, no PostgreSQL or Redis
 def test_upgrade_and_downgrade_on_empty_sqlite(tmp_path):
     path = tmp_path / "fresh.sqlite3"
     env = _env(SCOREBOARD_SQLITE_PATH=str(path))

@@ -9,31 +9,18 @@ import time
 from datetime import timedelta
 
 import pytest
-from prometheus_client import REGISTRY
 from redis.exceptions import LockError
 from sqlalchemy import text
 
 from scoreboard.models import Completion, utcnow
 from scoreboard.stores import get_stores
 from tests.conftest import PREFIX, REDIS_URL
-from tests.support import ROOT, bearer
+from tests.support import ROOT, bearer, sample
 
 
 def run(app, task):
     """Run a beat task in this app's context (its Celery app's task, whichever Celery app is the default)."""
     return app.extensions["celery"].tasks[task]()
-
-
-def sample(name, **labels):
-    """A metric's current value in this process (0 if never recorded)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def claim(client, mint, record, user):
-    """Record and claim one completion for ``user`` (the eager worker refreshes the board)."""
-    action_id = record(user)["actionId"]
-    r = client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint(user)))
-    assert r.status_code == 200, r.get_json()
 
 
 def mirror(redis_client):
@@ -58,10 +45,10 @@ def cached_top(redis_client):
     return [(e["userId"], e["score"]) for e in json.loads(redis_client.get(f"{PREFIX}top"))["top"]]
 
 
-def test_reconcile_repairs_and_counts_drift(app, client, mint, record, redis_client):
+def test_reconcile_repairs_and_counts_drift(app, client, mint, record_and_claim, redis_client):
     for user, times in (("ann", 3), ("bob", 2), ("cat", 1)):
         for _ in range(times):
-            claim(client, mint, record, user)
+            record_and_claim(user)
     assert mirror(redis_client) == {"ann": 150, "bob": 100, "cat": 50}
     truth = [("ann", 150), ("bob", 100), ("cat", 50)]
     before = sample("scoreboard_reconcile_drift_total")
@@ -88,10 +75,10 @@ def test_reconcile_repairs_and_counts_drift(app, client, mint, record, redis_cli
     assert [(e["userId"], e["score"]) for e in client.get("/api/score/top", headers=bearer(mint("ann"))).json] == truth
 
 
-def test_changes_still_in_the_outbox_are_not_drift(app, client, mint, record, redis_client):
+def test_changes_still_in_the_outbox_are_not_drift(app, record_and_claim, redis_client):
     from scoreboard.extensions import db
 
-    claim(client, mint, record, "ann")
+    record_and_claim("ann")
     with app.app_context():
         # A claim committed while the worker was away: the score moved, the board not yet.
         db.session.execute(
@@ -107,11 +94,11 @@ def test_changes_still_in_the_outbox_are_not_drift(app, client, mint, record, re
     assert mirror(redis_client) == {"ann": 100}
 
 
-def test_sweep_drains_the_outbox_and_reports_its_size(app, client, mint, record, redis_client):
+def test_sweep_drains_the_outbox_and_reports_its_size(app, record_and_claim, redis_client):
     from scoreboard.extensions import db
 
-    claim(client, mint, record, "ann")
-    claim(client, mint, record, "bob")
+    record_and_claim("ann")
+    record_and_claim("bob")
     with app.app_context():
         db.session.execute(text("UPDATE scores SET score = score + 500, version = version + 1, board_pending = true"))
         db.session.commit()
@@ -125,10 +112,10 @@ def test_sweep_drains_the_outbox_and_reports_its_size(app, client, mint, record,
     assert sorted(cached_top(redis_client)) == [("ann", 550), ("bob", 550)]
 
 
-def test_published_message_carries_the_claim_time(app, client, mint, record, redis_client):
+def test_published_message_carries_the_claim_time(app, record_and_claim):
     from scoreboard.extensions import db
 
-    claim(client, mint, record, "ann")
+    record_and_claim("ann")
     with app.app_context():
         reached = db.session.execute(text("SELECT reached_at FROM scores WHERE user_id = 'ann'")).scalar()
         db.session.rollback()
@@ -153,8 +140,9 @@ def test_expire_completions_marks_stale_ones(app, record):
         db.session.rollback()
 
 
-def test_beat_schedule_runs_every_job(app):
-    celery = app.extensions["celery"]
+@pytest.mark.unit
+def test_beat_schedule_runs_every_job(offline_app):
+    celery = offline_app.extensions["celery"]
     schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
     assert schedule["workers.board.sweep"] <= 2.0
     assert "workers.board.reconcile" in schedule and "workers.maintenance.expire_completions" in schedule
@@ -179,9 +167,11 @@ def test_refresh_lock_is_renewed_while_held_and_freed_soon_after_its_holder_dies
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        time.sleep(2.5)  # over twice the 1 s TTL: only renewal keeps it
-        with pytest.raises(LockError), coordination.refresh_lock(timeout=1, wait=0.1):
-            pass
+        # Refused at every try for over twice the 1 s TTL: only renewal keeps it held that long.
+        held_since = time.monotonic()
+        while time.monotonic() - held_since < 2.5:
+            with pytest.raises(LockError), coordination.refresh_lock(timeout=1, wait=0.1):
+                pass
         os.kill(holder.pid, signal.SIGKILL)  # no chance to release it
         killed = time.monotonic()
         with coordination.refresh_lock(timeout=1, wait=5):

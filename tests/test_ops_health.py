@@ -11,15 +11,17 @@ from tests.support import free_port
 
 
 @pytest.fixture
-def make_app(app):
-    """``make_app(**config)``: another app on the same settings but for ``config``; the test app stays default."""
+def make_app():
+    """``make_app(**config)``: another app on the same settings but for ``config``.
+
+    Its Celery app becomes the default; the next test that uses the test app makes that one the default again.
+    """
 
     def _make(**config):
         """A new app with ``config`` over the test settings."""
         return create_app({"TESTING": True, **config})
 
-    yield _make
-    app.extensions["celery"].set_default()
+    return _make
 
 
 def dead_url(scheme):
@@ -27,6 +29,7 @@ def dead_url(scheme):
     return f"{scheme}://127.0.0.1:{free_port()}/0"
 
 
+@pytest.mark.unit
 def test_healthz_is_alive_and_touches_nothing(make_app):
     # Every backing service unreachable: the process itself is still alive.
     broken = make_app(
@@ -71,6 +74,7 @@ def test_probes_need_no_token_and_carry_a_request_id(client):
     assert len(minted) == 32 and minted != client.get("/healthz").headers["X-Request-ID"]
 
 
-def test_a_forged_request_id_is_replaced(client):
-    r = client.get("/healthz", headers={"X-Request-ID": 'x", "user_id": "admin'})
+@pytest.mark.unit
+def test_a_forged_request_id_is_replaced(offline_app):
+    r = offline_app.test_client().get("/healthz", headers={"X-Request-ID": 'x", "user_id": "admin'})
     assert r.headers["X-Request-ID"] != 'x", "user_id": "admin' and len(r.headers["X-Request-ID"]) == 32

@@ -28,12 +28,12 @@ def log_lines():
     root.removeHandler(handler)
 
 
-def test_create_app_logs_json_to_stderr(app):
+@pytest.mark.unit
+def test_create_app_logs_json_to_stderr():
     from scoreboard import create_app
 
     create_app({"TESTING": True})
     create_app({"TESTING": True})
-    app.extensions["celery"].set_default()
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_scoreboard", False)]
     assert len(ours) == 1  # configured once, however many apps were built
     record = logging.LogRecord("scoreboard.test", logging.WARNING, __file__, 1, "hello %s", ("ops",), None)
@@ -87,6 +87,7 @@ def test_login_password_never_reaches_the_log(client, app, log_lines):
     assert ok.get_json()["accessToken"] not in text
 
 
+@pytest.mark.unit
 def test_redaction_of_credentials_in_any_message():
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
     line = redact(f"Authorization: Bearer {jwt} password=hunter2 {{'password_hash': 'scrypt:1$ab'}} secret: s3cr3t")

@@ -4,10 +4,10 @@ The multiprocess aggregation under gunicorn is checked against the real stack in
 ``tests/faults/test_stack_metrics.py``.
 """
 
-from prometheus_client import REGISTRY
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import bearer
+from tests.support import bearer, sample
 
 METRICS = (
     "scoreboard_claims",
@@ -23,11 +23,6 @@ METRICS = (
     "scoreboard_reconcile_drift",
     "scoreboard_outbox_pending",
 )
-
-
-def sample(name, **labels):
-    """A metric's current value in this process (0 if never recorded)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_metrics_endpoint_speaks_prometheus(client):
@@ -91,13 +86,14 @@ def test_recomputes_broadcasts_and_cache_results(app, client, mint, record):
     assert sample("scoreboard_board_broadcasts_total") == broadcasts + 1
 
 
-def test_broadcast_lag_is_observed_when_a_relay_delivers(app):
+@pytest.mark.unit
+def test_broadcast_lag_is_observed_when_a_relay_delivers(offline_app):
     import time
 
     from scoreboard.live.relay import Relay
     from scoreboard.stores.board_cache import board_message
 
-    relay = Relay(app)
+    relay = Relay(offline_app)
     count, total = sample("scoreboard_broadcast_lag_seconds_count"), sample("scoreboard_broadcast_lag_seconds_sum")
     changed = int(time.time() * 1000) - 250
     relay.deliver(board_message("update", 5, "[]", changed))

@@ -7,6 +7,8 @@ import pytest
 
 from scoreboard.live.relay import Subscriber, text_frame
 
+pytestmark = pytest.mark.unit
+
 
 class Peer:
     """What the relay needs of a WebSocket: its socket and its wake-up event."""

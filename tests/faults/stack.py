@@ -20,17 +20,23 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from websockets.sync.client import connect
 
-from tests.support import ROOT, Process, bearer, python_bin, start_web, start_worker
+from tests.support import (
+    ROOT,
+    Process,
+    bearer,
+    free_port,
+    python_bin,
+    record_over_http,
+    start_web,
+    start_worker,
+    wait_until,
+    ws_url,
+)
 
 from .servers import PostgresServer, RedisServer
 
 POINTS = 50  # "complete-lesson" in the default catalog: every claim in these tests is worth this
 ACTION = "complete-lesson"
-
-
-def ws_url(base):
-    """The board socket's URL on a web instance."""
-    return base.replace("http://", "ws://") + "/ws/scoreboard"
 
 
 class Stack:
@@ -96,8 +102,6 @@ class Stack:
 
     def start_worker(self):
         """Start (or restart) the Celery worker, with its metrics endpoint; returns when it is ready."""
-        from tests.support import free_port
-
         self.worker_metrics_port = free_port()
         env = {
             **self._env_for("worker"),
@@ -146,14 +150,10 @@ class Stack:
         with requests.Session() as http:
             for _ in range(per_user):
                 for user in users:
-                    r = http.post(
-                        f"{self.base_a}/api/actions/completions",
-                        headers=service_headers,
-                        timeout=10,
-                        json={"userId": user, "action": ACTION, "displayName": user.upper()},
+                    completion = record_over_http(
+                        self.base_a, service_headers, user, ACTION, http=http, displayName=user.upper()
                     )
-                    assert r.status_code == 201, r.text
-                    items.append((user, r.json()["actionId"]))
+                    items.append((user, completion["actionId"]))
         return items
 
     def truth(self):
@@ -252,6 +252,38 @@ class ClaimStream:
     def statuses(self):
         """How many answers of each status."""
         return Counter(o.status for o in self.outcomes)
+
+    def answered(self, since=None, status=None):
+        """How many claims sent at or after ``since`` (monotonic) were answered so far (with ``status``, if given)."""
+        with self._lock:
+            return sum(
+                1
+                for o in self.outcomes
+                if o.status and (since is None or o.at >= since) and (status is None or o.status == status)
+            )
+
+    def wait_answered(self, count, since=None, status=None, timeout=30, at_least=0.0):
+        """Wait until ``count`` claims sent at or after ``since`` have been answered (with ``status``, if given),
+        and at least ``at_least`` seconds have passed since ``since``.
+
+        Fails after ``timeout`` seconds, or as soon as the stream has run out of claims to send.
+        """
+        started = since if since is not None else time.monotonic()
+
+        def reached():
+            if self.answered(since, status) >= count and time.monotonic() - started >= at_least:
+                return True
+            assert any(t.is_alive() for t in self._threads), (
+                f"the stream ran out of claims: {self.answered(since, status)} of {count} answered; {self.statuses()}"
+            )
+            return False
+
+        wait_until(
+            reached,
+            timeout,
+            interval=0.01,
+            message=lambda: f"{self.answered(since, status)} of {count} claims answered; {self.statuses()}",
+        )
 
 
 @dataclass

@@ -10,25 +10,27 @@ from sqlalchemy import text
 from .conftest import USERS, bearer
 from .stack import account, wait_converged, watched_claims
 
-DOWN_FOR = 3.0
+DOWN_FOR = 3.0  # seconds PostgreSQL stays down at least
 
 
 def test_postgres_restart_answers_503_then_recovers(stack, tokens, reader, service_headers):
     # Enough claims to keep the stream going past the restart (fast answers use them up quickly).
     items = stack.record(service_headers, USERS, 120)
     with watched_claims(stack, items, tokens, reader) as (stream, watchers):
-        time.sleep(1.5)
+        stream.wait_answered(20, status=200)  # the stream is flowing through both instances
         stack.pg.stop(mode="fast")
         down_at = time.monotonic()
         ready = requests.get(f"{stack.base_b}/readyz", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "database_unavailable"
         assert ready.json()["error"]["failing"] == ["database"]
-        time.sleep(max(0.0, DOWN_FOR - (time.monotonic() - down_at)))
+        # Down for DOWN_FOR s, and until claims sent while it was down have been answered.
+        stream.wait_answered(10, since=down_at + 0.2, at_least=DOWN_FOR)
         starting_at = time.monotonic()
         stack.pg.start()
         up_at = time.monotonic()
-        time.sleep(2.0)  # claims go on after the return: they must succeed on the same processes
+        # Claims go on after the return: they must succeed on the same processes.
+        stream.wait_answered(10, since=up_at + 1.0)
         stream.stop()
         converged_in = wait_converged(stack, reader, watchers, timeout=10)
         assert requests.get(f"{stack.base_b}/readyz", timeout=10).status_code == 200

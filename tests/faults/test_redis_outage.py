@@ -18,13 +18,14 @@ OUTAGE = float(os.environ.get("SCOREBOARD_FAULT_REDIS_OUTAGE", 5))
 def test_redis_outage_loses_nothing(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, int(12 * OUTAGE))
     with watched_claims(stack, items, tokens, reader) as (stream, watchers):
-        time.sleep(1.5)
+        stream.wait_answered(20, status=200)  # the stream is flowing through both instances
         stack.redis.stop()
         down_at = time.monotonic()
         ready = requests.get(f"{stack.base_a}/readyz", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["error"]["failing"] == ["redis", "broker"]
-        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        # Down for OUTAGE s, and until claims sent while it was down have been answered.
+        stream.wait_answered(10, since=down_at, at_least=OUTAGE, timeout=OUTAGE + 30)
         # Stop claiming as Redis returns: only the outbox sweep can bring the outage's claims to the board.
         stream.stop()
         stack.redis.start()
@@ -48,12 +49,13 @@ def test_frozen_redis_answers_in_bounded_time_and_loses_nothing(stack, tokens, r
     items = stack.record(service_headers, USERS, 40)
     with watched_claims(stack, items, tokens, reader, threads=4) as (stream, watchers):
         try:
-            time.sleep(1.5)
+            stream.wait_answered(20, status=200)  # the stream is flowing through both instances
             stack.redis.freeze()
             frozen_at = time.monotonic()
             ready = requests.get(f"{stack.base_b}/readyz", timeout=15)
             assert ready.status_code == 503 and "redis" in ready.json()["error"]["failing"]
-            time.sleep(max(0.0, OUTAGE - (time.monotonic() - frozen_at)))
+            # Frozen for OUTAGE s, and until a claim from each thread sent while it was frozen has been answered.
+            stream.wait_answered(4, since=frozen_at, at_least=OUTAGE, timeout=OUTAGE + 30)
             stream.stop()
             stack.redis.thaw()
             converged_in = wait_converged(stack, reader, watchers, timeout=10)

@@ -8,9 +8,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support import bearer, start_web, start_worker
-
-from .stack import ws_url
+from tests.support import bearer, start_web, start_worker, ws_url
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread"])

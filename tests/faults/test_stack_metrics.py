@@ -1,41 +1,13 @@
 """Metrics from the real processes: gunicorn workers aggregated through PROMETHEUS_MULTIPROC_DIR, and the
 Celery worker's own endpoint."""
 
-import time
-
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from tests.support import bearer
+from tests.support import bearer, delta, scrape, scraped, wait_until, ws_url
 
 from .conftest import USERS
-from .stack import BoardWatcher, ws_url
-
-
-def scrape(url):
-    """``{(sample name, sorted labels): value}`` from a Prometheus endpoint."""
-    r = requests.get(url, timeout=5)
-    assert r.status_code == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
-
-
-def delta(after, before, name, **labels):
-    """How much a sample grew between two scrapes."""
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
-
-
-def wait_for(predicate, timeout=5):
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+from .stack import BoardWatcher
 
 
 def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers):
@@ -58,7 +30,7 @@ def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers)
             timeout=5,
         )
         assert repeat.status_code == 409
-        wait_for(lambda: sum(score for _, score in watcher.top) == 50 * len(items))
+        wait_until(lambda: sum(score for _, score in watcher.top) == 50 * len(items), message="the board on B")
     finally:
         watcher.stop()
     after_a = scrape(web_a)
@@ -66,7 +38,10 @@ def test_metrics_add_up_across_processes(stack, tokens, reader, service_headers)
     assert delta(after_a, before_a, "scoreboard_claims_total", outcome="already_claimed") == 1
     assert delta(after_a, before_a, "scoreboard_claim_duration_seconds_count") == len(items) + 1
     # Each broadcast reached B's relay, which measured how long after the claim.
-    wait_for(lambda: delta(scrape(web_b), before_b, "scoreboard_broadcast_lag_seconds_count") >= 1)
+    wait_until(
+        lambda: delta(scrape(web_b), before_b, "scoreboard_broadcast_lag_seconds_count") >= 1,
+        message="no broadcast lag observed on B",
+    )
     # B's one worker holds the board in memory (its relay is subscribed): reads are answered from there.
     before_reads = scrape(web_b)
     for _ in range(3):
@@ -83,7 +58,7 @@ def test_open_sockets_gauge_sums_workers_and_drops_closed_ones(stack, reader):
 
     def open_sockets():
         """The gauge as instance A reports it."""
-        return scrape(url).get(("scoreboard_open_sockets", ()), 0.0)
+        return scraped(scrape(url), "scoreboard_open_sockets")
 
     sockets = [connect(ws_url(stack.base_a), additional_headers=bearer(reader), open_timeout=5) for _ in range(4)]
     try:
@@ -93,7 +68,7 @@ def test_open_sockets_gauge_sums_workers_and_drops_closed_ones(stack, reader):
     finally:
         for ws in sockets:
             ws.close()
-    wait_for(lambda: open_sockets() == 0)
+    wait_until(lambda: open_sockets() == 0, message="closed sockets still counted")
 
 
 def test_rate_limit_refusals_are_counted(stack):

@@ -10,9 +10,10 @@ from .stack import account, wait_converged, watched_claims
 def test_worker_sigkill_loses_nothing(stack, tokens, reader, service_headers):
     items = stack.record(service_headers, USERS, 40)
     with watched_claims(stack, items, tokens, reader) as (stream, watchers):
-        time.sleep(1.5)
+        stream.wait_answered(20, status=200)  # the stream is flowing, recomputes with it
         stack.processes["worker"].stop(sig=signal.SIGKILL)  # the main process and its pool, at once
-        time.sleep(2.5)
+        killed_at = time.monotonic()
+        stream.wait_answered(20, since=killed_at)  # claims go on with no worker: their recomputes wait
         stream.stop()
         stack.start_worker()
         converged_in = wait_converged(stack, reader, watchers, timeout=10)

@@ -5,13 +5,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 import requests
 from sqlalchemy import func, select, update
 
 from scoreboard.extensions import db
 from scoreboard.models import Completion, Score, utcnow
-from tests.support import bearer, snapshot, start_web
-from tests.test_concurrency import _claim_all
+from tests.support import bearer, claim_together, peak_in_flight, snapshot, start_web, wait_until
 
 
 def _parallel(n, fn):
@@ -25,27 +25,29 @@ def _parallel(n, fn):
         return list(pool.map(run, range(n)))
 
 
+@pytest.mark.live
 def test_two_hundred_parallel_claims_of_one_action_id(app, live_stack, mint, record):
     action_id = record("racer", "pass-quiz")["actionId"]
-    results = _claim_all(live_stack, [(bearer(mint("racer")), action_id)] * 200, workers=100)
-    assert Counter(status for status, _ in results) == {200: 1, 409: 199}
+    answers = claim_together(live_stack, [(bearer(mint("racer")), action_id)] * 200, workers=100)
+    assert peak_in_flight(answers) >= 50, "the claims hardly overlapped"
+    assert Counter(a.status for a in answers) == {200: 1, 409: 199}
     with app.app_context():
         assert db.session.scalar(select(Score.score).where(Score.user_id == "racer")) == 100
 
 
 def _settle(app, timeout=10):
     """Wait until the worker has mirrored every change, so snapshots compare only the API's effects."""
-    import time
 
-    deadline = time.monotonic() + timeout
-    with app.app_context():
-        while db.session.scalar(select(func.count()).select_from(Score).where(Score.board_pending)):
+    def mirrored():
+        with app.app_context():
+            pending = db.session.scalar(select(func.count()).select_from(Score).where(Score.board_pending))
             db.session.rollback()
-            assert time.monotonic() < deadline, "the board never caught up"
-            time.sleep(0.05)
-        db.session.rollback()
+        return pending == 0
+
+    wait_until(mirrored, timeout, message="the board never caught up")
 
 
+@pytest.mark.live
 def test_replay_and_other_users_ids_gain_nothing(app, live_stack, mint, record):
     action_id = record("owner", "win-challenge")["actionId"]
     owner, thief = bearer(mint("owner")), bearer(mint("thief"))
@@ -59,6 +61,7 @@ def test_replay_and_other_users_ids_gain_nothing(app, live_stack, mint, record):
     assert snapshot(app) == before
 
 
+@pytest.mark.live
 def test_parallel_completions_never_exceed_the_daily_cap(app, live_stack, service_headers):
     def record(_):
         return requests.post(
@@ -78,6 +81,7 @@ def test_parallel_completions_never_exceed_the_daily_cap(app, live_stack, servic
         )
 
 
+@pytest.mark.live
 def test_parallel_completions_respect_the_cooldown(app, live_stack, service_headers):
     responses = _parallel(
         10,
@@ -93,6 +97,7 @@ def test_parallel_completions_respect_the_cooldown(app, live_stack, service_head
     assert refused.json()["error"]["code"] == "action_cooldown" and refused.json()["error"]["retryAfter"] >= 1
 
 
+@pytest.mark.live
 def test_rate_limits_hold_across_two_web_processes(stack_env, tmp_path, mint):
     env = {
         **stack_env,
@@ -155,10 +160,11 @@ def test_api_answers_are_not_cached_or_sniffed(client, mint):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.unit
 def test_cors_allows_only_the_listed_origin():
     from scoreboard import create_app
 
-    app = create_app({"ALLOWED_ORIGINS": ["https://game.example"]})
+    app = create_app({"TESTING": True, "ALLOWED_ORIGINS": ["https://game.example"]})
     client = app.test_client()
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "Authorization"}
     allowed = client.options("/api/action/do", headers={"Origin": "https://game.example", **preflight})

@@ -16,12 +16,6 @@ def admin(mint):
     return bearer(mint("boss", "admin"))
 
 
-def claim(client, mint, record, user, action="complete-lesson"):
-    action_id = record(user, action)["actionId"]
-    assert client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(mint(user))).status_code == 200
-    return action_id
-
-
 def public_top(client, mint):
     return [e["userId"] for e in client.get("/api/score/top", headers=bearer(mint("viewer"))).get_json()]
 
@@ -38,9 +32,9 @@ def test_admin_routes_need_the_admin_role(app, client, mint, record):
     assert snapshot(app) == before
 
 
-def test_hide_and_ban_leave_the_public_board_admins_see_everyone(app, client, mint, record, admin):
-    claim(client, mint, record, "alice")
-    claim(client, mint, record, "mallory", "win-challenge")
+def test_hide_and_ban_leave_the_public_board_admins_see_everyone(client, mint, record, record_and_claim, admin):
+    record_and_claim("alice")
+    record_and_claim("mallory", "win-challenge")
     assert public_top(client, mint) == ["mallory", "alice"]
 
     r = client.post(
@@ -63,10 +57,10 @@ def test_hide_and_ban_leave_the_public_board_admins_see_everyone(app, client, mi
 
 
 def test_adjustment_is_a_ledger_row_with_a_reason_and_reaches_the_live_board(
-    app, client, mint, record, admin, redis_client
+    client, record_and_claim, admin, redis_client
 ):
-    claim(client, mint, record, "u1")
-    claim(client, mint, record, "u2", "pass-quiz")
+    record_and_claim("u1")
+    record_and_claim("u2", "pass-quiz")
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{PREFIX}board")
     pubsub.get_message(timeout=1)
@@ -106,9 +100,9 @@ def test_a_reason_is_mandatory(app, client, record, admin):
     assert snapshot(app) == before
 
 
-def test_void_reverses_a_claim(app, client, mint, record, admin):
-    kept = claim(client, mint, record, "u1", "pass-quiz")
-    voided = claim(client, mint, record, "u1", "win-challenge")
+def test_void_reverses_a_claim(app, client, mint, record_and_claim, admin):
+    kept = record_and_claim("u1", "pass-quiz")["actionId"]
+    voided = record_and_claim("u1", "win-challenge")["actionId"]
     r = client.post(f"/api/admin/completions/{voided}/void", json={"reason": "duplicate of quiz"}, headers=admin)
     assert r.get_json() == {"actionId": voided, "userId": "u1", "status": "void", "newScore": 100}
     assert public_top(client, mint) == ["u1"]

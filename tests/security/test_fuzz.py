@@ -384,13 +384,12 @@ QUERIES = st.one_of(
 
 
 @pytest.fixture
-def world(app, client, mint, record, service_headers):
+def world(app, mint, record, record_and_claim, service_headers):
     """Real rows to aim at: u1 with a pending and a claimed completion, u2's pending one, a local account."""
     from scoreboard.models import User
     from scoreboard.security.passwords import hash_password
 
-    claimed = record("u1", "complete-lesson")["actionId"]
-    assert client.post("/api/action/do", json={"actionId": claimed}, headers=bearer(mint("u1"))).status_code == 200
+    claimed = record_and_claim("u1", "complete-lesson")["actionId"]
     pending = record("u1", "win-challenge")["actionId"]
     others = record("u2", "complete-lesson")["actionId"]
     record("alice", "complete-lesson")
@@ -474,19 +473,20 @@ def concrete(rule, world, data):
     )
 
 
-def test_every_body_endpoint_is_fuzzed(app):
+@pytest.mark.unit
+def test_every_body_endpoint_is_fuzzed(offline_app):
     """A new endpoint that takes a body must join the fuzzing tables."""
+    views = offline_app.view_functions
     documented = {
-        (rule.rule, operation_of(app.view_functions[rule.endpoint]).body)
-        for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/api/")
-        and not rule.websocket
-        and operation_of(app.view_functions[rule.endpoint]).body is not None
+        (rule.rule, operation_of(views[rule.endpoint]).body)
+        for rule in offline_app.url_map.iter_rules()
+        if rule.rule.startswith("/api/") and not rule.websocket and operation_of(views[rule.endpoint]).body is not None
     }
     assert documented == {(rule, model) for rule, model, _, _ in BODY_ENDPOINTS}
 
 
-def test_snapshots_see_every_table(app):
+@pytest.mark.unit
+def test_snapshots_see_every_table():
     """ "Nothing changed" checks compare every table the models define."""
     assert set(TABLES) == set(db.metadata.tables)
 

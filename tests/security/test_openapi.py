@@ -2,6 +2,8 @@
 
 The schemathesis suite generates requests from ``/api/openapi.json`` and checks every answer
 against the document: no 5xx, only documented statuses, content types, headers and bodies.
+The checks of the document itself need the app object only (``unit``); the answers need the
+database and Redis, and one check the production server (``live``).
 """
 
 import pytest
@@ -21,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from scoreboard.api.openapi import build_document, documented, operation_of, undocumented_routes
 from scoreboard.api.schemas import ClaimBody, CompletionBody, LoginBody
-from tests.support import bearer
+from tests.support import bearer, wait_until
 
 CHECKS = [
     not_a_server_error,
@@ -34,9 +36,9 @@ CHECKS = [
 
 
 @pytest.fixture
-def document(client):
-    """The served document."""
-    response = client.get("/api/openapi.json")
+def document(offline_app):
+    """The served document (served by an app like the test app, which needs no service for it)."""
+    response = offline_app.test_client().get("/api/openapi.json")
     assert response.status_code == 200
     return response.get_json()
 
@@ -51,34 +53,38 @@ def http_routes(app):
     ]
 
 
+@pytest.mark.unit
 def test_document_is_valid_openapi_3_1_and_public(document):
     """Served without a token and valid against the OpenAPI 3.1 schema."""
     assert document["openapi"] == "3.1.0"
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema
 
 
-def test_every_api_route_is_documented(app, document):
+@pytest.mark.unit
+def test_every_api_route_is_documented(offline_app, document):
     """No route under /api (nor any other HTTP route) is missing from the document."""
     import re
 
-    api_routes = [(path, method) for path, method in http_routes(app) if path.startswith("/api/")]
+    api_routes = [(path, method) for path, method in http_routes(offline_app) if path.startswith("/api/")]
     assert len(api_routes) >= 13
     for path, method in api_routes:
         templated = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", path)
         assert method.lower() in document["paths"].get(templated, {}), f"{method} {path} is not in the document"
     # The ops probes and any other HTTP route too.
-    assert undocumented_routes(app) == []
+    assert undocumented_routes(offline_app) == []
 
 
-def test_websockets_are_described(app, document):
+@pytest.mark.unit
+def test_websockets_are_described(offline_app, document):
     """Every WebSocket route is listed under x-websockets with its message schema."""
-    sockets = [rule.rule for rule in app.url_map.iter_rules() if rule.websocket]
+    sockets = [rule.rule for rule in offline_app.url_map.iter_rules() if rule.websocket]
     assert sockets and set(sockets) <= set(document["x-websockets"])
     board = document["x-websockets"]["/ws/scoreboard"]
     assert board["message"] == {"$ref": "#/components/schemas/BoardMessage"}
     assert "snapshot" in document["components"]["schemas"]["BoardMessage"]["properties"]["type"]["enum"]
 
 
+@pytest.mark.unit
 def test_a_new_undocumented_route_is_caught():
     """The completeness check sees a route that nobody declared."""
     from scoreboard import create_app
@@ -92,7 +98,8 @@ def test_a_new_undocumented_route_is_caught():
     assert "/api/extra/known" in build_document(fresh)["paths"]
 
 
-def test_request_schemas_are_the_validating_models(app, document):
+@pytest.mark.unit
+def test_request_schemas_are_the_validating_models(offline_app, document):
     """Each request body schema is the one generated from the model ``parse_body`` validates with."""
     schemas = document["components"]["schemas"]
     for path, model in (
@@ -105,14 +112,15 @@ def test_request_schemas_are_the_validating_models(app, document):
         expected = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
         assert schemas[model.__name__] == expected
     # Every documented body belongs to the view that declares it.
-    for rule in app.url_map.iter_rules():
-        operation = operation_of(app.view_functions[rule.endpoint])
+    for rule in offline_app.url_map.iter_rules():
+        operation = operation_of(offline_app.view_functions[rule.endpoint])
         if operation is not None and operation.body is not None:
             assert operation.body.__name__ in schemas
     assert schemas["ClaimBody"]["additionalProperties"] is False
     assert schemas["ClaimBody"]["properties"]["actionId"]["pattern"] == "^[A-Za-z0-9_-]+$"
 
 
+@pytest.mark.unit
 def test_security_and_errors_follow_each_endpoint(document):
     """Roles become security requirements; every error status uses the Error schema."""
     paths = document["paths"]
@@ -139,27 +147,27 @@ def test_security_and_errors_follow_each_endpoint(document):
                 assert "403" in responses
 
 
-def test_public_board_setting_drops_the_boards_security(app):
+@pytest.mark.unit
+def test_public_board_setting_drops_the_boards_security(offline_app):
     """SCOREBOARD_PUBLIC_BOARD makes the board's operation and socket public in the document."""
-    before = app.config["PUBLIC_BOARD"]
+    before = offline_app.config["PUBLIC_BOARD"]
     try:
-        app.config["PUBLIC_BOARD"] = True
-        public = build_document(app)
+        offline_app.config["PUBLIC_BOARD"] = True
+        public = build_document(offline_app)
     finally:
-        app.config["PUBLIC_BOARD"] = before
+        offline_app.config["PUBLIC_BOARD"] = before
     assert public["paths"]["/api/score/top"]["get"]["security"] == []
     assert public["x-websockets"]["/ws/scoreboard"]["security"] == []
-    assert build_document(app)["paths"]["/api/score/top"]["get"]["security"] == [{"bearerAuth": []}]
+    assert build_document(offline_app)["paths"]["/api/score/top"]["get"]["security"] == [{"bearerAuth": []}]
 
 
 # --- the service answers as documented --------------------------------------------------
 
 
 @pytest.fixture
-def seeded(app, client, mint, record, service_headers):
+def seeded(app, client, mint, record, record_and_claim):
     """A board with points, a pending and a claimed completion, an adjusted user: 2xx answers to check."""
-    claimed = record("u1", "complete-lesson")["actionId"]
-    assert client.post("/api/action/do", json={"actionId": claimed}, headers=bearer(mint("u1"))).status_code == 200
+    claimed = record_and_claim("u1", "complete-lesson")["actionId"]
     pending = record("u1", "pass-quiz")["actionId"]
     record("u2", "complete-lesson", displayName="Two")
     admin = bearer(mint("root", "admin"))
@@ -278,10 +286,9 @@ def test_catalog_limits_send_retry_after_as_documented(app, client, record, serv
     assert int(response.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.live
 def test_production_server_answers_as_documented(live_stack, mint, service_headers, api_schema):
     """Under gunicorn (where the top list comes from the process's relay) the answers match the document too."""
-    import time
-
     import requests
 
     served = requests.get(f"{live_stack}/api/openapi.json", timeout=10)
@@ -298,14 +305,13 @@ def test_production_server_answers_as_documented(live_stack, mint, service_heade
         f"{live_stack}/api/action/do", json={"actionId": recorded.json()["actionId"]}, headers=user, timeout=10
     )
     api_schema["/api/action/do"]["POST"].validate_response(claimed)
-    deadline = time.monotonic() + 10
-    while True:
+
+    def top_showing_the_claim():
         top = requests.get(f"{live_stack}/api/score/top", headers=user, timeout=10)
-        if any(row["userId"] == "live-doc" for row in top.json()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return top if top.status_code == 200 and any(row["userId"] == "live-doc" for row in top.json()) else None
+
+    top = wait_until(top_showing_the_claim, timeout=10, interval=0.1, message="the claim never reached the top list")
     api_schema["/api/score/top"]["GET"].validate_response(top)
-    assert any(row["userId"] == "live-doc" for row in top.json())
     refused = requests.post(f"{live_stack}/api/action/do", json={"actionId": "nope"}, headers=user, timeout=10)
     assert refused.status_code == 404
     api_schema["/api/action/do"]["POST"].validate_response(refused)

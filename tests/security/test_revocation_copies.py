@@ -4,9 +4,12 @@ revocations in force, and checking a token then costs no Redis round trip."""
 
 import time
 
+import pytest
 import requests
 
-from tests.support import bearer, start_web
+from tests.support import bearer, scrape, scraped, start_web, wait_until
+
+pytestmark = pytest.mark.live
 
 
 def _zscore_calls(redis_client):
@@ -19,10 +22,16 @@ def _top(base, token):
 
 
 def _settled(base, token):
-    """Read the board until the process's relay has subscribed (its first requests start it)."""
-    for _ in range(50):
+    """Read the board until the process's relay has subscribed (its first request starts it): a read is then
+    answered from the process's memory, and token checks from its revocation copy, current from the same moment.
+    """
+
+    def from_memory():
+        before = scraped(scrape(f"{base}/metrics"), "scoreboard_top_cache_total", result="memory")
         assert _top(base, token).status_code == 200
-        time.sleep(0.02)
+        return scraped(scrape(f"{base}/metrics"), "scoreboard_top_cache_total", result="memory") > before
+
+    wait_until(from_memory, timeout=10, interval=0.02, message=f"the relay of {base} never subscribed")
 
 
 def test_revocations_reach_every_process_and_cost_no_redis_call(stack_env, tmp_path, mint, redis_client):

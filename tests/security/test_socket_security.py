@@ -6,13 +6,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.support import bearer, start_web
+from tests.support import bearer, start_web, ws_url
+
+pytestmark = pytest.mark.live
 
 FLOOD_LIMIT = 10  # SCOREBOARD_WS_MAX_CLIENT_MESSAGES' default: messages a client may send in 10 s
-
-
-def ws_url(base, query=""):
-    return base.replace("http://", "ws://") + "/ws/scoreboard" + query
 
 
 def refused_status(url, **kwargs):

@@ -176,6 +176,7 @@ def test_issuer_and_audience_are_checked_when_configured(record):
     assert client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(good)).status_code == 200
 
 
+@pytest.mark.unit
 def test_a_deployment_with_the_development_secret_refuses_to_start(monkeypatch):
     from scoreboard import create_app
 

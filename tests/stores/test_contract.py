@@ -17,6 +17,7 @@ from scoreboard.stores import Stores, memory_stores, redis_stores
 from scoreboard.stores.board_cache import board_message, dumps, message_parts, parse_message
 from scoreboard.stores.ranking import RankEntry, user_of
 from tests.conftest import REDIS_URL
+from tests.support import wait_until
 
 TTL = 300
 
@@ -62,13 +63,13 @@ class Listening:
         self.thread.join(5)
 
     def wait_for(self, kind, count=1, timeout=5):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def heard_enough():
             found = [payload for k, payload in self.heard if k == kind]
-            if len(found) >= count:
-                return found
-            time.sleep(0.01)
-        raise AssertionError(f"heard {self.heard}, wanted {count} {kind}")
+            return found if len(found) >= count else None
+
+        return wait_until(
+            heard_enough, timeout, interval=0.01, message=lambda: f"heard {self.heard}, wanted {count} {kind}"
+        )
 
 
 # The ranking mirror.
@@ -128,6 +129,7 @@ def test_ranking_compare_reports_what_is_mirrored(stores):
     assert ranking.compare([]) == []
 
 
+@pytest.mark.unit
 def test_member_encodes_the_user_and_sorts_earlier_first():
     early, late = entry("u:1", 5, reached_us=10), entry("u:1", 5, reached_us=20)
     assert user_of(early.member) == "u:1"
@@ -179,6 +181,7 @@ def test_invalidate_makes_the_next_publish_broadcast_again(stores):
     assert cache.publish_if_changed("[]") > 0
 
 
+@pytest.mark.unit
 def test_board_message_round_trips():
     message = board_message("snapshot", 42, '[{"displayName":"x,\\"top\\":1"}]', 99)
     assert json.loads(message)["top"] == [{"displayName": 'x,"top":1'}]
@@ -252,8 +255,5 @@ def test_a_revocation_is_only_ever_extended(stores):
 def test_lapsed_revocations_are_not_in_force(stores):
     revocations = stores.revocations
     revocations.revoke("short", 1)
-    deadline = time.monotonic() + 5
-    while revocations.is_revoked("short") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not revocations.is_revoked("short")
+    wait_until(lambda: not revocations.is_revoked("short"), 5, message="a 1 s revocation still in force")
     assert "short" not in revocations.in_force()
