@@ -1,4 +1,4 @@
-"""The demo blueprint: off unless enabled, and ``POST /demo/complete`` records a completion for the token's user only."""
+"""The demo blueprint: off unless enabled; ``POST /demo/complete`` records a completion for the token's user only."""
 
 import requests
 

@@ -59,7 +59,8 @@ def test_widget_reconnects_after_a_restart_and_shows_the_current_board(restartab
     # reset the count, and only the run after that shows the backoff against a server that is gone.
     page.wait_for_function(
         "() => { const r = window.__events.filter(e => e.type === 'scoreboard-state' && e.detail.delay);"
-        f" const i = r.map(e => e.detail.attempt).lastIndexOf(1); return i >= 0 && r.length - i >= {RETRIES_WATCHED}; }}",
+        " const i = r.map(e => e.detail.attempt).lastIndexOf(1);"
+        f" return i >= 0 && r.length - i >= {RETRIES_WATCHED}; }}",
         timeout=60_000,
     )
     retries = [e["detail"] for e in recorded_events(page, "scoreboard-state") if e["detail"].get("delay")]

@@ -105,6 +105,7 @@ def test_gunicorn_refuses_the_development_secret_on_the_embedded_database(tmp_pa
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.unit
 def test_flask_commands_still_accept_it_on_the_embedded_database(tmp_path):
     minted = subprocess.run(
         [str(ROOT / ".venv/bin/flask"), "tokens", "mint", "alice"],
