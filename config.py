@@ -7,7 +7,6 @@ listed in the README's settings table (a test checks that).
 """
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -107,26 +106,21 @@ def redis_settings() -> dict[str, Any]:
     return {"REDIS_URL": url, "EMBEDDED_REDIS": url is None, "REDIS_PREFIX": env("REDIS_PREFIX", "scoreboard:")}
 
 
-def refuse_to_start(reason: str) -> None:
-    """End the process with one line on stderr, and the status gunicorn reads as "app failed to load" (its
-    master stops instead of respawning workers), as ``scoreboard.create_app_for_process`` does."""
-    print(f"scoreboard: refusing to start: {reason}", file=sys.stderr)
-    raise SystemExit(4)
-
-
 def celery_settings(redis_url: str | None) -> dict[str, Any]:
     """Celery: the broker defaults to Redis; RabbitMQ works by URL (amqp://). Beat's schedule.
 
     A Redis Cluster cannot be Celery's broker: with one as ``SCOREBOARD_REDIS_URL`` the broker
-    must be set apart (RabbitMQ, or a plain Redis), or the process refuses to start.
+    must be set apart (RabbitMQ, or a plain Redis), or the process refuses to start
+    (:class:`RefusedConfiguration`, one line from ``scoreboard.create_app_for_process``).
     """
     from kombu import Queue  # here, not at the top: gunicorn's config reads this module's env helpers
 
     broker = env("BROKER_URL", redis_url)
     if is_redis_cluster(broker):
-        refuse_to_start(
-            "Celery cannot use a Redis Cluster (redis+cluster://) as its broker: set SCOREBOARD_BROKER_URL to "
-            "RabbitMQ (amqp://user:password@host:5672//) or to a separate plain Redis (redis://host:6379/0)"
+        raise RefusedConfiguration(
+            "refusing to start: Celery cannot use a Redis Cluster (redis+cluster://) as its broker: set "
+            "SCOREBOARD_BROKER_URL to RabbitMQ (amqp://user:password@host:5672//) or to a separate plain Redis "
+            "(redis://host:6379/0)"
         )
     board_queue = env("CELERY_QUEUE", "board")
     maintenance_queue = env("CELERY_MAINTENANCE_QUEUE", "maintenance")

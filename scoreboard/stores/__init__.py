@@ -21,17 +21,27 @@ Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>board`` (channel)      pub/sub every broadcast message
 ``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
 ==========================  ======  ===========================================================
+
+On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first six carry the board's
+hash tag, so the scripts and multi-key commands over them stay in one slot: ``<p>{board}:rank``,
+``<p>{board}:rank:state``, ``<p>{board}:rank:built``, ``<p>{board}:top``, ``<p>{board}:top:published``,
+``<p>{board}:top:version`` (a named board ``<b>``: ``<p>{board:<b>}:rank`` ...). The others are each
+used alone and keep their names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Flask, current_app
 
+from config import is_redis_cluster
+
 from .board_cache import BoardCache, MemoryBoardCache, RedisBoardCache
 from .channels import Channels, MemoryBus, RedisChannels
+from .cluster import ClusterChannels, check_cluster, cluster_from_url
 from .coordination import Coordination, MemoryCoordination, RedisCoordination
 from .ranking import MemoryRanking, Ranking, RedisRanking
 from .revocation_list import MemoryRevocationList, RedisRevocationList, RevocationList
@@ -53,20 +63,25 @@ class Stores:
 
 
 def redis_stores(url: str, prefix: str, cache_ttl: int) -> Stores:
-    """Every store on the Redis at ``url``, under ``prefix``."""
-    import redis
+    """Every store on the Redis at ``url``, under ``prefix``; ``redis+cluster://`` is a Redis Cluster."""
+    options = {"decode_responses": True, "socket_timeout": 2, "socket_connect_timeout": 2, "health_check_interval": 15}
+    cluster = is_redis_cluster(url)
+    if cluster:
+        client = cluster_from_url(url, **options)
+    else:
+        import redis
 
-    client = redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2, health_check_interval=15
-    )
-    channels = RedisChannels(client, prefix)
+        client = redis.Redis.from_url(url, **options)
+    ranking = RedisRanking(client, prefix)
+    # On a cluster the subscription is opened on the node serving the board's keys, or any node that answers.
+    channels = ClusterChannels(client, prefix, ranking.members_key) if cluster else RedisChannels(client, prefix)
     return Stores(
-        ranking=RedisRanking(client, prefix),
+        ranking=ranking,
         board_cache=RedisBoardCache(client, prefix, channels.board_channel, cache_ttl),
         coordination=RedisCoordination(client, prefix),
         revocations=RedisRevocationList(client, prefix, channels.revocations_channel),
         channels=channels,
-        ping=client.ping,
+        ping=partial(check_cluster, client) if cluster else client.ping,
         embedded=False,
     )
 

@@ -13,6 +13,7 @@ import time
 from typing import NamedTuple, Protocol
 
 from .channels import MemoryBus
+from .cluster import board_tag, on_cluster
 
 _TOP_KEY = ',"top":'
 
@@ -101,17 +102,19 @@ return version
 
 
 class RedisBoardCache:
-    """The cached message and the version in Redis; a publish is one Lua script, so atomic."""
+    """The cached message and the version in Redis; a publish is one Lua script, so atomic.
 
-    def __init__(self, client, prefix: str, channel: str, ttl: int) -> None:
+    On a cluster (``client`` a ``RedisCluster``, or ``cluster=True``) the keys carry the all-time
+    board's hash tag (``<p>{board}:top`` ...), so the script and ``consistent``'s MGET stay in one slot.
+    """
+
+    def __init__(self, client, prefix: str, channel: str, ttl: int, cluster: bool | None = None) -> None:
         self.redis = client
+        cluster = on_cluster(client) if cluster is None else cluster
         self.channel = channel
         self.ttl = ttl
-        self.published_key, self.message_key, self.version_key = (
-            f"{prefix}top:published",
-            f"{prefix}top",
-            f"{prefix}top:version",
-        )
+        base = f"{prefix}{board_tag()}:top" if cluster else f"{prefix}top"
+        self.published_key, self.message_key, self.version_key = f"{base}:published", base, f"{base}:version"
         self._publish = client.register_script(PUBLISH_IF_CHANGED)
 
     def publish_if_changed(self, top_json: str, changed_at: int | None = None) -> int:

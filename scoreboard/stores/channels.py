@@ -33,7 +33,7 @@ class RedisChannels:
         the newest: each is a whole board, so only the latest matters, and a fan-out slower
         than the broadcast rate never falls further behind. Every revocation is relayed.
         """
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._open()
         try:
             pubsub.subscribe(self.board_channel, self.revocations_channel)
             on_message("subscribed", None)
@@ -51,6 +51,10 @@ class RedisChannels:
                     on_message("board", latest)
         finally:
             pubsub.close()
+
+    def _open(self):
+        """A pub/sub connection (on a cluster, ``stores.cluster.ClusterChannels`` picks the node)."""
+        return self.redis.pubsub(ignore_subscribe_messages=True)
 
 
 class MemoryBus:

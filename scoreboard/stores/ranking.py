@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from .cluster import board_tag, on_cluster
+
 INVERTED_TIME_BASE = 10**17 - 1
 
 
@@ -97,11 +99,15 @@ class RedisRanking:
 
     ``board`` names the ranking (the all-time board is ``""``, keyed ``<p>rank``); other boards
     get keys of their own (``<p>rank:<board>``), so each is rebuilt, compared and read alone.
+    On a cluster (``client`` a ``RedisCluster``, or ``cluster=True``) a board's keys carry its
+    hash tag, so the script's keys share a slot: ``<p>{board}:rank``, ``<p>{board:<name>}:rank``.
     """
 
-    def __init__(self, client, prefix: str, board: str = "") -> None:
+    def __init__(self, client, prefix: str, board: str = "", cluster: bool | None = None) -> None:
         self.redis = client
-        base = f"{prefix}rank" + (f":{board}" if board else "")
+        cluster = on_cluster(client) if cluster is None else cluster
+        named = f":{board}" if board else ""
+        base = f"{prefix}{board_tag(board)}:rank" if cluster else f"{prefix}rank{named}"
         self.members_key, self.state_key, self.built_key = base, f"{base}:state", f"{base}:built"
         self._apply = client.register_script(APPLY)
 

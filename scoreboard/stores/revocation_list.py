@@ -32,23 +32,33 @@ class RevocationList(Protocol):
         """Every revocation in force: ``{jti: lapse time}``."""
 
 
+REVOKE = """
+-- KEYS: the revocation list.  ARGV: now, lapse time, jti, channel, announcement
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[3])  -- adds, or only ever extends
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
 class RedisRevocationList:
-    """A sorted set ``jti -> lapse time``; lapsed entries are trimmed as new ones come."""
+    """A sorted set ``jti -> lapse time``; lapsed entries are trimmed as new ones come.
+
+    A revocation is one Lua script (trim, add, announce), atomic on one Redis and on a cluster
+    alike (a cluster refuses a MULTI holding a PUBLISH).
+    """
 
     def __init__(self, client, prefix: str, channel: str) -> None:
         self.redis = client
         self.key = f"{prefix}revoked"
         self.channel = channel
+        self._revoke = client.register_script(REVOKE)
 
     def revoke(self, jti: str, ttl: float) -> float:
         """Refuse ``jti`` for ``ttl`` seconds from now and announce it; returns when the revocation lapses."""
         now = time.time()
         lapses = now + max(1, int(ttl))
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(self.key, "-inf", now)
-            pipe.zadd(self.key, {jti: lapses}, gt=True)  # adds, or only ever extends
-            pipe.publish(self.channel, announcement(jti, lapses))
-            pipe.execute()
+        self._revoke(keys=[self.key], args=[now, lapses, jti, self.channel, announcement(jti, lapses)])
         return lapses
 
     def is_revoked(self, jti: str) -> bool:

@@ -206,3 +206,211 @@ class RedisServer:
                 self.process.wait(5)
             self.process = None
         wait_port(self.port, up=False)
+
+
+CLUSTER_DIR_PREFIX = "scoreboard-faults-cluster-"
+
+
+def _bindable(port):
+    """Whether 127.0.0.1:``port`` can be bound right now."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count):
+    """``count`` spare ports below 55535, each with its cluster bus port (``port + 10000``) spare as well."""
+    import random
+
+    ports = []
+    while len(ports) < count:
+        port = random.randrange(20000, 55535)
+        if port not in ports and _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+    return ports
+
+
+def remove_abandoned_cluster_dirs():
+    """Delete the directories of clusters whose test run died before its teardown (the nodes died with it)."""
+    for root in glob.glob(os.path.join(tempfile.gettempdir(), CLUSTER_DIR_PREFIX + "*")):
+        try:
+            owner = int(Path(root, "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not pid_alive(owner):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class RedisClusterServer:
+    """A Redis Cluster of real redis-server processes: three primaries and a replica each, without persistence.
+
+    Every node listens on 127.0.0.1 on its port and on port + 10000 (the cluster bus). The node timeout
+    is 2 s (Redis's default is 15 s): a primary that stops answering is marked failed after 2 s and its
+    replica takes its slots a moment later, so a failover takes seconds, not tens of seconds.
+    """
+
+    NODE_TIMEOUT_MS = 2000
+
+    def __init__(self, log_dir, primaries=3):
+        """Pick spare ports and a directory for the nodes' cluster files; nothing is started yet."""
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+            raise RuntimeError("redis-server and redis-cli not found: install them (apt-get install redis-server)")
+        remove_abandoned_cluster_dirs()
+        self.log_dir = Path(log_dir)
+        self.root = Path(tempfile.mkdtemp(prefix=CLUSTER_DIR_PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
+        self.ports = cluster_ports(primaries * 2)
+        self.processes = {}
+        self.starts = 0
+
+    def url(self):
+        """The service's ``SCOREBOARD_REDIS_URL`` for this cluster: every node, as startup nodes."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self):
+        """Start every node, join them into a cluster (``redis-cli --cluster create``) and wait until it is ok."""
+        for port in self.ports:
+            self.start_node(port)
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}"
+        self.wait_ok()
+
+    def start_node(self, port):
+        """Start (or restart, with its cluster file: it rejoins) the node on ``port``; wait until it listens."""
+        self.starts += 1
+        argv = [
+            "redis-server",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(self.root / f"nodes-{port}.conf"),
+            "--cluster-node-timeout",
+            str(self.NODE_TIMEOUT_MS),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.root),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
+        with open(self.log_dir / f"redis-cluster-{port}-{self.starts}.log", "wb") as log:
+            self.processes[port] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        wait_port(port)
+
+    def node(self, port):
+        """A plain client on one node (it answers for itself, it does not follow redirections)."""
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
+
+    def running(self):
+        """The ports of the nodes whose process runs."""
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    def nodes(self, port=None):
+        """``CLUSTER NODES`` as one node sees it: ``{"127.0.0.1:<port>": {"node_id", "flags", "master_id", ...}}``."""
+        return self.node(port or self.running()[0]).execute_command("CLUSTER NODES")
+
+    def state(self, port):
+        """``cluster_state`` as the node on ``port`` reports it (``ok`` when every slot is served)."""
+        return self.node(port).execute_command("CLUSTER INFO")["cluster_state"]
+
+    def primary_for(self, key):
+        """The port of the primary that serves ``key``'s slot now."""
+        slot = int(self.node(self.running()[0]).execute_command("CLUSTER KEYSLOT", key))
+        for start, end, primary, *_ in self.node(self.running()[0]).execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return int(primary[1])
+        raise AssertionError(f"slot {slot} is served by no node")
+
+    def replica_of(self, port):
+        """The port of a replica of the primary on ``port``."""
+        nodes = self.nodes()
+        primary_id = nodes[f"127.0.0.1:{port}"]["node_id"]
+        return next(int(name.rsplit(":", 1)[1]) for name, n in nodes.items() if n["master_id"] == primary_id)
+
+    def role(self, port):
+        """``master`` or ``slave``, as the node on ``port`` reports its own role."""
+        return self.node(port).info("replication")["role"]
+
+    def is_ok(self):
+        """Whether every running node reports ``cluster_state:ok`` now."""
+        try:
+            return all(self.state(port) == "ok" for port in self.running())
+        except Exception:  # a node still starting or just killed: not ok yet
+            return False
+
+    def wait_ok(self, timeout=60):
+        """Wait until every running node reports ``cluster_state:ok``; returns the seconds it took."""
+        started = time.monotonic()
+        while True:
+            if self.is_ok():
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"redis cluster not ok after {timeout}s: {self.nodes()}")
+            time.sleep(0.05)
+
+    def kill(self, port):
+        """SIGKILL the node on ``port`` (no goodbye to the cluster) and wait until its port refuses connections."""
+        process = self.processes[port]
+        process.kill()
+        process.wait(10)
+        wait_port(port, up=False)
+
+    def stop(self):
+        """Stop every node and delete the cluster's files."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+        self.processes = {}
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_shared_cluster = {}
+
+
+def shared_redis_cluster(request, tmp_path_factory):
+    """The test run's one Redis Cluster, for a session-scoped fixture: started by the first one to ask, stopped
+    (and its files deleted) when the session ends. The contract tests and the cluster fault test share it."""
+    cluster = _shared_cluster.get("cluster")
+    if cluster is None:
+        cluster = RedisClusterServer(tmp_path_factory.mktemp("redis-cluster"))
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        _shared_cluster["cluster"] = cluster
+
+        def stop():
+            _shared_cluster.pop("cluster", None)
+            cluster.stop()
+
+        request.addfinalizer(stop)
+    return cluster

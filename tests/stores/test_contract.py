@@ -1,7 +1,9 @@
 """One contract for both adapters of every store: each behaviour runs on Redis and in memory.
 
 The Redis runs use the tests' Redis under a prefix of their own; the in-memory runs need no
-service (``pytest -m unit`` runs them alone).
+service (``pytest -m unit`` runs them alone). The same behaviours run on a Redis Cluster too
+(``faults``: it starts six redis-server processes, the cluster that
+``tests/faults/test_redis_cluster.py`` uses as well, once per run).
 """
 
 import json
@@ -11,26 +13,38 @@ import uuid
 
 import pytest
 import redis
+from redis.cluster import key_slot
 from redis.exceptions import LockError
 
 from scoreboard.stores import Stores, memory_stores, redis_stores
-from scoreboard.stores.board_cache import board_message, dumps, message_parts, parse_message
-from scoreboard.stores.ranking import RankEntry, user_of
+from scoreboard.stores.board_cache import RedisBoardCache, board_message, dumps, message_parts, parse_message
+from scoreboard.stores.ranking import RankEntry, RedisRanking, user_of
 from tests.conftest import REDIS_URL
+from tests.faults.servers import shared_redis_cluster
 from tests.support import wait_until
 
 TTL = 300
 
 
-@pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.unit), "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(request, tmp_path_factory):
+    """The run's Redis Cluster (three primaries, three replicas), shared with the cluster fault test."""
+    return shared_redis_cluster(request, tmp_path_factory)
+
+
+@pytest.fixture(
+    params=[pytest.param("memory", marks=pytest.mark.unit), "redis", pytest.param("cluster", marks=pytest.mark.faults)]
+)
 def stores(request) -> Stores:
     """The stores on one backend, empty."""
     if request.param == "memory":
         yield memory_stores()
         return
+    url = request.getfixturevalue("redis_cluster").url() if request.param == "cluster" else REDIS_URL
     prefix = f"sbcontract:{uuid.uuid4().hex[:10]}:"
-    yield redis_stores(REDIS_URL, prefix, TTL)
-    client = redis.Redis.from_url(REDIS_URL)
+    made = redis_stores(url, prefix, TTL)
+    yield made
+    client = made.ranking.redis  # on a cluster, SCAN runs on every primary
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
 
@@ -134,6 +148,29 @@ def test_member_encodes_the_user_and_sorts_earlier_first():
     early, late = entry("u:1", 5, reached_us=10), entry("u:1", 5, reached_us=20)
     assert user_of(early.member) == "u:1"
     assert early.member > late.member
+
+
+@pytest.mark.unit
+def test_on_a_cluster_a_boards_keys_share_one_slot_and_one_redis_keeps_its_names():
+    client = redis.Redis()  # never contacted: here the adapters only name their keys
+    for board in ("", "2026-w01"):
+        ranking = RedisRanking(client, "p:", board, cluster=True)
+        keys = [ranking.members_key, ranking.state_key, ranking.built_key]
+        if not board:  # the board cache belongs to the all-time board
+            cache = RedisBoardCache(client, "p:", "p:board", TTL, cluster=True)
+            keys += [cache.message_key, cache.published_key, cache.version_key]
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+        assert all(key.startswith("p:{board") for key in keys)
+    assert RedisRanking(client, "p:", cluster=True).members_key == "p:{board}:rank"
+    assert RedisRanking(client, "p:", "2026-w01", cluster=True).members_key == "p:{board:2026-w01}:rank"
+    plain, plain_cache = RedisRanking(client, "p:"), RedisBoardCache(client, "p:", "p:board", TTL)
+    assert (plain.members_key, plain.state_key, plain.built_key) == ("p:rank", "p:rank:state", "p:rank:built")
+    assert (plain_cache.message_key, plain_cache.published_key) == ("p:top", "p:top:published")
+    assert RedisRanking(client, "p:", "2026-w01").members_key == "p:rank:2026-w01"
+
+
+def test_ping_answers_when_the_backend_serves(stores):
+    stores.ping()
 
 
 # The board cache and its broadcast.
