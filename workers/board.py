@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 class _Queued:
     """What ``send_task`` hands back for a recompute: nobody waits for its result."""
 
-    __slots__ = ("id",)
+    # send_task sets ``ignored`` on the result it builds; without the slot the send raises after the
+    # task went out, and the recompute would be counted as not queued.
+    __slots__ = ("id", "ignored")
 
     def __init__(self, task_id):
         self.id = task_id
