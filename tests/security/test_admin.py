@@ -125,10 +125,10 @@ def test_voiding_a_pending_completion_makes_it_unclaimable(app, client, mint, re
 def test_audit_log_lists_every_act(client, mint, record, admin):
     record("u1")
     client.post("/api/admin/users/u1/status", json={"status": "hidden", "reason": "check"}, headers=admin)
-    client.post("/api/admin/users/u1/adjustments", json={"delta": -5, "reason": "penalty"}, headers=admin)
+    client.post("/api/admin/users/u1/adjustments", json={"delta": 5, "reason": "goodwill"}, headers=admin)
     entries = client.get("/api/admin/audit", headers=admin).get_json()
     assert [(e["act"], e["reason"], e["targetUser"]) for e in entries] == [
-        ("adjust", "penalty", "u1"),
+        ("adjust", "goodwill", "u1"),
         ("status:hidden", "check", "u1"),
     ]
     assert client.get("/api/admin/users/nobody", headers=admin).status_code == 404
