@@ -75,7 +75,7 @@ def database_settings() -> dict[str, Any]:
             # closed after it (a new server process each time); waiting for a pooled one is far cheaper.
             "max_overflow": env_int("DB_MAX_OVERFLOW", 0),
             "pool_timeout": 5,
-            "connect_args": {"connect_timeout": 3},
+            "connect_args": database_bounds(url),
         }
     # Claims commit in one statement on connections kept in autocommit, so they pay no BEGIN or
     # COMMIT round trip (switching a pooled connection in and out of autocommit costs one too).
@@ -91,7 +91,44 @@ def database_settings() -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": engine,
         "SQLALCHEMY_BINDS": binds,
         "MIGRATIONS_DIR": BASE_DIR / "migrations",
+        # The longest a web or worker process waits for PostgreSQL to answer one operation (scoreboard.ops.db_waits).
+        "DB_WAIT_TIMEOUT": seconds(env("DB_WAIT_TIMEOUT", "1.5s")),
     }
+
+
+def seconds(text: str) -> float:
+    """A duration (``1.5``, ``2s``, ``1m``) in seconds; for the bounds below, ``0`` means none."""
+    return parse_duration(text).total_seconds()
+
+
+def database_bounds(url: str) -> dict[str, Any]:
+    """libpq's parameters that bound a connection's waits: connecting, statements, locks, a silent peer.
+
+    ``statement_timeout`` and ``lock_timeout`` are set for every session through ``options``
+    (after any ``options`` in the URL's query); ``0`` turns one off, e.g. for a long migration.
+    Keepalives and ``tcp_user_timeout`` drop a connection whose peer has vanished (a network
+    partition); a server that is stopped but whose kernel still acknowledges packets is caught by
+    the wait callback instead (``SCOREBOARD_DB_WAIT_TIMEOUT``).
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    options = parse_qs(urlsplit(url).query).get("options", [])
+    for name, value in (
+        ("statement_timeout", seconds(env("DB_STATEMENT_TIMEOUT", "2s"))),
+        ("lock_timeout", seconds(env("DB_LOCK_TIMEOUT", "1s"))),
+    ):
+        if value > 0:
+            options.append(f"-c {name}={round(value * 1000)}")
+    idle = env_int("DB_KEEPALIVES_IDLE", 10)
+    bounds = {
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 2),
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": max(1, idle // 3),
+        "keepalives_count": 3,
+        "tcp_user_timeout": round(seconds(env("DB_TCP_USER_TIMEOUT", "10s")) * 1000),
+    }
+    return {**bounds, "options": " ".join(options)} if options else bounds
 
 
 def is_redis_cluster(url: str | None) -> bool:
@@ -103,7 +140,14 @@ def redis_settings() -> dict[str, Any]:
     """Redis (one server, or a cluster by ``redis+cluster://``) for the board stores, pub/sub and rate limits;
     unset means in-process."""
     url = env("REDIS_URL")
-    return {"REDIS_URL": url, "EMBEDDED_REDIS": url is None, "REDIS_PREFIX": env("REDIS_PREFIX", "scoreboard:")}
+    return {
+        "REDIS_URL": url,
+        "EMBEDDED_REDIS": url is None,
+        "REDIS_PREFIX": env("REDIS_PREFIX", "scoreboard:"),
+        # After a Redis timeout a process stops waiting on Redis this long, then lets one request try
+        # (scoreboard.ops.redis_breaker); after a refused connection, which costs no wait, 1 s at most.
+        "REDIS_BREAKER_OPEN": seconds(env("REDIS_BREAKER_OPEN", "5s")),
+    }
 
 
 def celery_settings(redis_url: str | None) -> dict[str, Any]:
@@ -223,6 +267,8 @@ def limit_settings(redis_url: str | None, redis_prefix: str) -> dict[str, Any]:
         "RATE_LIMIT_LOGIN": env("RATE_LIMIT_LOGIN", "5/minute;50/hour"),
         "RATE_LIMIT_SERVICE": env("RATE_LIMIT_SERVICE", "500/second"),
         "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 16 * 1024),
+        # A request's body must have arrived this long after its headers, else 408 (scoreboard.ops.body_timeout).
+        "BODY_TIMEOUT": seconds(env("BODY_TIMEOUT", "10s")),
     }
 
 

@@ -3,8 +3,9 @@
 The default worker is gevent: an open WebSocket then costs a greenlet (a few KiB)
 instead of an OS thread, so one instance holds 10,000 sockets (see
 docs/performance.md for the measurements behind the choice). psycopg2 is made
-cooperative with psycogreen, so a query waits without blocking the other
-greenlets. ``SCOREBOARD_WORKER_CLASS=gthread`` selects threads instead; then every
+cooperative by a wait callback (``scoreboard.ops.db_waits``), so a query waits without
+blocking the other greenlets, and never longer than ``SCOREBOARD_DB_WAIT_TIMEOUT`` (with
+either worker class). ``SCOREBOARD_WORKER_CLASS=gthread`` selects threads instead; then every
 open socket holds two threads (the handler and simple-websocket's reader) and
 ``SCOREBOARD_WEB_THREADS`` bounds the sockets a worker can hold.
 """
@@ -73,11 +74,11 @@ logconfig_dict = {
 
 
 def post_fork(server, worker):
-    """Under gevent, make psycopg2 yield to other greenlets while it waits on the database."""
-    if worker_class == "gevent":
-        from psycogreen.gevent import patch_psycopg
+    """Bound every wait on the database (SCOREBOARD_DB_WAIT_TIMEOUT); under gevent the waits also yield to the
+    other greenlets (the cooperative wait psycogreen's would give, with a deadline)."""
+    from scoreboard.ops import db_waits
 
-        patch_psycopg()
+    db_waits.install(green=worker_class == "gevent")
 
 
 def on_starting(server):

@@ -43,6 +43,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     log_format.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     _check_settings(app)
+    ops.configure(app.config)  # before the extensions read it: the Redis clients' circuit breaker
 
     hops = int(app.config["PROXY_HOPS"])
     if hops:

@@ -22,6 +22,7 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "body_timeout",  # the body did not arrive within SCOREBOARD_BODY_TIMEOUT (scoreboard.ops.body_timeout)
     413: "body_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",

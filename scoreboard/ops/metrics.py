@@ -83,6 +83,12 @@ OUTBOX_PENDING = Gauge(
     "Committed score changes not yet mirrored to the board, as last counted by the sweep.",
     multiprocess_mode="mostrecent",
 )
+REDIS_BREAKER_OPEN = Gauge(
+    "scoreboard_redis_breaker_open",
+    "1 while a process does not wait on Redis (its circuit breaker opened after a timeout or refused "
+    "connection; one trial request later decides), else 0. The largest over live processes.",
+    multiprocess_mode="livemax",
+)
 
 
 def multiprocess_dir():

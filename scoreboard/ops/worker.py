@@ -1,4 +1,5 @@
-"""The Celery worker's operations: quick broker reconnects, and metrics (it serves no HTTP of its own).
+"""The Celery worker's operations: quick broker reconnects, bounded database waits, and metrics (it serves
+no HTTP of its own).
 
 With ``SCOREBOARD_WORKER_METRICS_PORT`` set, the worker's main process serves ``/metrics``
 on that port (``SCOREBOARD_WORKER_METRICS_ADDR``, default all interfaces). The prefork
@@ -9,6 +10,7 @@ give it a directory of its own, not the web server's.
 import functools
 import logging
 import os
+from typing import Any
 
 from celery.signals import worker_init, worker_process_shutdown
 from celery.worker.consumer import Consumer
@@ -51,6 +53,18 @@ def serve_worker_metrics(sender=None, **_kwargs):
     metrics.reset_multiprocess_dir()
     metrics.serve(port, flask_app.config["WORKER_METRICS_ADDR"])
     log.info("worker metrics on port %s", port)
+
+
+@worker_init.connect
+def bound_database_waits(sender: Any = None, **_kwargs: Any) -> None:
+    """Before the pool forks (its processes inherit it): no task waits on the database longer than
+    ``SCOREBOARD_DB_WAIT_TIMEOUT`` for one operation (``scoreboard.ops.db_waits``)."""
+    flask_app = getattr(getattr(sender, "app", None), "flask_app", None)  # set by celery_init_app
+    if flask_app is None or not flask_app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return
+    from . import db_waits
+
+    db_waits.install(flask_app.config["DB_WAIT_TIMEOUT"])
 
 
 @worker_process_shutdown.connect

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Completion, CompletionStatus, Score, User, UserStatus, utcnow
+from ..ops.db_waits import timed_out
 
 completions = Completion.__table__
 scores = Score.__table__
@@ -83,14 +84,16 @@ def _claim_in_one_statement(engine, params):
 
     A pooled connection left dead by a database restart fails its first use (and the pool drops all
     such connections); the claim is then run once more on a fresh one. That is safe even if the first
-    attempt did commit: the completion is no longer pending, so the second claims nothing.
+    attempt did commit: the completion is no longer pending, so the second claims nothing. A connection
+    dropped because the database did not answer in time (``ops.db_waits``) is not retried: the claim's
+    answer must not wait that long twice.
     """
     for attempt in (1, 2):
         try:
             with engine.connect() as conn:
                 return conn.execute(CLAIM_ONE_STATEMENT, params).scalar()
         except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
+            if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise
 
 

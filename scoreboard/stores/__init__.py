@@ -62,9 +62,14 @@ class Stores:
     embedded: bool
 
 
-def redis_stores(url: str, prefix: str, cache_ttl: int) -> Stores:
-    """Every store on the Redis at ``url``, under ``prefix``; ``redis+cluster://`` is a Redis Cluster."""
+def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type | None = None) -> Stores:
+    """Every store on the Redis at ``url``, under ``prefix``; ``redis+cluster://`` is a Redis Cluster.
+
+    ``connection_class``, when given, makes every connection (the circuit breaker's, see ``scoreboard.ops``).
+    """
     options = {"decode_responses": True, "socket_timeout": 2, "socket_connect_timeout": 2, "health_check_interval": 15}
+    if connection_class is not None:
+        options["connection_class"] = connection_class
     cluster = is_redis_cluster(url)
     if cluster:
         client = cluster_from_url(url, **options)
@@ -111,5 +116,7 @@ def init_app(app: Flask) -> None:
     if config["EMBEDDED_REDIS"]:
         stores = memory_stores()
     else:
-        stores = redis_stores(config["REDIS_URL"], config["REDIS_PREFIX"], config["TOP_CACHE_TTL"])
+        stores = redis_stores(
+            config["REDIS_URL"], config["REDIS_PREFIX"], config["TOP_CACHE_TTL"], config.get("REDIS_CONNECTION_CLASS")
+        )
     app.extensions[_EXTENSION] = stores
