@@ -10,7 +10,7 @@ import logging
 from ..extensions import db
 from ..models import Score
 from ..stores import Stores
-from .source import mirror_rows, to_entries
+from .source import mirror_rows, to_entries, unbounded_statement
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def count_drift(stores: Stores) -> int:
     ranking = stores.ranking
     wrong = present = ranked = 0
     query = mirror_rows().add_columns(Score.board_pending).execution_options(yield_per=10_000)
+    unbounded_statement()
     for chunk in db.session.execute(query).partitions():
         entries = to_entries(chunk)
         for row, e, mirrored in zip(chunk, entries, ranking.compare(entries), strict=True):

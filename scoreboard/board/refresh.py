@@ -19,7 +19,7 @@ from ..stores import get_stores
 from ..stores.board_cache import dumps
 from ..stores.ranking import Ranking
 from .drift import count_drift
-from .source import display_names, mirror_rows, public_entries, to_entries
+from .source import display_names, mirror_rows, public_entries, to_entries, unbounded_statement
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def rebuild_mirror(ranking: Ranking) -> int:
     """Reload the whole ranking from the database into the store; returns how many entries differed."""
     ranking.reset()
     changed = 0
+    unbounded_statement()
     for chunk in db.session.execute(mirror_rows().execution_options(yield_per=10_000)).partitions():
         changed += ranking.apply(to_entries(chunk))
     ranking.mark_built()

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 
 from ..extensions import db
 from ..models import Score, User, UserStatus
@@ -64,6 +64,13 @@ def display_names(user_ids: Sequence[str]) -> dict[str, str]:
     if not user_ids:
         return {}
     return dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
+
+
+def unbounded_statement() -> None:
+    """Lift the statement timeout for the rest of this transaction: the whole-table reads of a rebuild or a
+    reconcile take as long as the table is big, unlike the requests the timeout is for."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 def mirror_rows() -> Select:
