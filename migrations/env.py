@@ -89,14 +89,15 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # The service's sessions bound each statement and lock wait (SCOREBOARD_DB_STATEMENT_TIMEOUT):
-            # a migration building an index on a big table legitimately takes longer.
-            connection.exec_driver_sql("SET statement_timeout = 0")
-            connection.exec_driver_sql("SET lock_timeout = 0")
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # The service's sessions bound each statement and lock wait (SCOREBOARD_DB_STATEMENT_TIMEOUT):
+                # a migration building an index on a big table legitimately takes longer. LOCAL: the
+                # connection goes back to the pool with its bounds.
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
             context.run_migrations()
 
 

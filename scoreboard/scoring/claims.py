@@ -19,6 +19,7 @@ from ..errors import ApiError
 from ..extensions import db
 from ..models import Completion, CompletionStatus, Score, User, UserStatus, utcnow
 from ..ops.db_waits import timed_out
+from .outbox import score_change
 
 completions = Completion.__table__
 scores = Score.__table__
@@ -49,12 +50,7 @@ def _raise_score(points, user_id):
     return (
         update(scores)
         .where(scores.c.user_id == user_id)
-        .values(
-            score=scores.c.score + points,
-            reached_at=bindparam("p_now"),
-            version=scores.c.version + 1,
-            board_pending=True,
-        )
+        .values(score_change(score=scores.c.score + points, reached_at=bindparam("p_now")))
         .returning(scores.c.score)
     )
 
