@@ -1,4 +1,7 @@
-"""Keyboard-only use of the demo page, the widget's markup as a screen reader sees it, its live region, layout and themes."""
+"""Keyboard-only use of the demo page, the widget's markup as a screen reader sees it, its live region, layout
+and themes."""
+
+import itertools
 
 from playwright.sync_api import expect
 
@@ -118,7 +121,7 @@ def test_live_region_announces_a_burst_of_changes_without_flooding(demo_stack, n
     announcements = page.evaluate("window.__announcements")
     assert len(updates) >= 2, "the burst should have produced several updates"
     assert len(announcements) < len(updates)
-    gaps = [b["at"] - a["at"] for a, b in zip(announcements, announcements[1:])]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(announcements)]
     assert all(gap >= ANNOUNCE_INTERVAL_MS - 50 for gap in gaps), gaps
     # The last announcement sums up everything since the one before, rather than the last message only.
     assert announcements[-1]["text"].endswith("Maya Chen leads with 250 points.")
