@@ -1,6 +1,7 @@
 """JSON errors with a stable machine-readable ``code``: never an HTML page or a traceback."""
 
 import logging
+import math
 import time
 
 from flask import current_app, jsonify
@@ -71,7 +72,8 @@ def _rate_limit_headers():
     except RedisError:
         return {"Retry-After": "1"}
     return {
-        "Retry-After": str(max(1, int(reset_at - time.time()))),
+        # Rounded up: a client that waits exactly this long never retries into the same window.
+        "Retry-After": str(max(1, math.ceil(reset_at - time.time()))),
         "X-RateLimit-Limit": str(breached.limit.amount),
         "X-RateLimit-Remaining": str(breached.remaining),
         "X-RateLimit-Reset": str(reset_at),

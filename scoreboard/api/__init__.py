@@ -3,7 +3,7 @@
 from flask import abort, request
 from flask_cors import CORS
 
-from . import actions, admin, board, claims, login, openapi
+from . import actions, admin, board, claims, login, openapi, sockets
 
 
 def _api_headers(response):
@@ -22,7 +22,7 @@ def _no_nul_in_path():
 
 def init_app(app):
     """Register every API blueprint, security headers and the CORS allow-list."""
-    for module in (login, actions, claims, board, admin, openapi):
+    for module in (login, actions, claims, board, admin, sockets, openapi):
         app.register_blueprint(module.bp)
     app.before_request(_no_nul_in_path)
     app.after_request(_api_headers)

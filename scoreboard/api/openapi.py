@@ -53,11 +53,41 @@ WEBSOCKETS = {
             "A WebSocket. On connect the server sends the current board as a `snapshot` message; after that "
             "one `update` message each time the top list changes, and only then. `version` only grows: ignore "
             "a message whose version is not above the one shown. Unless the board is public the handshake needs "
-            "a token, as `Authorization: Bearer <jwt>` or `?token=<jwt>` (browsers cannot set headers on a "
-            "socket). A refused handshake answers JSON like any error: 401 (token), 403 `origin_forbidden`, "
-            '429 `too_many_sockets`. The board is one-way: a client may send `{"type": "resync"}` to get a '
-            "fresh snapshot; anything else closes the socket."
+            "a credential: `?ticket=<ticket>` from `POST /api/socket-ticket` (what browsers use: they cannot set "
+            "headers on a socket, and a ticket works once, within seconds, so a URL in a log opens nothing), or "
+            "`Authorization: Bearer <jwt>`; `?token=<jwt>` still works for older clients. A credential, when "
+            "given, must be valid even on a public board, and the socket then belongs to its token: it is closed "
+            "with 4001 (`token expired`, `token revoked`) at the token's `exp` and within a second of its "
+            "revocation; a socket opened without one on a public board never is. A refused handshake answers "
+            "JSON like any error: 401 (`token_*`, `ticket_invalid`), 403 `origin_forbidden`, 429 "
+            "`too_many_sockets` (per client IP, across every process). The board is one-way: a client may send "
+            '`{"type": "resync"}` to get a fresh snapshot; anything else closes the socket.'
         ),
+        "parameters": [
+            {
+                "name": "ticket",
+                "in": "query",
+                "required": False,
+                "description": "A ticket from `POST /api/socket-ticket`: single-use, valid for `expiresIn` seconds.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            },
+            {
+                "name": "token",
+                "in": "query",
+                "required": False,
+                "deprecated": True,
+                "description": "The access token itself, for clients without tickets; prefer `ticket`.",
+                "schema": {"type": "string", "maxLength": MAX_TOKEN_BYTES},
+            },
+        ],
+        "closeCodes": {
+            "1000": "normal close",
+            "1001": "`server restarting`: the process is stopping; reconnect (another instance answers)",
+            "1003": "`unsupported message`: the client sent something other than a resync request",
+            "1008": "`too many messages` (more than 10 client messages in 10 s), or `Ping/Pong timeout`",
+            "1009": "a client frame over 4 KiB",
+            "4001": "`token expired` or `token revoked`: the socket's token ended; get a fresh token and reconnect",
+        },
         "message": BoardMessage,
     },
 }
@@ -313,6 +343,8 @@ def build_document(app):
                 "summary": spec["summary"],
                 "description": spec["description"],
                 "security": _security("board", app),
+                "parameters": spec["parameters"],
+                "closeCodes": spec["closeCodes"],
                 "message": components.schema_for(spec["message"], "serialization"),
             }
 

@@ -158,6 +158,13 @@ class LogoutResult(Out):
     revoked: Literal[True]
 
 
+class SocketTicket(Out):
+    """``POST /api/socket-ticket``: an opaque, single-use ticket for one socket handshake."""
+
+    ticket: str = Field(min_length=1, description="Send as `/ws/scoreboard?ticket=<ticket>`; it works once.")
+    expires_in: int = Field(ge=1, le=30, description="Seconds left to use it.")
+
+
 class ActionOut(Out):
     """One entry of the action catalog."""
 

@@ -1,23 +1,40 @@
 """Who may open a board socket, and what a client may send on it.
 
 Checked in the HTTP handshake, before the socket is accepted: the browser's Origin
-(against cross-site WebSocket hijacking), the token when the board is not public,
-and a per-IP cap on open sockets in this process.
+(against cross-site WebSocket hijacking), the credential (a socket ticket, or a token;
+needed unless the board is public), and a per-IP cap on open sockets, counted across
+every web process (``stores.socket_slots``; per process while Redis is down).
 """
 
 import json
+import logging
+import os
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
+from flask_jwt_extended import get_jwt
+from redis.exceptions import RedisError
 
 from ..errors import error_response
+from ..security.socket_tickets import SocketHolder, redeem_ticket
 from ..security.tokens import verify_token
+from ..stores import get_stores
+from ..stores.socket_slots import SocketSlots
+
+log = logging.getLogger(__name__)
 
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
+# The socket's token expired or was revoked (reason "token expired" / "token revoked"): get a fresh one.
+CLOSE_TOKEN_ENDED = 4001
+# A socket's slot in the shared count lapses this long after its process last renewed it, so the
+# sockets of a process that died without closing them stop counting within a minute.
+SLOT_TTL = 60.0
+SLOT_RENEWAL = SLOT_TTL / 3
 
 
 class PolicyViolation(Exception):
@@ -37,7 +54,7 @@ def origin_allowed(origin: str, allowed: list[str], host: str) -> bool:
 
 
 class SocketCounter:
-    """Open sockets per client IP in this process."""
+    """Open sockets per client IP in this process (the cap's fallback while the shared count is unreachable)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -60,26 +77,134 @@ class SocketCounter:
                 del self._open[ip]
 
 
-def socket_counter(app: Flask) -> SocketCounter:
-    """The process's per-IP socket counter."""
-    return app.extensions.setdefault("scoreboard.ws_per_ip", SocketCounter())
+class SocketCap:
+    """The per-IP cap on open sockets: one count across every web process, in the shared store.
+
+    Each admitted socket holds a slot (``stores.socket_slots``) until it closes; a thread per
+    process renews the slots of its open sockets every :data:`SLOT_RENEWAL` seconds, so those of a
+    process that died lapse after :data:`SLOT_TTL`. While the store is unreachable, sockets are
+    admitted against this process's own count instead (and count only there until they close).
+    """
+
+    def __init__(self, slots: SocketSlots, ttl: float = SLOT_TTL, renewal: float = SLOT_RENEWAL) -> None:
+        self.slots = slots
+        self.ttl = ttl
+        self.renewal = renewal
+        self.local = SocketCounter()
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, bool]] = {}  # socket id -> (ip, holds a slot in the store)
+        self._renewing: int | None = None  # pid whose renewal thread runs
+
+    def admit(self, ip: str, cap: int) -> str | None:
+        """A socket id holding one of ``ip``'s ``cap`` places, or None when they are all taken."""
+        socket_id = uuid.uuid4().hex
+        try:
+            shared = self.slots.acquire(ip, socket_id, cap, self.ttl)
+            if not shared:
+                return None
+        except RedisError as exc:
+            log.warning("shared socket count unavailable, capping sockets per process: %s", exc)
+            shared = False
+            if self.local.count(ip) >= cap:
+                return None
+        self.local.opened(ip)
+        with self._lock:
+            self._held[socket_id] = (ip, shared)
+        self._start_renewing()
+        return socket_id
+
+    def release(self, socket_id: str) -> None:
+        """The socket closed: give its place back."""
+        with self._lock:
+            ip, shared = self._held.pop(socket_id, (None, False))
+        if ip is None:
+            return
+        self.local.closed(ip)
+        if shared:
+            try:
+                self.slots.release(ip, socket_id)
+            except RedisError as exc:  # the slot lapses on its own
+                log.info("socket slot not given back, it lapses in %.0fs: %s", self.ttl, exc)
+
+    def renew(self) -> None:
+        """Renew the slots of this process's open sockets (one round trip)."""
+        held: dict[str, list[str]] = {}
+        with self._lock:
+            for socket_id, (ip, shared) in self._held.items():
+                if shared:
+                    held.setdefault(ip, []).append(socket_id)
+        if held:
+            self.slots.renew(held, self.ttl)
+
+    def _start_renewing(self) -> None:
+        """Start this process's renewal thread once (lazily, so after any fork)."""
+        if self._renewing == os.getpid():
+            return
+        with self._lock:
+            if self._renewing == os.getpid():
+                return
+            self._renewing = os.getpid()
+        threading.Thread(target=self._renew_forever, name="socket-slot-renewal", daemon=True).start()
+
+    def _renew_forever(self) -> None:
+        pid = os.getpid()
+        while self._renewing == pid:
+            time.sleep(self.renewal)
+            try:
+                self.renew()
+            except RedisError as exc:
+                log.info("socket slots not renewed: %s", exc)
+
+
+def socket_cap(app: Flask) -> SocketCap:
+    """The process's per-IP socket cap."""
+    cap = app.extensions.get("scoreboard.socket_cap")
+    if cap is None:
+        cap = app.extensions.setdefault("scoreboard.socket_cap", SocketCap(get_stores(app).socket_slots))
+    return cap
+
+
+def socket_holder() -> SocketHolder | None:
+    """Who the socket is for: a ticket's holder, or a token's; None on a public board without a credential.
+
+    Raises (answered as 401) when a credential is missing on a private board, or given and not valid.
+    """
+    ticket = request.args.get("ticket")
+    if ticket is not None:
+        return redeem_ticket(ticket)
+    offered = "Authorization" in request.headers or "token" in request.args
+    if current_app.config["PUBLIC_BOARD"] and not offered:
+        return None
+    # Older clients send the token itself, as a header or (browsers cannot set headers on a socket) ?token=.
+    verify_token(locations=["headers", "query_string"])
+    return SocketHolder.of(get_jwt())
 
 
 def check_handshake() -> Response | None:
-    """Refuse the upgrade (with a JSON answer instead of 101) unless origin, token and caps allow it."""
+    """Refuse the upgrade (with a JSON answer instead of 101) unless origin, credential and cap allow it.
+
+    What the socket's view needs is left in ``g``: ``socket_holder`` and ``socket_slot``.
+    """
     config = current_app.config
     origin = request.headers.get("Origin")
     # Browsers always send Origin on a socket handshake; other clients cannot be hijacked.
     if origin and not origin_allowed(origin, config["ALLOWED_ORIGINS"], request.host):
         return error_response(403, "origin_forbidden", "This origin may not open a board socket.")
-    if not config["PUBLIC_BOARD"]:
-        # Browsers cannot set headers on a socket: the token may come as ?token=.
-        verify_token(locations=["headers", "query_string"])
-    if socket_counter(current_app).count(request.remote_addr) >= config["WS_MAX_PER_IP"]:
+    g.socket_holder = socket_holder()
+    slot = socket_cap(current_app).admit(request.remote_addr, config["WS_MAX_PER_IP"])
+    if slot is None:
         return error_response(
             429, "too_many_sockets", "Too many open board sockets from this address.", headers={"Retry-After": "10"}
         )
+    g.socket_slot = slot
     return None
+
+
+def release_slot(_error: BaseException | None = None) -> None:
+    """At the end of the socket's request (or of a refused handshake): give its place in the cap back."""
+    slot = g.pop("socket_slot", None)
+    if slot is not None:
+        socket_cap(current_app).release(slot)
 
 
 class ClientPolicy:

@@ -10,7 +10,8 @@ client never holds up the others.
 
 The relay also keeps the process's in-memory board (for ``GET /api/score/top``
 and snapshots) and revocation copy (for token checks) current for as long as it
-is subscribed.
+is subscribed, and indexes sockets by their token's ``jti``: a revocation it hears
+ends every socket opened with that token (4001 ``token revoked``).
 Everything here works with plain threads (gthread, the dev server) and with
 gevent's monkey-patched ones.
 """
@@ -22,6 +23,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterable
 
 from flask import Flask, current_app
 
@@ -29,8 +31,10 @@ from ..board.local_copy import local_board
 from ..board.reads import read_board
 from ..ops import metrics
 from ..security.revocations import revocation_copy
+from ..security.socket_tickets import SocketHolder
 from ..stores import get_stores
 from ..stores.board_cache import board_message, dumps, parse_message
+from .guard import CLOSE_TOKEN_ENDED
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,23 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 127)) + size.to_bytes(8, "big")
     return header + payload
+
+
+def carries_close_frame(data: bytes | memoryview) -> bool:
+    """Whether ``data`` (whole frames, as wsproto writes them) holds a close frame (opcode 0x8)."""
+    view = memoryview(data)
+    while len(view) >= 2:
+        if view[0] & 0x0F == 0x8:
+            return True
+        size, head = view[1] & 0x7F, 2
+        if size == 126:
+            size, head = int.from_bytes(view[2:4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(view[2:10], "big"), 10
+        if view[1] & 0x80:  # masked: a client's frame (a server never masks)
+            head += 4
+        view = view[head + size :]
+    return False
 
 
 def os_socket(sock: socket.socket) -> socket.socket:
@@ -92,20 +113,25 @@ def send_all(raw: socket.socket, data: bytes | memoryview, timeout: float) -> No
 class GuardedSocket:
     """Stands in for a WebSocket's socket so every write (pings, pongs, close) takes the subscriber's lock.
 
-    Without it a ping could land in the middle of a half-written board frame.
+    Without it a ping could land in the middle of a half-written board frame. It also notes, under
+    the same lock, when a close frame goes out (``closed``): nothing may follow it on the wire, and
+    simple-websocket marks the socket closed only after the write, outside the lock.
     """
 
-    __slots__ = ("_lock", "_raw", "_sock", "_timeout")
+    __slots__ = ("_lock", "_raw", "_sock", "_timeout", "closed")
 
     def __init__(self, sock, lock, timeout):
         self._sock = sock
         self._raw = os_socket(sock)
         self._lock = lock
         self._timeout = timeout
+        self.closed = False
 
     def send(self, data: bytes) -> int:
         """Write all of ``data`` under the lock, bounded by the send timeout."""
         with self._lock:
+            if carries_close_frame(data):
+                self.closed = True
             send_all(self._raw, data, self._timeout)
         return len(data)
 
@@ -124,20 +150,41 @@ class Subscriber:
 
     The relay thread writes directly when the socket takes the whole frame at
     once; otherwise the frame (or its unsent rest) waits here for the socket's
-    own thread, and a newer frame replaces an older waiting one.
+    own thread, and a newer frame replaces an older waiting one. Nothing is
+    written once the socket has closed or sent its close frame (checked under
+    the lock every write takes).
+
+    ``holder`` is who the socket was opened for (None: nobody, a public board);
+    ``ending``, once set by :meth:`end`, is the ``(code, reason)`` its thread closes it with.
     """
 
-    __slots__ = ("lock", "pending", "raw", "rest", "shown", "timeout", "ws")
+    __slots__ = ("ending", "guard", "holder", "lock", "pending", "raw", "rest", "shown", "timeout", "ws")
 
-    def __init__(self, ws, timeout):
+    def __init__(self, ws, timeout, holder: SocketHolder | None = None):
         self.ws = ws
+        self.holder = holder
+        self.ending: tuple[int, str] | None = None
         self.lock = threading.Lock()
         self.timeout = timeout
         self.raw = os_socket(ws.sock)
-        ws.sock = GuardedSocket(ws.sock, self.lock, timeout)
+        self.guard = ws.sock = GuardedSocket(ws.sock, self.lock, timeout)
         self.shown = -1
         self.pending = None
         self.rest = None
+
+    def _open(self) -> bool:
+        """Whether frames may still go out (call under the lock): not after the close frame, nor once closed.
+
+        ``ws`` is simple-websocket's connection; of it the relay needs ``sock``, ``event`` and, where
+        it has one, the ``connected`` flag.
+        """
+        return not self.guard.closed and getattr(self.ws, "connected", True)
+
+    def end(self, code: int, reason: str) -> None:
+        """Have the socket's own thread close it with ``code`` and ``reason`` (at once: it is woken)."""
+        if self.ending is None:
+            self.ending = (code, reason)
+        self._wake()
 
     def offer(self, version: int, frame: bytes) -> None:
         """From the relay thread: send ``frame`` now if the socket takes it, else leave it for the socket's thread."""
@@ -146,6 +193,8 @@ class Subscriber:
         # Until the snapshot has gone out (shown < 0) nothing may overtake it: the socket's thread sends this after.
         if self.shown >= 0 and self.lock.acquire(blocking=False):
             try:
+                if not self._open():
+                    return  # closing: a frame now could follow the close frame
                 if self.rest is None and version > self.shown:
                     self.pending = None
                     sent = send_nowait(self.raw, frame)
@@ -168,6 +217,9 @@ class Subscriber:
     def flush(self) -> None:
         """From the socket's thread: finish a half-sent frame, then send the waiting one; may raise TimeoutError."""
         with self.lock:
+            if not self._open():
+                self.rest = self.pending = None
+                return
             if self.rest is not None:
                 rest, self.rest = self.rest, None
                 send_all(self.raw, rest, self.timeout)
@@ -179,6 +231,8 @@ class Subscriber:
     def send_text(self, text: str, version: int) -> None:
         """Send one message (the snapshot) and record its version as shown."""
         with self.lock:
+            if not self._open():
+                return
             send_all(self.raw, text_frame(text.encode()), self.timeout)
             self.shown = max(self.shown, version)
 
@@ -200,6 +254,7 @@ class Relay:
         self.board = local_board(app)
         self.revocations = revocation_copy(app)
         self._subscribers: set[Subscriber] = set()
+        self._by_jti: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its jti
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
@@ -220,17 +275,33 @@ class Relay:
         """Stop listening (the thread exits within a second)."""
         self._stop.set()
 
-    def subscribe(self, ws, send_timeout: float) -> Subscriber:
-        """Attach a socket; it receives every broadcast from now on."""
-        subscriber = Subscriber(ws, send_timeout)
+    def subscribe(self, ws, send_timeout: float, holder: SocketHolder | None = None) -> Subscriber:
+        """Attach a socket (opened for ``holder``, if anybody); it receives every broadcast from now on."""
+        subscriber = Subscriber(ws, send_timeout, holder)
         with self._lock:
             self._subscribers.add(subscriber)
+            if holder is not None and holder.jti is not None:
+                self._by_jti.setdefault(holder.jti, set()).add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget a closed socket."""
         with self._lock:
             self._subscribers.discard(subscriber)
+            jti = subscriber.holder.jti if subscriber.holder is not None else None
+            same_token = self._by_jti.get(jti) if jti is not None else None
+            if same_token is not None:
+                same_token.discard(subscriber)
+                if not same_token:
+                    del self._by_jti[jti]
+
+    def end_revoked(self, jtis: Iterable[str]) -> int:
+        """Close every socket opened with a token of these ids (4001 ``token revoked``); returns how many."""
+        with self._lock:
+            ending = [subscriber for jti in jtis for subscriber in self._by_jti.get(jti, ())]
+        for subscriber in ending:
+            subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
+        return len(ending)
 
     @property
     def socket_count(self) -> int:
@@ -274,7 +345,11 @@ class Relay:
     def _resync(self) -> None:
         """After (re)subscribing, catch up on anything broadcast or revoked while not listening."""
         # Subscribed first, loaded second: a revocation made in between arrives on the channel as well.
-        self.revocations.load(get_stores(self.app).revocations.in_force())
+        in_force = get_stores(self.app).revocations.in_force()
+        self.revocations.load(in_force)
+        with self._lock:
+            revoked_while_away = [jti for jti in self._by_jti if jti in in_force]
+        self.end_revoked(revoked_while_away)
         with self.app.app_context():
             board = read_board()
         self.deliver(board_message("update", board["version"], dumps(board["top"])))
@@ -286,6 +361,7 @@ class Relay:
         elif kind == "revoked":
             revocation = json.loads(payload)
             self.revocations.note(revocation["jti"], float(revocation["exp"]))
+            self.end_revoked([revocation["jti"]])
         else:
             started = time.monotonic()
             self.deliver(payload)

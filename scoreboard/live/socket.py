@@ -1,20 +1,31 @@
-"""``WS /ws/scoreboard``: a snapshot on connect, then a message each time the top list changes."""
+"""``WS /ws/scoreboard``: a snapshot on connect, then a message each time the top list changes.
+
+A socket opened with a token (or a ticket standing for one) belongs to that token: it is closed
+with 4001 ``token expired`` at the token's ``exp``, and with 4001 ``token revoked`` as soon as the
+relay hears of its revocation. A socket opened without one (a public board) never is.
+"""
 
 import logging
+import socket
+import time
 
-from flask import Blueprint, Flask, current_app, request
-from simple_websocket import ConnectionClosed
+from flask import Blueprint, Flask, current_app, g, request
+from simple_websocket import ConnectionClosed, Server
 
 from ..board.reads import current_top
 from ..extensions import db, sock
 from ..ops.request_log import long_lived
+from ..security.revocations import is_revoked
 from ..stores.board_cache import board_message
-from .guard import ClientPolicy, PolicyViolation, check_handshake, socket_counter
+from .guard import CLOSE_TOKEN_ENDED, ClientPolicy, PolicyViolation, check_handshake, release_slot
 from .relay import get_relay
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("live", __name__)
+
+# After the server closes a socket, how long to wait for the client's close reply before letting go.
+CLOSE_REPLY_WAIT = 1.0
 
 
 def snapshot_message() -> tuple[str, int]:
@@ -32,29 +43,53 @@ def _no_compression():
 
 
 bp.before_request(check_handshake)
+bp.teardown_request(release_slot)
+
+
+def close_socket(ws: Server, code: int, reason: str) -> None:
+    """Close with ``code`` and wait (briefly) for the client's reply, so the connection ends cleanly."""
+    try:
+        ws.close(reason=code, message=reason)
+    except ConnectionClosed:
+        return
+    ws.thread.join(CLOSE_REPLY_WAIT)  # simple-websocket's reader ends once the reply has come
 
 
 @sock.route("/ws/scoreboard", bp=bp)
 @long_lived
-def scoreboard_socket(ws) -> None:
-    """Relay board broadcasts to one browser until it goes away."""
+def scoreboard_socket(ws: Server) -> None:
+    """Relay board broadcasts to one browser until it goes away, or its token ends."""
     app = current_app._get_current_object()
     relay = get_relay(app)
     relay.start()
-    subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"])
+    holder = g.get("socket_holder")
+    subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"], holder)
     peer = request.remote_addr
-    sockets = socket_counter(app)
-    sockets.opened(peer)
     policy = ClientPolicy(app.config["WS_MAX_CLIENT_MESSAGES"])
     try:
-        message, version = snapshot_message()
-        # A socket lives for hours: it must not hold a database connection meanwhile.
-        db.session.remove()
-        subscriber.send_text(message, version)
+        if holder is not None and holder.jti is not None and is_revoked(holder.jti):
+            # Revoked between the handshake and the subscription, too early for the relay's index to see it.
+            subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
+        else:
+            message, version = snapshot_message()
+            # A socket lives for hours: it must not hold a database connection meanwhile.
+            db.session.remove()
+            subscriber.send_text(message, version)
         idle = app.config["WS_IDLE_WAKE"]
         while ws.connected:
-            # Woken by a frame the relay could not write at once, by the client, or by its leaving.
-            ws.event.wait(idle)
+            # Checked after the last receive(), which clears the event: an ending set since then has set it
+            # again, so the wait below returns at once and a revocation never waits for the idle wake.
+            ending = subscriber.ending
+            if ending is None and holder is not None and time.time() >= holder.expires_at:
+                ending = (CLOSE_TOKEN_ENDED, "token expired")
+            if ending is not None:
+                log.info("socket of %s closed: %s", holder.user_id if holder else peer, ending[1])
+                close_socket(ws, *ending)
+                break
+            wait = idle if holder is None else min(idle, max(0.0, holder.expires_at - time.time()))
+            # Woken by a frame the relay could not write at once, by the client, by its leaving, by the
+            # relay ending the socket (a revocation), or by the token's expiry.
+            ws.event.wait(wait)
             incoming = ws.receive(timeout=0)  # reading also notices a close
             while incoming is not None:
                 if policy.judge(incoming) == "resync":
@@ -70,8 +105,15 @@ def scoreboard_socket(ws) -> None:
     except TimeoutError:
         log.info("socket to %s dropped: a send took over %ss", peer, app.config["WS_SEND_TIMEOUT"])
     finally:
-        sockets.closed(peer)
         relay.unsubscribe(subscriber)
+        if ws.mode == "werkzeug":
+            # flask-sock answers an empty 200 once this returns, and Werkzeug's dev server writes it after the
+            # close frame, where a browser reads it as a broken frame ("Invalid frame header"). Nothing may follow
+            # the close frame: shut the sending side, so that write fails quietly instead.
+            try:
+                ws.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         log.info("socket dropped for %s; %d open", peer, relay.socket_count)
 
 

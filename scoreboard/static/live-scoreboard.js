@@ -9,6 +9,9 @@
  * Attributes: server, token, token-provider, heading (or title), rows, viewer, theme.
  * Properties: token, tokenProvider, top, version, state; methods reconnect(), resync().
  * Events (bubbling, composed): scoreboard-state, scoreboard-update, scoreboard-error.
+ * With a token, every (re)connection first trades it for a single-use socket ticket
+ * (POST /api/socket-ticket), so the token itself never appears in a socket URL.
+ * No inline script or style: it runs under a strict Content-Security-Policy.
  * See docs/widget.md for the full reference.
  */
 (() => {
@@ -35,7 +38,10 @@
   const ANNOUNCE_INTERVAL_MS = 4000;
   const TREND_VISIBLE_MS = 4000;
   // Close codes a server uses to refuse a token (policy violation and the 44xx application range).
-  const AUTH_CLOSE_CODES = new Set([1008, 4001, 4401, 4403]);
+  const AUTH_CLOSE_CODES = new Set([1008, 4401, 4403]);
+  // The server closed the socket because its token ended ("token expired", "token revoked"): the widget
+  // asks for a fresh token and connects again at once, and never uses the ended token again.
+  const TOKEN_ENDED = 4001;
   const DEFAULT_ROWS = 10;
   const MAX_ROWS = 100;
 
@@ -331,8 +337,31 @@
     }
   `;
 
+  // The styles go in as one constructed style sheet, shared by every widget on the page: a page's
+  // Content-Security-Policy governs <style> elements (they would need 'unsafe-inline' or a hash) but not
+  // these. Browsers without constructed sheets get a <style> element instead.
+  let sharedSheet = null;
+
+  /** Give a shadow root the widget's styles. */
+  function adoptStyles(root) {
+    if ("adoptedStyleSheets" in root && typeof CSSStyleSheet === "function" && "replaceSync" in CSSStyleSheet.prototype) {
+      try {
+        if (!sharedSheet) {
+          sharedSheet = new CSSStyleSheet();
+          sharedSheet.replaceSync(STYLE);
+        }
+        root.adoptedStyleSheets = [...root.adoptedStyleSheets, sharedSheet];
+        return;
+      } catch (_) {
+        /* fall back to a <style> element */
+      }
+    }
+    const style = document.createElement("style");
+    style.textContent = STYLE;
+    root.prepend(style);
+  }
+
   const TEMPLATE = `
-    <style>${STYLE}</style>
     <section class="card" part="card" aria-labelledby="title">
       <header part="header">
         <h2 id="title" part="title"></h2>
@@ -499,6 +528,7 @@
       super();
       this.attachShadow({ mode: "open" });
       this.shadowRoot.innerHTML = TEMPLATE;
+      adoptStyles(this.shadowRoot);
       const $ = (selector) => this.shadowRoot.querySelector(selector);
       this._els = {
         card: $(".card"),
@@ -524,6 +554,7 @@
       this._retryAt = 0;
       this._tokenProvider = null;
       this._token = null;
+      this._endedToken = null; // the token whose socket the server ended (4001): never used again
       this._stopped = true;
       this._suspended = false; // closed by pagehide; pageshow (back/forward cache) connects again
       this._rowEls = new Map();
@@ -693,12 +724,34 @@
       return new URL(base.pathname.replace(/\/+$/, "") + path, base).href;
     }
 
-    /** The socket URL, with the token as a query parameter (browsers cannot set socket headers). */
-    _socketUrl(token) {
+    /** The socket URL, with a socket ticket as a query parameter (browsers cannot set socket headers). */
+    _socketUrl(ticket) {
       const url = new URL(this._httpUrl("/ws/scoreboard"));
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-      if (token) url.searchParams.set("token", token);
+      if (ticket) url.searchParams.set("ticket", ticket);
       return url.href;
+    }
+
+    /**
+     * Trade ``token`` for a single-use socket ticket (``POST /api/socket-ticket``), so the token itself never
+     * sits in a socket URL. Resolves ``{ticket}``, ``{refused: true}`` (the token was refused) or ``{}`` (the
+     * server could not be reached or answered otherwise: try again later).
+     */
+    async _socketTicket(token) {
+      let response;
+      try {
+        response = await fetch(this._httpUrl("/api/socket-ticket"), {
+          method: "POST",
+          headers: { Authorization: `Bearer ${token}` },
+          cache: "no-store",
+        });
+      } catch (_) {
+        return {};
+      }
+      if (response.status === 401 || response.status === 403) return { refused: true };
+      if (!response.ok) return {};
+      const body = await response.json().catch(() => null);
+      return body && typeof body.ticket === "string" && body.ticket ? { ticket: body.ticket } : {};
     }
 
     /** The token to use now: from the provider (property or attribute), else the attribute. */
@@ -738,10 +791,29 @@
       const token = await this._currentToken();
       if (generation !== this._generation || this._stopped) return;
       if (this._hasBoard) this._renderRows(); // the viewer may have changed with the token
+      if (token && token === this._endedToken) {
+        // The provider has no fresh token yet: the ended one would only be refused. Wait for another.
+        this._unauthorized("The session has ended. Sign in again to see the live board.");
+        return;
+      }
+      let ticket = null;
+      if (token) {
+        const traded = await this._socketTicket(token);
+        if (generation !== this._generation || this._stopped) return;
+        if (traded.refused) {
+          this._unauthorized("The server refused the token.");
+          return;
+        }
+        if (!traded.ticket) {
+          this._failedToConnect();
+          return;
+        }
+        ticket = traded.ticket;
+      }
 
       let ws;
       try {
-        ws = new WebSocket(this._socketUrl(token));
+        ws = new WebSocket(this._socketUrl(ticket));
       } catch (error) {
         this._emit("scoreboard-error", { reason: "socket", message: String(error) });
         this._scheduleRetry();
@@ -768,24 +840,39 @@
       };
     }
 
-    /** Decide what a closed socket means: refused token, unreachable server, or a dropped link. */
+    /** Decide what a closed socket means: an ended or refused token, unreachable server, or a dropped link. */
     async _onClose(event, opened) {
       if (this._stopped) return;
-      const generation = this._generation;
+      if (event.code === TOKEN_ENDED) {
+        // The token expired or was revoked: ask the provider for a fresh one and connect again at once.
+        this._endedToken = this._token;
+        this._lostConnection();
+        this._connect();
+        return;
+      }
       if (AUTH_CLOSE_CODES.has(event.code)) {
         this._unauthorized(event.reason || "The server refused the token.");
         return;
       }
-      this._lostConnection();
       if (!opened) {
-        // A refused handshake looks like a dropped connection; the HTTP answer tells them apart,
-        // and when the server is up it re-syncs the board in the meantime.
-        const probe = await this.resync();
-        if (generation !== this._generation || this._stopped) return;
-        if (probe.status === 401 || probe.status === 403) {
-          this._unauthorized("The server refused the token.");
-          return;
-        }
+        await this._failedToConnect();
+        return;
+      }
+      this._lostConnection();
+      this._scheduleRetry();
+    }
+
+    /** A connection failed before it opened: find out why over HTTP, then retry (unless the token was refused). */
+    async _failedToConnect() {
+      const generation = this._generation;
+      this._lostConnection();
+      // A refused handshake looks like a dropped connection; the HTTP answer tells them apart,
+      // and when the server is up it re-syncs the board in the meantime.
+      const probe = await this.resync();
+      if (generation !== this._generation || this._stopped) return;
+      if (probe.status === 401 || probe.status === 403) {
+        this._unauthorized("The server refused the token.");
+        return;
       }
       this._scheduleRetry();
     }
@@ -1003,9 +1090,13 @@
         const tr = document.createElement("tr");
         tr.className = "skeleton";
         tr.setAttribute("aria-hidden", "true");
-        tr.innerHTML = `<td><span class="bar" style="width:20px"></span></td>
-          <td><span class="bar" style="width:${60 - i * 6}%"></span></td>
-          <td><span class="bar" style="width:48px;margin-left:auto"></span></td>`;
+        tr.innerHTML = `<td><span class="bar"></span></td><td><span class="bar"></span></td><td><span class="bar"></span></td>`;
+        // Sized through the CSSOM: style="" attributes are inline styles, which a strict policy refuses.
+        const [rank, name, score] = tr.querySelectorAll(".bar");
+        rank.style.width = "20px";
+        name.style.width = `${60 - i * 6}%`;
+        score.style.width = "48px";
+        score.style.marginLeft = "auto";
         body.append(tr);
       }
     }

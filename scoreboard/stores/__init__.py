@@ -45,6 +45,8 @@ from .cluster import ClusterChannels, check_cluster, cluster_from_url
 from .coordination import Coordination, MemoryCoordination, RedisCoordination
 from .ranking import MemoryRanking, Ranking, RedisRanking
 from .revocation_list import MemoryRevocationList, RedisRevocationList, RevocationList
+from .socket_slots import MemorySocketSlots, RedisSocketSlots, SocketSlots
+from .socket_tickets import MemorySocketTickets, RedisSocketTickets, SocketTickets
 
 _EXTENSION = "scoreboard.stores"
 
@@ -58,6 +60,8 @@ class Stores:
     coordination: Coordination
     revocations: RevocationList
     channels: Channels
+    socket_tickets: SocketTickets
+    socket_slots: SocketSlots
     ping: Callable[[], None]
     embedded: bool
 
@@ -86,6 +90,8 @@ def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type |
         coordination=RedisCoordination(client, prefix),
         revocations=RedisRevocationList(client, prefix, channels.revocations_channel),
         channels=channels,
+        socket_tickets=RedisSocketTickets(client, prefix),
+        socket_slots=RedisSocketSlots(client, prefix),
         ping=partial(check_cluster, client) if cluster else client.ping,
         embedded=False,
     )
@@ -100,6 +106,8 @@ def memory_stores() -> Stores:
         coordination=MemoryCoordination(),
         revocations=MemoryRevocationList(bus),
         channels=bus,
+        socket_tickets=MemorySocketTickets(),
+        socket_slots=MemorySocketSlots(),
         ping=lambda: None,
         embedded=True,
     )

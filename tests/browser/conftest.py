@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.support import bearer, running_stack
+from tests.support import Process, bearer, free_port, python_bin, running_stack, wait_http
 
 CHROMIUM = os.environ.get("SCOREBOARD_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing that reaches out to the network: only localhost is reachable here.
@@ -88,6 +88,29 @@ def demo_stack(app, demo_env, tmp_path_factory):
     """gunicorn serving the demo page and a Celery worker, on the test database and Redis. Yields the base URL."""
     with running_stack(demo_env, tmp_path_factory.mktemp("demo-stack"), name="demo", concurrency=1) as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def dev_server(app, demo_env, tmp_path_factory):
+    """``flask run`` (Werkzeug's dev server, as ``make run`` serves the demo) with a public board, on the test
+    database and Redis. Yields the base URL."""
+    port = free_port()
+    env = {
+        **demo_env,
+        "FLASK_APP": "wsgi",
+        "SCOREBOARD_PUBLIC_BOARD": "true",
+        "SCOREBOARD_CELERY_EAGER": "true",
+    }
+    argv = [python_bin(), "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads"]
+    server = Process("dev-server", argv, env, tmp_path_factory.mktemp("dev-server"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/api/actions", proc=server.proc)
+    except Exception:
+        server.stop()
+        raise RuntimeError(f"the dev server failed to start:\n{server.output()}") from None
+    yield base
+    server.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Page helpers for the widget tests: signing in through the demo page and reading what the widget shows."""
 
 import os
+import time
 
 import pytest
 
@@ -88,3 +89,24 @@ def settle_animations(page):
               .filter(a => a.effect && a.effect.getComputedTiming().iterations !== Infinity)
               .map(a => a.finished.catch(() => null)))"""
     )
+
+
+def add_page_styles(page, css):
+    """Add page styles as a constructed style sheet: the served pages' Content-Security-Policy refuses inline
+    ``<style>`` (Playwright's ``add_style_tag``), and constructed sheets are what the widget itself uses."""
+    page.evaluate(
+        """css => {
+          const sheet = new CSSStyleSheet();
+          sheet.replaceSync(css);
+          document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+        }""",
+        css,
+    )
+
+
+def wait_with_page(page, predicate, timeout=10.0, message="condition not met"):
+    """``tests.support.wait_until``, but waiting through Playwright, so the page's routes are served meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{message} (waited {timeout}s)"
+        page.wait_for_timeout(20)

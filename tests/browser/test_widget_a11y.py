@@ -5,7 +5,15 @@ import itertools
 
 from playwright.sync_api import expect
 
-from tests.browser.helpers import expect_live, record_events, recorded_events, shown_ranking, sign_in, widget
+from tests.browser.helpers import (
+    add_page_styles,
+    expect_live,
+    record_events,
+    recorded_events,
+    shown_ranking,
+    sign_in,
+    widget,
+)
 
 # Collect what the widget's live region says, with the page's clock.
 WATCH_LIVE_REGION = """
@@ -157,7 +165,7 @@ def test_narrow_screens_and_themes(demo_stack, new_page, make_user, give):
     page.get_by_role("button", name="Dark theme").click()
     expect(widget(page)).to_have_attribute("theme", "dark")
     assert widget(page).evaluate(card_background) == "rgb(15, 23, 42)"
-    page.add_style_tag(content="live-scoreboard { --sb-accent: rgb(225, 29, 72); --sb-bg: rgb(1, 2, 3); }")
+    add_page_styles(page, "live-scoreboard { --sb-accent: rgb(225, 29, 72); --sb-bg: rgb(1, 2, 3); }")
     assert widget(page).evaluate(card_background) == "rgb(1, 2, 3)"
     chip = widget(page).evaluate("el => getComputedStyle(el.shadowRoot.querySelector('tr.me .you')).backgroundColor")
     assert chip == "rgb(225, 29, 72)"

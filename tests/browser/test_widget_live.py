@@ -5,6 +5,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.browser.helpers import (
+    add_page_styles,
     expect_live,
     record_events,
     recorded_events,
@@ -134,7 +135,7 @@ def test_screenshot_for_the_docs(demo_stack, new_page, make_user, give):
     assert rows[2] == {"rank": "3", "name": "Bob", "score": "750", "me": True}
 
     # The picture is of the widget alone: hide the demo page's hint below it.
-    page.add_style_tag(content=".board > p { visibility: hidden; }")
+    add_page_styles(page, ".board > p { visibility: hidden; }")
     box = widget(page).bounding_box()
     margin = 24
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

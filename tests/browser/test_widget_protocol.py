@@ -1,9 +1,10 @@
 """The widget against a scripted peer speaking the socket protocol, for orders of events the real server never produces.
 
 The real server never sends one socket an older version, so this peer does: it checks that the
-widget ignores messages older than the board it shows, also across a reconnect, passes its token
-as the ``token`` query parameter, asks a token provider before each connection, and that
-"Retry now" works from the keyboard.
+widget ignores messages older than the board it shows, also across a reconnect, trades its token
+for a socket ticket (``POST /api/socket-ticket``, answered here by the page's route) and passes
+that as the ``ticket`` query parameter, never the token itself, asks a token provider before
+each connection, and that "Retry now" works from the keyboard.
 """
 
 import json
@@ -30,6 +31,7 @@ class ScriptedPeer:
         self.paths = []
         self.inboxes = []
         self.refuse = False
+        self.page = None  # the page driving the widget, once there is one
         self.lock = threading.Lock()
         self.server = serve(self._handle, "127.0.0.1", 0)
         self.port = self.server.socket.getsockname()[1]
@@ -63,11 +65,18 @@ class ScriptedPeer:
                 return
 
     def wait_connections(self, count, timeout=30):
-        """Block until ``count`` connections have arrived."""
+        """Block until ``count`` connections have arrived.
+
+        With a page set (``self.page``), it waits through Playwright, whose event loop must run to answer the
+        page's ticket requests (a plain sleep would hold them up).
+        """
         deadline = time.monotonic() + timeout
         while len(self.paths) < count:
             assert time.monotonic() < deadline, f"only {len(self.paths)} of {count} connections arrived"
-            time.sleep(0.05)
+            if self.page is not None:
+                self.page.wait_for_timeout(50)
+            else:
+                time.sleep(0.05)
 
     def send(self, type_, version, *players):
         """Have the newest connection send one message; ``players`` are ``(user_id, name, score)`` in rank order."""
@@ -79,8 +88,10 @@ class ScriptedPeer:
         self.inboxes[-1].put(("close", code))
 
     def tokens(self):
-        """The ``token`` query parameter of every connection so far."""
-        return [parse_qs(urlsplit(path).query).get("token", [None])[0] for path in self.paths]
+        """The token behind the ``ticket`` of every connection so far (None: no ticket); no URL carries a token."""
+        queries = [parse_qs(urlsplit(path).query) for path in self.paths]
+        assert not [query for query in queries if "token" in query], self.paths
+        return [TICKETS.get(query.get("ticket", [None])[0]) for query in queries]
 
     def stop(self):
         """Shut the server down."""
@@ -96,9 +107,31 @@ def peer():
     server.stop()
 
 
+# Ticket -> the token it was traded for, as the page's route answered POST /api/socket-ticket.
+TICKETS = {}
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization",
+    "Cache-Control": "no-store",
+}
+
+
+def answer_ticket(route):
+    """``POST /api/socket-ticket`` for the peer, as the service answers it: a ticket standing for the Bearer token."""
+    if route.request.method == "OPTIONS":  # the CORS preflight (the page is on another origin)
+        route.fulfill(status=204, headers=CORS)
+        return
+    token = route.request.headers.get("authorization", "").removeprefix("Bearer ")
+    ticket = f"ticket-{len(TICKETS)}"
+    TICKETS[ticket] = token
+    route.fulfill(status=200, headers=CORS, json={"ticket": ticket, "expiresIn": 30})
+
+
 def open_widget(new_page, peer, attributes):
-    """A blank page holding only the widget, pointed at the peer."""
+    """A blank page holding only the widget, pointed at the peer (its tickets answered by a route)."""
     page = new_page()
+    page.route(f"http://127.0.0.1:{peer.port}/api/socket-ticket", answer_ticket)
+    peer.page = page
     page.set_content(
         f'<main><live-scoreboard server="http://127.0.0.1:{peer.port}" {attributes}></live-scoreboard></main>'
     )

@@ -15,35 +15,12 @@ from playwright.sync_api import expect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from tests.browser.helpers import expect_live, sign_in, widget
-from tests.support import ROOT, Process, free_port, python_bin, wait_http
+from tests.browser.helpers import expect_live, sign_in, wait_with_page, widget
+from tests.support import ROOT
 
 pytestmark = pytest.mark.browser
 
 WIDGET_JS = ROOT / "scoreboard" / "static" / "live-scoreboard.js"
-
-
-@pytest.fixture(scope="module")
-def dev_server(app, demo_env, tmp_path_factory):
-    """``flask run`` (Werkzeug's dev server, as ``make run`` serves the demo) with a public board, on the test
-    database and Redis. Yields the base URL."""
-    port = free_port()
-    env = {
-        **demo_env,
-        "FLASK_APP": "wsgi",
-        "SCOREBOARD_PUBLIC_BOARD": "true",
-        "SCOREBOARD_CELERY_EAGER": "true",
-    }
-    argv = [python_bin(), "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads"]
-    server = Process("dev-server", argv, env, tmp_path_factory.mktemp("dev-server"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/api/actions", proc=server.proc)
-    except Exception:
-        server.stop()
-        raise RuntimeError(f"the dev server failed to start:\n{server.output()}") from None
-    yield base
-    server.stop()
 
 
 @pytest.fixture(params=["dev_server", "demo_stack"])
@@ -73,6 +50,11 @@ class Watch:
                 socket.wait_for_event("close")
 
 
+def signed_in(url):
+    """Whether a socket URL is a signed-in viewer's: with a socket ticket, and never the token itself."""
+    return "ticket=" in url and "token=" not in url
+
+
 def test_a_reload_opens_one_socket_and_logs_no_console_error(server, new_page, make_user, give):
     make_user("alice", "Alice", password="alice-pw")
     give("maya", "win-challenge", "Maya Chen")
@@ -92,7 +74,7 @@ def test_a_reload_opens_one_socket_and_logs_no_console_error(server, new_page, m
     page.wait_for_load_state("load")
     expect_live(page)
     watch.settle()
-    assert len(watch.sockets) == 1 and "token=" in watch.sockets[0].url, [s.url for s in watch.sockets]
+    assert len(watch.sockets) == 1 and signed_in(watch.sockets[0].url), [s.url for s in watch.sockets]
     assert watch.console == []
     page.unroute("**/static/demo.js")
 
@@ -103,9 +85,64 @@ def test_a_reload_opens_one_socket_and_logs_no_console_error(server, new_page, m
         expect_live(page)
         expect(page.locator("live-scoreboard tbody tr").first).to_contain_text("Maya Chen")
         watch.settle()
-        assert len(watch.sockets) == 1 and "token=" in watch.sockets[0].url, [s.url for s in watch.sockets]
+        assert len(watch.sockets) == 1 and signed_in(watch.sockets[0].url), [s.url for s in watch.sockets]
         assert watch.console == []
     expect(page.locator("#signed-in")).to_be_visible()
+    assert widget(page).evaluate("el => el.state") == "live"
+
+
+# Every close a page's sockets see, with its code and reason (the widget's own handlers are set as properties).
+RECORD_CLOSES = """
+(() => {
+  const Native = window.WebSocket;
+  window.__closes = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("close", (e) => window.__closes.push({ code: e.code, reason: e.reason, url: this.url }));
+    }
+  };
+})();
+"""
+
+
+def test_signing_out_and_in_again_reconnects_and_logs_no_console_error(dev_server, new_page, make_user, give):
+    """On the dev server (public board): signing out revokes the token, and the server ends its socket (4001)
+    before the page has the logout's answer; the widget waits for a fresh token, goes on without one, then
+    with the new session's. Werkzeug writes nothing after a close frame, so the console stays empty."""
+    make_user("alice", "Alice", password="alice-pw")
+    give("maya", "win-challenge", "Maya Chen")
+    page = new_page()
+    page.add_init_script(RECORD_CLOSES)
+    sign_in(page, dev_server, "alice", "alice-pw")
+    watch = Watch(page)
+
+    # The logout's answer is held until the server has ended the signed-in socket.
+    held = []
+    page.route("**/api/auth/logout", lambda route: held.append(route))
+    page.get_by_role("button", name="Sign out").click()
+    wait_with_page(page, lambda: held, message="the logout never went out")
+    answer = held[0].fetch()  # the server revokes the token now
+    assert answer.status == 200
+    page.wait_for_function(
+        "() => window.__closes.some(c => c.code === 4001 && c.reason === 'token revoked')", timeout=5_000
+    )
+    held[0].fulfill(response=answer)
+    expect(page.locator("#login-note")).to_have_text("Signed out.")
+    expect_live(page)  # the public board, without a token
+    page.unroute("**/api/auth/logout")
+
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-pw")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signed-in")).to_be_visible()
+    expect_live(page)
+    expect(page.locator("live-scoreboard tbody tr").first).to_contain_text("Maya Chen")
+    watch.settle()
+    urls = [s.url for s in watch.sockets]
+    assert not signed_in(urls[-2]) and "?" not in urls[-2], urls  # signed out: no credential at all
+    assert signed_in(urls[-1]), urls
+    assert watch.console == []
     assert widget(page).evaluate("el => el.state") == "live"
 
 

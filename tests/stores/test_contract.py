@@ -294,3 +294,95 @@ def test_lapsed_revocations_are_not_in_force(stores):
     revocations.revoke("short", 1)
     wait_until(lambda: not revocations.is_revoked("short"), 5, message="a 1 s revocation still in force")
     assert "short" not in revocations.in_force()
+
+
+# Socket tickets.
+
+
+def test_a_socket_ticket_is_taken_once(stores):
+    tickets = stores.socket_tickets
+    tickets.put("ticket-1", '{"sub": "u1"}', 30)
+    assert tickets.take("ticket-2") is None
+    assert tickets.take("ticket-1") == '{"sub": "u1"}'
+    assert tickets.take("ticket-1") is None
+
+
+def test_of_many_takes_racing_for_one_ticket_one_gets_it(stores):
+    tickets = stores.socket_tickets
+    for round_ in range(20):
+        tickets.put(f"raced-{round_}", "holder", 30)
+        gate = threading.Barrier(8)
+        got = []
+
+        def take(ticket=f"raced-{round_}", gate=gate, got=got):
+            gate.wait(5)
+            got.append(tickets.take(ticket))
+
+        threads = [threading.Thread(target=take) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert got.count("holder") == 1 and got.count(None) == 7, got
+
+
+def test_a_socket_ticket_lapses(stores):
+    tickets = stores.socket_tickets
+    tickets.put("brief", "holder", 1)
+    tickets.put("longer", "holder", 30)
+    wait_until(lambda: tickets.take("brief") is None, 5, message="a 1 s ticket still redeemable")
+    assert tickets.take("longer") == "holder"
+
+
+# Socket slots (the per-IP socket cap across processes).
+
+
+def test_socket_slots_cap_an_address_until_one_is_given_back(stores):
+    slots = stores.socket_slots
+    assert [slots.acquire("10.0.0.1", f"s{i}", 3, 60) for i in range(4)] == [True, True, True, False]
+    assert slots.count("10.0.0.1") == 3
+    assert slots.acquire("10.0.0.2", "other", 3, 60)  # each address has its own
+    slots.release("10.0.0.1", "s1")
+    assert slots.count("10.0.0.1") == 2
+    assert slots.acquire("10.0.0.1", "s4", 3, 60)
+    assert not slots.acquire("10.0.0.1", "s5", 3, 60)
+
+
+def test_of_many_sockets_racing_for_the_last_slot_one_gets_it(stores):
+    slots = stores.socket_slots
+    slots.acquire("10.0.1.1", "first", 2, 60)
+    gate = threading.Barrier(8)
+    won = []
+
+    def race(i):
+        gate.wait(5)
+        won.append(slots.acquire("10.0.1.1", f"racer-{i}", 2, 60))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(won) == [False] * 7 + [True]
+    assert slots.count("10.0.1.1") == 2
+
+
+def test_slots_lapse_unless_renewed_and_a_slot_given_back_stays_free(stores):
+    slots = stores.socket_slots
+    # The sockets of a process that died: nobody renews them, they lapse.
+    assert slots.acquire("10.0.2.1", "crashed", 1, 1)
+    assert not slots.acquire("10.0.2.1", "newcomer", 1, 60)
+    wait_until(lambda: slots.count("10.0.2.1") == 0, 5, message="an unrenewed slot never lapsed")
+    assert slots.acquire("10.0.2.1", "newcomer", 1, 60)
+    # Renewed slots stay; a renewal never brings back a slot given back (a socket that closed meanwhile).
+    assert slots.acquire("10.0.2.2", "kept", 3, 1)
+    assert slots.acquire("10.0.2.2", "closed", 3, 60)
+    slots.release("10.0.2.2", "closed")
+    past_the_lapse = time.monotonic() + 2.5
+
+    def renewed_past_the_lapse():  # renewed every 0.3 s, for longer than the 1 s lapse
+        slots.renew({"10.0.2.2": ["kept", "closed"]}, 1)
+        assert slots.count("10.0.2.2") == 1
+        return time.monotonic() > past_the_lapse
+
+    wait_until(renewed_past_the_lapse, 5, interval=0.3, message="renewing for 2.5 s")
