@@ -63,7 +63,7 @@ logconfig_dict = {
         },
         "gunicorn.access": {
             "level": "INFO",
-            "handlers": ["console"],
+            "handlers": ["console" if accesslog in (None, "-") else "access_file"],
             "propagate": False,
             "qualname": "gunicorn.access",
         },
@@ -71,6 +71,14 @@ logconfig_dict = {
     # The app adds its own handler to the root logger in each worker.
     "root": {"level": "INFO", "handlers": []},
 }
+if accesslog not in (None, "-"):
+    # SCOREBOARD_ACCESS_LOG names a file: the access lines go there, in the same format. Gunicorn merges
+    # this dict over its defaults one level deep, so its two console handlers are restated with the file's.
+    logconfig_dict["handlers"] = {
+        "console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stderr"},
+        "access_file": {"class": "logging.FileHandler", "filename": accesslog, "formatter": "generic"},
+    }
 
 
 def post_fork(server, worker):

@@ -9,7 +9,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 # Scrubbed from every formatted line, whatever logged it (an exception text can quote a header or
 # a bound SQL parameter): JWTs, Bearer credentials, and values of password/secret/token fields.
-_KEY = r"(?i)((?:[\w-]*(?:password|passwd|secret|token)[\w-]*)\\?[\"']?\s*[:=]\s*)"
+_KEY = r"(?i)((?:[\w-]*(?:password|passwd|secret|token|ticket)[\w-]*)\\?[\"']?\s*[:=]\s*)"
 SECRETS = (
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"), r"\1[redacted]"),

@@ -18,6 +18,8 @@ Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>refresh:lock``         lock    held while a recompute runs
 ``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
 ``<p>revoked``              zset    revoked token ``jti`` -> when its revocation lapses (epoch s)
+``<p>socket-ticket:<hash>`` string  an unused socket ticket's holder, TTL at most 30 s (``socket_tickets``)
+``<p>sockets:<ip>``         zset    one client IP's open sockets -> last renewal (``socket_slots``)
 ``<p>board`` (channel)      pub/sub every broadcast message
 ``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
 ==========================  ======  ===========================================================
