@@ -135,6 +135,9 @@ def reset_state(app, redis_client):
     from scoreboard.stores import get_stores
 
     with app.app_context():
+        # Test set-up, not a request: the sessions' statement and lock bounds (2 s, 1 s) do not apply to it.
+        db.session.execute(text("SET LOCAL statement_timeout = 0"))
+        db.session.execute(text("SET LOCAL lock_timeout = 0"))
         db.session.execute(text("TRUNCATE audit_log, completions, scores, users, actions CASCADE"))
         db.session.commit()
         load_catalog(DEFAULT_CATALOG)
