@@ -26,7 +26,17 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from websockets.sync.client import connect
 
-from tests.support import ROOT, Process, bearer, free_port, python_bin, start_web, start_worker
+from tests.support import (
+    ROOT,
+    Process,
+    bearer,
+    free_port,
+    python_bin,
+    receive_until,
+    start_web,
+    start_worker,
+    wait_until,
+)
 
 from .servers import PostgresServer, shared_redis_cluster
 from .stack import POINTS, BoardWatcher, ClaimStream, account, board_via_get, wait_converged, ws_url
@@ -38,33 +48,6 @@ PREFIX = "sbcluster:"
 BOARD_KEY = f"{PREFIX}{{board}}:rank"  # the all-time ranking; every key of the board is in its slot
 USERS = [f"c{i}" for i in range(8)]  # with "alice", fewer than 10: the board shows every claim
 REFUSAL = "scoreboard: refusing to start: Celery cannot use a Redis Cluster (redis+cluster://) as its broker"
-
-
-def wait_for(predicate, timeout, what):
-    """Poll ``predicate`` until it returns something true and return that; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what() if callable(what) else what} (waited {timeout}s)")
-        time.sleep(0.05)
-
-
-def next_board(ws, predicate, timeout):
-    """Read board messages from ``ws`` until one satisfies ``predicate``; returns it."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        try:
-            message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        except TimeoutError:
-            continue
-        if predicate(message):
-            return message
-        seen.append(message)
-    raise AssertionError(f"no matching board message within {timeout}s; got {seen}")
 
 
 def shows(user, score):
@@ -132,10 +115,10 @@ class ClusterStack:
         beat_argv = [python_bin(), "-m", "celery", "-A", "celery_app", "beat", "--loglevel=INFO"]
         beat_argv += ["-s", str(self.log_dir / "beat-schedule")]
         beat = self.processes["beat"] = Process("cluster-beat", beat_argv, self.env, self.log_dir)
-        wait_for(
+        wait_until(
             lambda: "Sending due task" in beat.output() or beat.proc.poll() is not None,
             60,
-            lambda: f"beat did not start:\n{beat.output()}",
+            message=lambda: f"beat did not start:\n{beat.output()}",
         )
         assert beat.proc.poll() is None, f"beat exited:\n{beat.output()}"
         self.processes["web-a"], self.base_a = start_web(self._env_for("web-a"), self.log_dir, name="cluster-web-a")
@@ -358,7 +341,7 @@ def test_the_flow_and_a_primary_failover_on_a_cluster(cluster_stack, redis_clust
         )
         assert claimed.status_code == 200, claimed.text
         assert claimed.json() == {"success": True, "newScore": POINTS}
-        update = next_board(ws, shows("alice", POINTS), 5)
+        update, _ = receive_until(ws, shows("alice", POINTS), 5)
         assert update["type"] == "update" and update["version"] > snapshot["version"]
     assert board_via_get(stack.base_b, reader) == [("alice", POINTS)]
     # The rate limits are counted on the cluster (limits' redis+cluster storage), not in process memory.
@@ -379,34 +362,38 @@ def test_the_flow_and_a_primary_failover_on_a_cluster(cluster_stack, redis_clust
         def answered(since=0.0, status=None):
             return sum(1 for o in list(stream.outcomes) if o.at >= since and (status is None or o.status == status))
 
-        wait_for(lambda: answered(status=200) >= 20, 30, lambda: f"the stream did not flow: {stream.statuses()}")
+        wait_until(
+            lambda: answered(status=200) >= 20, 30, message=lambda: f"the stream did not flow: {stream.statuses()}"
+        )
         listening = subscribers(cluster, primary, f"{PREFIX}board")
         relays = relays_listening(cluster)
         with ReadinessWatch(stack.base_b) as readiness:
             killed_at = time.monotonic()
             cluster.kill(primary)
-            wait_for(
+            wait_until(
                 lambda: cluster.role(replica) == "master" and cluster.is_ok(),
                 60,
-                lambda: f"replica {replica} not promoted: {cluster.nodes(replica)}",
+                message=lambda: f"replica {replica} not promoted: {cluster.nodes(replica)}",
             )
             promoted_at = time.monotonic()
             versions_at_promotion = [w.version for w in watchers]
             # The relays that were on the killed primary subscribe again on nodes that run (a relay's
             # re-sync reads the revocation list, whose slot may have been the killed primary's too).
-            wait_for(
+            wait_until(
                 lambda: relays_listening(cluster) >= listening,
                 30,
-                lambda: f"{relays_listening(cluster)} of {listening} relays subscribed again",
+                message=lambda: f"{relays_listening(cluster)} of {listening} relays subscribed again",
             )
             resubscribed_s = round(time.monotonic() - promoted_at, 2)
-            wait_for(
+            wait_until(
                 lambda: answered(promoted_at, 200) >= 40,
                 60,
-                lambda: f"claims did not resume after the failover: {stream.statuses()}",
+                message=lambda: f"claims did not resume after the failover: {stream.statuses()}",
             )
-            wait_for(
-                lambda: requests.get(f"{stack.base_b}/readyz", timeout=5).status_code == 200, 30, "not ready again"
+            wait_until(
+                lambda: requests.get(f"{stack.base_b}/readyz", timeout=5).status_code == 200,
+                30,
+                message="not ready again",
             )
         stream.stop()
         converged_in = wait_converged(stack, reader, watchers, timeout=30)
@@ -441,7 +428,7 @@ def test_the_flow_and_a_primary_failover_on_a_cluster(cluster_stack, redis_clust
     # The killed node starts again and rejoins, as a replica of the node that took its slots.
     restarted_at = time.monotonic()
     cluster.start_node(primary)
-    wait_for(lambda: cluster.role(primary) == "slave", 60, f"node {primary} did not rejoin as a replica")
+    wait_until(lambda: cluster.role(primary) == "slave", 60, message=f"node {primary} did not rejoin as a replica")
     cluster.wait_ok()
     rejoined_s = round(time.monotonic() - restarted_at, 2)
 
