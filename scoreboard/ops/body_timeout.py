@@ -52,13 +52,52 @@ def _stop_reading(sock: Any) -> None:
             pass
 
 
-class GreenBoundedInput:
-    """``wsgi.input`` under gevent: each read runs under a ``gevent.Timeout`` of what is left of the deadline."""
+def _within_deadline(sock: socket.socket, deadline: float, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` with what is left until ``deadline`` as ``sock``'s timeout; past it, :class:`BodyTimeout`."""
+    left = deadline - time.monotonic()
+    if left > 0:
+        previous = sock.gettimeout()
+        sock.settimeout(left)
+        try:
+            return call(*args)
+        except TimeoutError:
+            pass
+        finally:
+            sock.settimeout(previous)
+    _stop_reading(sock)
+    raise BodyTimeout()
+
+
+class BoundedInput:
+    """``wsgi.input`` whose every read ends by the deadline; subclasses say how a read is bounded."""
 
     def __init__(self, stream: Any, deadline: float, sock: Any) -> None:
         self._stream = stream
         self._deadline = deadline
         self._sock = sock
+
+    def _bounded(self, method: Callable[..., Any], *args: Any) -> Any:
+        raise NotImplementedError
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes of the body (all of it by default)."""
+        return self._bounded(self._stream.read, size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line of the body."""
+        return self._bounded(self._stream.readline, size)
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read the body's lines."""
+        return self._bounded(self._stream.readlines, hint)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class GreenBoundedInput(BoundedInput):
+    """``wsgi.input`` under gevent: each read runs under a ``gevent.Timeout`` of what is left of the deadline."""
 
     def _bounded(self, method: Callable[..., Any], *args: Any) -> Any:
         import gevent
@@ -74,22 +113,6 @@ class GreenBoundedInput:
             _stop_reading(self._sock)
             raise
 
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes of the body (all of it by default)."""
-        return self._bounded(self._stream.read, size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        """Read one line of the body."""
-        return self._bounded(self._stream.readline, size)
-
-    def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read the body's lines."""
-        return self._bounded(self._stream.readlines, hint)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
-
 
 class DeadlineSocket:
     """Stands in for the client's socket while a body is read with threads: each ``recv`` waits what is left."""
@@ -100,60 +123,17 @@ class DeadlineSocket:
 
     def recv(self, size: int, *flags: int) -> bytes:
         """Receive like the socket, but never past the deadline (then :class:`BodyTimeout`)."""
-        left = self._deadline - time.monotonic()
-        if left > 0:
-            previous = self._sock.gettimeout()
-            self._sock.settimeout(left)
-            try:
-                return self._sock.recv(size, *flags)
-            except TimeoutError:
-                pass
-            finally:
-                self._sock.settimeout(previous)
-        _stop_reading(self._sock)
-        raise BodyTimeout()
+        return _within_deadline(self._sock, self._deadline, self._sock.recv, size, *flags)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
-class ThreadBoundedInput:
+class ThreadBoundedInput(BoundedInput):
     """``wsgi.input`` under another threaded server: each read gets what is left as its socket timeout."""
 
-    def __init__(self, stream: Any, deadline: float, sock: Any) -> None:
-        self._stream = stream
-        self._deadline = deadline
-        self._sock = sock
-
     def _bounded(self, method: Callable[..., Any], *args: Any) -> Any:
-        left = self._deadline - time.monotonic()
-        if left > 0:
-            previous = self._sock.gettimeout()
-            self._sock.settimeout(left)
-            try:
-                return method(*args)
-            except TimeoutError:
-                pass
-            finally:
-                self._sock.settimeout(previous)
-        _stop_reading(self._sock)
-        raise BodyTimeout()
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes of the body (all of it by default)."""
-        return self._bounded(self._stream.read, size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        """Read one line of the body."""
-        return self._bounded(self._stream.readline, size)
-
-    def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read the body's lines."""
-        return self._bounded(self._stream.readlines, hint)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
+        return _within_deadline(self._sock, self._deadline, method, *args)
 
 
 def _has_body(environ: dict[str, Any]) -> bool:

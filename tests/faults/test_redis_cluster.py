@@ -39,7 +39,7 @@ from tests.support import (
 )
 
 from .servers import PostgresServer, shared_redis_cluster
-from .stack import POINTS, BoardWatcher, ClaimStream, account, board_via_get, wait_converged, ws_url
+from .stack import POINTS, BoardWatcher, ClaimStream, Stack, account, board_via_get, wait_converged, ws_url
 
 pytestmark = [pytest.mark.faults, pytest.mark.live]
 
@@ -71,9 +71,9 @@ def rabbitmq():
     return AMQP_URL
 
 
-class ClusterStack:
+class ClusterStack(Stack):
     """Web instances A (2 workers) and B (1), a Celery worker and beat, on the cluster, RabbitMQ and a private
-    PostgreSQL. Duck-types the parts of ``stack.Stack`` that ``wait_converged`` and ``account`` read."""
+    PostgreSQL: ``stack.Stack``'s data and process helpers, started on the cluster instead of a private Redis."""
 
     def __init__(self, base_env, log_dir, cluster, broker):
         """Create the PostgreSQL server (not started) and the environment every process gets."""
@@ -126,25 +126,6 @@ class ClusterStack:
             self._env_for("web-b"), self.log_dir, name="cluster-web-b", workers=1
         )
 
-    def _env_for(self, name):
-        """Each process group gets its own Prometheus multiprocess directory."""
-        directory = self.log_dir / f"metrics-{name}"
-        directory.mkdir(exist_ok=True)
-        return {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-
-    def flask(self, *args):
-        """Run a ``flask`` command against the stack's database and the cluster."""
-        result = subprocess.run(
-            [python_bin(), "-m", "flask", "--app", "wsgi", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
     def stop(self):
         """Stop every process, delete the PostgreSQL server and this run's RabbitMQ queues."""
         for process in self.processes.values():
@@ -162,38 +143,6 @@ class ClusterStack:
         except Exception as exc:  # the queues are empty and harmless if they stay
             print(f"RabbitMQ queues {self.queues} not deleted: {exc}")
 
-    def logs(self, *names):
-        """The tail of the named processes' logs, for failure messages."""
-        return "\n".join(f"--- {n} ---\n{self.processes[n].output()[-3000:]}" for n in names if n in self.processes)
-
-    def record(self, service_headers, users, per_user, action="complete-lesson"):
-        """Record ``per_user`` completions for each user through instance A; returns ``[(user, actionId)]``."""
-        items = []
-        with requests.Session() as http:
-            for _ in range(per_user):
-                for user in users:
-                    r = http.post(
-                        f"{self.base_a}/api/actions/completions",
-                        headers=service_headers,
-                        timeout=10,
-                        json={"userId": user, "action": action, "displayName": user.upper()},
-                    )
-                    assert r.status_code == 201, r.text
-                    items.append((user, r.json()["actionId"]))
-        return items
-
-    def truth(self):
-        """The top 10 by the database: ``[(userId, score)]`` in board order."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT s.user_id, s.score FROM scores s JOIN users u ON u.id = s.user_id "
-                    "WHERE s.score > 0 AND u.status = 'active' "
-                    "ORDER BY s.score DESC, s.reached_at ASC, s.user_id DESC LIMIT 10"
-                )
-            ).all()
-        return [(user, int(score)) for user, score in rows]
-
     def claimed_points(self):
         """``{userId: points of the user's claimed completions}``, from the completions themselves."""
         with self.engine.connect() as conn:
@@ -201,16 +150,6 @@ class ClusterStack:
                 text("SELECT user_id, sum(points) FROM completions WHERE status = 'claimed' GROUP BY user_id")
             ).all()
         return {user: int(points) for user, points in rows}
-
-    def committed_ids(self):
-        """The actionIds whose claim is committed in the database."""
-        with self.engine.connect() as conn:
-            return {row[0] for row in conn.execute(text("SELECT id FROM completions WHERE status = 'claimed'"))}
-
-    def pending_rows(self):
-        """Score changes committed but not yet mirrored to the board (the outbox)."""
-        with self.engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM scores WHERE board_pending")).scalar_one()
 
 
 @pytest.fixture(scope="module")
