@@ -55,6 +55,10 @@ class Stack:
             "SCOREBOARD_REDIS_PREFIX": "sbfaults:",
             "SCOREBOARD_CELERY_QUEUE": "board",
             "SCOREBOARD_LOG_LEVEL": "INFO",
+            # The production bounds on PostgreSQL, which the fault tests exercise.
+            "SCOREBOARD_DB_STATEMENT_TIMEOUT": "2s",
+            "SCOREBOARD_DB_LOCK_TIMEOUT": "1s",
+            "SCOREBOARD_DB_WAIT_TIMEOUT": "1.5s",
             # Limits on, so their Redis-down fallback is exercised; high, so the stream stays under them.
             "SCOREBOARD_RATE_LIMIT_ENABLED": "true",
             "SCOREBOARD_RATE_LIMIT_IP": "100000/second",
