@@ -287,7 +287,34 @@ def board_settings() -> dict[str, Any]:
         "TOP_CACHE_TTL": env_int("TOP_CACHE_TTL", 300),
         "BROADCAST_MAX_RATE": env_float("BROADCAST_MAX_RATE", 20),
         "PUBLIC_BOARD": env_bool("PUBLIC_BOARD", False),
+        # The day, week and month boards roll over at midnight in this zone (scoreboard.periods).
+        "PERIOD_TZ": period_zone(env("PERIOD_TZ", "UTC")),
+        "PERIODS_KEPT": periods_kept(env("PERIODS_KEPT", "day=30,week=12,month=12")),
+        # Tests replace the clock the periods are read from (a callable returning an aware datetime).
+        "CLOCK": None,
     }
+
+
+def period_zone(name: str) -> str:
+    """An IANA time zone name (``UTC``, ``Europe/Paris``), checked."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RefusedConfiguration(f"SCOREBOARD_PERIOD_TZ: {name!r} is not a time zone") from None
+    return name
+
+
+def periods_kept(text: str) -> dict[str, int]:
+    """How many periods of each kind stay queryable, the current one included: ``day=30,week=12,month=12``."""
+    kept = {"day": 30, "week": 12, "month": 12}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, count = item.partition("=")
+        if kind.strip() not in kept or not count.strip().isdigit() or int(count) < 1:
+            raise RefusedConfiguration(f"SCOREBOARD_PERIODS_KEPT: {item!r} is not day|week|month=<count of 1 or more>")
+        kept[kind.strip()] = int(count)
+    return kept
 
 
 def socket_settings() -> dict[str, Any]:

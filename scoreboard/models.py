@@ -101,6 +101,35 @@ class Score(db.Model):
     )
 
 
+class PeriodScore(db.Model):
+    """A user's total inside one day, week or month (``scoreboard.periods``); kept like ``Score``.
+
+    The claim that raises ``scores`` raises the current period rows in the same statement, so
+    each period's board is the sum of the points claimed (and adjusted) inside it.
+    """
+
+    __tablename__ = "period_scores"
+
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)  # day:2026-12-02, week:2026-W49, month:2026-12
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    reached_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    board_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+    __table_args__ = (
+        Index("ix_period_scores_rank", "period", score.desc(), reached_at.asc(), user_id.desc()),
+        Index("ix_period_scores_user", "user_id"),
+        Index(
+            "ix_period_scores_board_pending",
+            "period",
+            "user_id",
+            postgresql_where=text("board_pending"),
+            sqlite_where=text("board_pending"),
+        ),
+    )
+
+
 class Action(db.Model):
     """One entry of the action catalog: what completing an action is worth."""
 
@@ -142,6 +171,8 @@ class Completion(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When an admin voided it: a claimed completion's points leave the score (and the history) then.
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     client_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(256))
 
