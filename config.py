@@ -201,6 +201,7 @@ def celery_settings(redis_url: str | None) -> dict[str, Any]:
         "SWEEP_INTERVAL": env_float("SWEEP_INTERVAL", 2.0),
         "RECONCILE_INTERVAL": env_float("RECONCILE_INTERVAL", 300.0),
         "EXPIRE_INTERVAL": env_float("EXPIRE_INTERVAL", 60.0),
+        "PRUNE_INTERVAL": env_float("PRUNE_INTERVAL", 3600.0),
         # The worker's own /metrics endpoint (it serves no HTTP otherwise); unset: not served.
         "WORKER_METRICS_PORT": env("WORKER_METRICS_PORT"),
         "WORKER_METRICS_ADDR": env("WORKER_METRICS_ADDR", "0.0.0.0"),

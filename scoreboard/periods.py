@@ -171,6 +171,18 @@ def all_kept(moment: datetime | None = None) -> Iterator[Period]:
         yield from kept(kind, moment)
 
 
+def dropped(moment: datetime | None = None, depth: int = 60) -> Iterator[Period]:
+    """The ``depth`` periods of each kind just older than those kept: what the retention job deletes.
+
+    It runs hourly, so only the newest of them still has rows, unless it was stopped for a while.
+    """
+    for kind in TIMED:
+        period = kept(kind, moment)[-1]
+        for _ in range(depth):
+            period = period_at(kind, period.start - timedelta(microseconds=1))
+            yield period
+
+
 def from_key(key: str) -> Period:
     """The period a key names (``day:2026-12-02`` ...); raises :class:`UnknownPeriod` for anything else."""
     if key == ALL:

@@ -13,9 +13,11 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "sweep-board": {"task": board.sweep.name, "schedule": config["SWEEP_INTERVAL"]},
         "reconcile-board": {"task": board.reconcile.name, "schedule": config["RECONCILE_INTERVAL"]},
         "expire-completions": {"task": maintenance.expire_completions.name, "schedule": config["EXPIRE_INTERVAL"]},
+        "prune-periods": {"task": maintenance.prune_periods.name, "schedule": config["PRUNE_INTERVAL"]},
     }
 
 
 def task_routes(config: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Housekeeping goes to its own queue, so it never sits in front of a recompute."""
-    return {maintenance.expire_completions.name: {"queue": config["CELERY_MAINTENANCE_QUEUE"]}}
+    queue = {"queue": config["CELERY_MAINTENANCE_QUEUE"]}
+    return {maintenance.expire_completions.name: queue, maintenance.prune_periods.name: queue}

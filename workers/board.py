@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 
 from scoreboard.board.refresh import refresh_board
 from scoreboard.extensions import celery_app, db
-from scoreboard.models import Score
+from scoreboard.models import PeriodScore, Score
 from scoreboard.ops import metrics
+from scoreboard.periods import current_periods
 from scoreboard.stores import get_stores
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,24 @@ class _Queued:
 
 
 def outbox_size() -> int:
-    """Committed score changes not yet mirrored to the board (served by a partial index)."""
+    """Committed score changes not yet mirrored to the boards (each count served by a partial index)."""
     size = db.session.scalar(select(func.count()).select_from(Score).where(Score.board_pending))
+    size += db.session.scalar(select(func.count()).select_from(PeriodScore).where(PeriodScore.board_pending))
     db.session.commit()
     return int(size)
+
+
+class _Rollover:
+    """The period keys this process last swept with: a new day, week or month needs a recompute, which
+    broadcasts the new period's (empty) board."""
+
+    seen: tuple[str, ...] = ()
+
+    @classmethod
+    def happened(cls) -> bool:
+        keys = tuple(p.key for p in current_periods())
+        changed, cls.seen = keys != cls.seen, keys
+        return changed
 
 
 @shared_task(name="workers.board.refresh", ignore_result=True)
@@ -41,10 +56,11 @@ def refresh() -> int:
 
 @shared_task(name="workers.board.sweep", ignore_result=True)
 def sweep() -> int:
-    """Beat: pick up changes whose recompute was never queued (Redis or broker was down)."""
+    """Beat: pick up changes whose recompute was never queued (Redis or broker was down), and roll the period
+    boards over at their midnights."""
     pending = outbox_size()
     metrics.OUTBOX_PENDING.set(pending)
-    return refresh_board() if pending else 0
+    return refresh_board() if pending or _Rollover.happened() else 0
 
 
 @shared_task(name="workers.board.reconcile", ignore_result=True)

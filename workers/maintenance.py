@@ -3,10 +3,12 @@
 import logging
 
 from celery import shared_task
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from scoreboard.extensions import db
-from scoreboard.models import Completion, CompletionStatus, utcnow
+from scoreboard.models import Completion, CompletionStatus, PeriodScore, utcnow
+from scoreboard.periods import dropped
+from scoreboard.stores import get_stores
 
 log = logging.getLogger(__name__)
 
@@ -22,4 +24,22 @@ def expire_completions():
     db.session.commit()
     if result.rowcount:
         log.info("expired %d completions", result.rowcount)
+    return result.rowcount
+
+
+@shared_task(name="workers.maintenance.prune_periods", ignore_result=True)
+def prune_periods() -> int:
+    """Drop the boards of periods older than those kept (``SCOREBOARD_PERIODS_KEPT``); returns rows deleted.
+
+    Each expired period is deleted by its key (an index range, never a table scan); the ledger keeps
+    every completion, so a period's history stays readable.
+    """
+    keys = [period.key for period in dropped()]
+    result = db.session.execute(delete(PeriodScore).where(PeriodScore.period.in_(keys)))
+    db.session.commit()
+    stores = get_stores()
+    for key in keys:
+        stores.ranking_for(key).reset()
+    if result.rowcount:
+        log.info("pruned %d period rows", result.rowcount)
     return result.rowcount

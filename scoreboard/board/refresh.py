@@ -1,37 +1,61 @@
-"""From committed scores to the broadcast board (run by the worker's ``refresh`` task).
+"""From committed scores to the broadcast boards (run by the worker's ``refresh`` task).
 
-``refresh_board`` mirrors the changed scores into the ranking store, recomputes the top
-list and broadcasts it only when it changed. The database is the outbox:
-``scores.board_pending`` stays set until the change is mirrored, so a change committed
-while Redis, the broker or every worker was down is picked up by the next sweep.
+``refresh_board`` mirrors the changed scores into the ranking stores (the all-time board and
+every kept day, week and month), recomputes the top lists of the all-time board and of the
+current periods, and broadcasts each one that changed. The database is the outbox:
+``scores.board_pending`` and ``period_scores.board_pending`` stay set until the change is
+mirrored, so a change committed while Redis, the broker or every worker was down is picked up
+by the next sweep.
 """
 
 import logging
 import time
+from collections import defaultdict
+from collections.abc import Iterable
 
 from flask import current_app
 from sqlalchemy import bindparam, update
 
 from ..extensions import db
-from ..models import Score
+from ..models import PeriodScore, Score
 from ..ops import metrics
-from ..stores import get_stores
+from ..periods import ALL_TIME, Period, all_kept, current_periods
+from ..stores import Stores, get_stores
 from ..stores.board_cache import dumps
 from ..stores.ranking import Ranking
 from .drift import count_drift
-from .source import display_names, mirror_rows, public_entries, to_entries, unbounded_statement
+from .source import board_rows, display_names, mirror_rows, period_rows, public_entries, to_entries, unbounded_statement
 
 log = logging.getLogger(__name__)
 
 BATCH = 2000
 
+scores = Score.__table__
+period_scores = PeriodScore.__table__
+# Clear a flag only where no newer change has landed since the row was read.
+_CLEAR_SCORE = (
+    update(scores)
+    .where(scores.c.user_id == bindparam("uid"), scores.c.version == bindparam("ver"))
+    .values(board_pending=False)
+)
+_CLEAR_PERIOD = (
+    update(period_scores)
+    .where(
+        period_scores.c.period == bindparam("key"),
+        period_scores.c.user_id == bindparam("uid"),
+        period_scores.c.version == bindparam("ver"),
+    )
+    .values(board_pending=False)
+)
 
-def rebuild_mirror(ranking: Ranking) -> int:
-    """Reload the whole ranking from the database into the store; returns how many entries differed."""
+
+def rebuild_mirror(ranking: Ranking, board: str = "") -> int:
+    """Reload one board (``""`` all-time, else a period key) from the database into its store; returns how many
+    entries differed."""
     ranking.reset()
     changed = 0
     unbounded_statement()
-    for chunk in db.session.execute(mirror_rows().execution_options(yield_per=10_000)).partitions():
+    for chunk in db.session.execute(board_rows(board).execution_options(yield_per=10_000)).partitions():
         changed += ranking.apply(to_entries(chunk))
     ranking.mark_built()
     db.session.commit()
@@ -39,16 +63,10 @@ def rebuild_mirror(ranking: Ranking) -> int:
 
 
 def sync_pending(ranking: Ranking, max_batches: int = 50) -> tuple[int, int | None]:
-    """Mirror the outbox (rows flagged ``board_pending``) into the store.
+    """Mirror the all-time outbox (``scores`` rows flagged ``board_pending``) into the store.
 
     Returns how many rows, and when the oldest of them changed (epoch ms, None if none did).
     """
-    scores = Score.__table__
-    clear = (
-        update(scores)
-        .where(scores.c.user_id == bindparam("uid"), scores.c.version == bindparam("ver"))
-        .values(board_pending=False)
-    )
     total, oldest = 0, None
     for _ in range(max_batches):
         rows = db.session.execute(mirror_rows().where(Score.board_pending).limit(BATCH)).all()
@@ -56,10 +74,8 @@ def sync_pending(ranking: Ranking, max_batches: int = 50) -> tuple[int, int | No
             break
         entries = to_entries(rows)
         ranking.apply(entries)
-        first = min(e.reached_us for e in entries) // 1000
-        oldest = first if oldest is None else min(oldest, first)
-        # Clear the flag only where no newer change has landed since we read the row.
-        db.session.connection().execute(clear, [{"uid": r.user_id, "ver": r.version} for r in rows])
+        oldest = _oldest(oldest, entries)
+        db.session.connection().execute(_CLEAR_SCORE, [{"uid": r.user_id, "ver": r.version} for r in rows])
         db.session.commit()
         total += len(rows)
         if len(rows) < BATCH:
@@ -67,15 +83,63 @@ def sync_pending(ranking: Ranking, max_batches: int = 50) -> tuple[int, int | No
     return total, oldest
 
 
+def sync_period_pending(stores: Stores, kept: set[str], max_batches: int = 50) -> tuple[int, int | None]:
+    """Mirror the period outbox (``period_scores`` rows flagged ``board_pending``) into each period's store.
+
+    Rows of a period no longer kept are cleared without mirroring: its board is gone.
+    """
+    total, oldest = 0, None
+    for _ in range(max_batches):
+        rows = db.session.execute(period_rows().where(PeriodScore.board_pending).limit(BATCH)).all()
+        if not rows:
+            break
+        by_period = defaultdict(list)
+        for row in rows:
+            by_period[row.period].append(row)
+        for key, period_batch in by_period.items():
+            if key in kept:
+                entries = to_entries(period_batch)
+                stores.ranking_for(key).apply(entries)
+                oldest = _oldest(oldest, entries)
+        clear = [{"key": r.period, "uid": r.user_id, "ver": r.version} for r in rows]
+        db.session.connection().execute(_CLEAR_PERIOD, clear)
+        db.session.commit()
+        total += len(rows)
+        if len(rows) < BATCH:
+            break
+    return total, oldest
+
+
+def _oldest(oldest: int | None, entries: Iterable) -> int | None:
+    first = min(e.reached_us for e in entries) // 1000
+    return first if oldest is None else min(oldest, first)
+
+
 def compose_top(ranking: Ranking, limit: int) -> list[dict]:
     """The public top list from the mirror, with display names from the database."""
-    pairs = ranking.top(limit)
-    names = display_names([user_id for user_id, _ in pairs])
-    return public_entries([(user_id, names.get(user_id, user_id), score) for user_id, score in pairs])
+    return compose_tops([ranking], limit)[0]
+
+
+def compose_tops(rankings: list[Ranking], limit: int) -> list[list[dict]]:
+    """The public top lists of several boards, with every display name read in one query."""
+    pairs = [ranking.top(limit) for ranking in rankings]
+    names = display_names(sorted({user_id for board in pairs for user_id, _ in board}))
+    return [
+        public_entries([(user_id, names.get(user_id, user_id), score) for user_id, score in board]) for board in pairs
+    ]
+
+
+def _rebuild(stores: Stores, periods: Iterable[Period], reason: str) -> None:
+    for period in periods:
+        metrics.REBUILDS.labels(reason=reason).inc()
+        rebuild_mirror(stores.ranking_for(period.board), period.board)
 
 
 def refresh_board(rebuild: bool = False) -> int:
-    """Mirror pending changes, recompute the top list, broadcast if it changed; returns the new version or 0."""
+    """Mirror pending changes, recompute the top lists, broadcast those that changed.
+
+    Returns the all-time board's new version, or 0 when it did not change.
+    """
     config = current_app.config
     stores = get_stores()
     coordination = stores.coordination
@@ -90,16 +154,24 @@ def refresh_board(rebuild: bool = False) -> int:
             time.sleep(wait)
         coordination.mark_refresh()
         metrics.RECOMPUTES.inc()
+        now = current_periods()
+        kept = list(all_kept())
         if rebuild and stores.ranking.is_built():
             metrics.RECONCILE_DRIFT.inc(count_drift(stores))
         if rebuild or not stores.ranking.is_built():
-            metrics.REBUILDS.labels(reason="reconcile" if rebuild else "mirror_missing").inc()
-            rebuild_mirror(stores.ranking)
+            # A reconcile, or Redis lost its data (the all-time board goes with every other): reload every board.
+            _rebuild(stores, [ALL_TIME, *kept], "reconcile" if rebuild else "mirror_missing")
+        else:
+            _rebuild(stores, [p for p in now if not stores.ranking_for(p.board).is_built()], "mirror_missing")
         _, changed_at = sync_pending(stores.ranking)
-        top = compose_top(stores.ranking, config["BOARD_SIZE"])
+        _, period_changed_at = sync_period_pending(stores, {p.key for p in kept})
+        tops = compose_tops([stores.ranking, *(stores.ranking_for(p.board) for p in now)], config["BOARD_SIZE"])
         db.session.commit()
-        version = stores.board_cache.publish_if_changed(dumps(top), changed_at)
+        version = stores.board_cache.publish_if_changed(dumps(tops[0]), changed_at)
         if version:
             metrics.BROADCASTS.inc()
             log.info("board broadcast", extra={"version": version})
+        for period, top in zip(now, tops[1:], strict=True):
+            if stores.board_cache_for(period.kind).publish_if_changed(dumps(top), period_changed_at, key=period.key):
+                metrics.BROADCASTS.inc()
         return version

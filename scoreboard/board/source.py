@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, select, text
 
 from ..extensions import db
-from ..models import Score, User, UserStatus
+from ..models import PeriodScore, Score, User, UserStatus
 from ..stores.ranking import RankEntry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,10 +74,27 @@ def unbounded_statement() -> None:
 
 
 def mirror_rows() -> Select:
-    """The columns the mirror needs, for every user."""
+    """The columns the all-time mirror needs, for every user."""
     return select(Score.user_id, Score.score, Score.reached_at, Score.version, User.status).join(
         User, User.id == Score.user_id
     )
+
+
+def period_rows() -> Select:
+    """The same columns for the period boards, with each row's period key (filter it by ``PeriodScore.period``)."""
+    return select(
+        PeriodScore.period,
+        PeriodScore.user_id,
+        PeriodScore.score,
+        PeriodScore.reached_at,
+        PeriodScore.version,
+        User.status,
+    ).join(User, User.id == PeriodScore.user_id)
+
+
+def board_rows(board: str) -> Select:
+    """The mirror rows of one board: ``""`` the all-time one, else a period key (served by ix_period_scores_rank)."""
+    return mirror_rows() if not board else period_rows().where(PeriodScore.period == board)
 
 
 def to_entries(rows: Iterable[Any]) -> list[RankEntry]:

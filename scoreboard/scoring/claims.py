@@ -4,26 +4,34 @@ A conditional UPDATE marks the completion claimed (only one concurrent
 claimant can match ``status = 'pending'``) and an atomic SQL increment raises
 the score and flags the row for the board (the outbox), both or neither.
 
-On PostgreSQL both updates are one statement (a data-modifying CTE) run on a
+The same statement adds the points to the user's rows of the current day, week
+and month (``period_scores``, created on the period's first claim, flagged for
+the board the same way), so a period's board is the sum of the claims inside it.
+
+On PostgreSQL all of it is one statement (data-modifying CTEs) run on a
 connection in autocommit (the ``claims`` bind): one round trip commits the
 claim. SQLite cannot modify data in a CTE, so the embedded database runs the
-same two updates in one transaction. Every user with a completion has a score
+same updates in one transaction. Every user with a completion has a score
 row (``ensure_user`` writes both in the transaction that records it), so the
 second update always matches when the first did.
 """
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import String, bindparam, exists, func, literal, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Completion, CompletionStatus, Score, User, UserStatus, utcnow
+from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
-from .outbox import score_change
+from ..periods import clock, current_periods
+from .outbox import period_params, period_upsert, score_change
 
 completions = Completion.__table__
 scores = Score.__table__
 users = User.__table__
+period_scores = PeriodScore.__table__
 
 # Bound names differ from the columns': SQLAlchemy reserves column names for SET values.
 _claimed = (
@@ -55,8 +63,27 @@ def _raise_score(points, user_id):
     )
 
 
+def _raise_periods(claimed):
+    """The claim's points added to the user's rows of the periods ``:p_periods`` (an array of keys)."""
+    running = func.unnest(bindparam("p_periods", type_=ARRAY(String))).table_valued("period").render_derived("running")
+    rows = (
+        select(running.c.period, claimed.c.user_id, claimed.c.points, bindparam("p_now", type_=UTCDateTime()))
+        .add_columns(literal(1), true())
+        .select_from(claimed)
+        .join(running, true())
+    )
+    columns = ["period", "user_id", "score", "reached_at", "version", "board_pending"]
+    upsert = pg_insert(period_scores).from_select(columns, rows)
+    return upsert.on_conflict_do_update(
+        index_elements=[period_scores.c.period, period_scores.c.user_id],
+        set_=score_change(
+            period_scores, score=period_scores.c.score + upsert.excluded.score, reached_at=upsert.excluded.reached_at
+        ),
+    ).cte("raised_periods")
+
+
 _claimed_cte = _claimed.returning(completions.c.user_id, completions.c.points).cte("claimed")
-CLAIM_ONE_STATEMENT = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
+CLAIM_ONE_STATEMENT = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id).add_cte(_raise_periods(_claimed_cte))
 CLAIM_COMPLETION = _claimed.returning(completions.c.points)
 RAISE_SCORE = _raise_score(bindparam("p_points"), bindparam("p_user"))
 
@@ -100,21 +127,28 @@ def _claim_in_one_transaction(params):
         db.session.rollback()
         return None
     new_score = db.session.execute(RAISE_SCORE, {**params, "p_points": points}).scalar_one()
+    upsert = period_upsert(db.session.get_bind().dialect.name)
+    db.session.execute(upsert, period_params(params["p_periods"], params["p_user"], points, params["p_now"]))
     db.session.commit()
     return new_score
 
 
 def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent: str | None = None) -> int:
     """Claim ``action_id`` for ``user_id``; returns the new score or raises :class:`ApiError`."""
+    now = clock()  # the periods' clock, so a claim counts in the periods of its own time
     params = {
         "p_action": action_id,
         "p_user": user_id,
-        "p_now": utcnow(),
+        "p_now": now,
         "p_ip": client_ip,
         "p_agent": (user_agent or "")[:256],
     }
+    periods = current_periods(now)
     autocommit = db.engines.get("claims")
-    new_score = _claim_in_one_statement(autocommit, params) if autocommit else _claim_in_one_transaction(params)
+    if autocommit:
+        new_score = _claim_in_one_statement(autocommit, {**params, "p_periods": [p.key for p in periods]})
+    else:
+        new_score = _claim_in_one_transaction({**params, "p_periods": periods})
     if new_score is None:
         raise _refusal(action_id, user_id)
     return int(new_score)

@@ -2,6 +2,10 @@
 
 Scores never go below zero: an adjustment, or the void of a claim, that would take one there is
 refused (409 ``score_below_zero``) and changes nothing, so a score always equals the sum of its ledger.
+
+Period boards follow: an adjustment counts in the current day, week and month; a void takes the
+claim's points out of the periods it was claimed in (those still kept); a change of standing
+flags the user's kept period rows, so every board shows or hides the user.
 """
 
 import json
@@ -11,11 +15,13 @@ from sqlalchemy import select, update
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import AuditEntry, Completion, CompletionStatus, Score, User, utcnow
+from ..models import AuditEntry, Completion, CompletionStatus, PeriodScore, Score, User
+from ..periods import TIMED, all_kept, clock, current_periods, period_at
 from .completions import new_action_id
-from .outbox import score_change
+from .outbox import flag_periods, period_params, period_upsert, score_change
 
 scores = Score.__table__
+period_scores = PeriodScore.__table__
 
 
 def record_audit(
@@ -62,8 +68,9 @@ def _refuse_below_zero(user_id: str, delta: int) -> None:
 
 
 def _flag_for_board(user_id):
-    """Mark the score changed so the board mirror picks up the user's new standing."""
+    """Mark the score (and the kept period rows) changed so every board picks up the user's new standing."""
     db.session.execute(update(scores).where(scores.c.user_id == user_id).values(score_change()))
+    db.session.execute(flag_periods(user_id, [p.key for p in all_kept()]))
 
 
 def set_status(user_id: str, status: str, reason: str, actor: str, actor_ip: str | None) -> User:
@@ -80,7 +87,7 @@ def set_status(user_id: str, status: str, reason: str, actor: str, actor_ip: str
 def adjust(user_id: str, delta: int, reason: str, actor: str, actor_ip: str | None) -> tuple[Completion, int]:
     """Add ``delta`` points (may be negative) as an ``adjustment`` ledger row; returns ``(row, new_score)``."""
     _user(user_id)
-    now = utcnow()
+    now = clock()
     row = Completion(
         id=new_action_id(),
         user_id=user_id,
@@ -102,9 +109,24 @@ def adjust(user_id: str, delta: int, reason: str, actor: str, actor_ip: str | No
     ).scalar()
     if new_score is None:
         _refuse_below_zero(user_id, delta)
+    upsert = period_upsert(db.session.get_bind().dialect.name)
+    db.session.execute(upsert, period_params(current_periods(now), user_id, delta, now))
     record_audit(actor, actor_ip, "adjust", reason, target_user=user_id, target_completion=row.id, delta=delta)
     db.session.commit()
     return row, int(new_score)
+
+
+def _take_from_periods(user_id: str, points: int, claimed_at) -> None:
+    """Take a voided claim's points out of the kept periods it was claimed in (a period may go below zero:
+    its board then leaves the user out, and its score stays the sum of its ledger)."""
+    kept = {p.key for p in all_kept()}
+    keys = [key for key in (period_at(kind, claimed_at).key for kind in TIMED) if key in kept]
+    if keys:
+        db.session.execute(
+            update(period_scores)
+            .where(period_scores.c.user_id == user_id, period_scores.c.period.in_(keys))
+            .values(score_change(period_scores, score=period_scores.c.score - points))
+        )
 
 
 def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple[Completion, int]:
@@ -117,6 +139,7 @@ def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple
     was_claimed = completion.status == CompletionStatus.CLAIMED
     completion.status = CompletionStatus.VOID
     completion.reason = reason
+    completion.voided_at = clock()
     taken = completion.points if was_claimed else 0
     new_score = db.session.execute(
         update(scores)
@@ -126,6 +149,8 @@ def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple
     ).scalar()
     if new_score is None:
         _refuse_below_zero(completion.user_id, -taken)
+    if taken:
+        _take_from_periods(completion.user_id, taken, completion.claimed_at)
     record_audit(
         actor,
         actor_ip,

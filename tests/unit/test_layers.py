@@ -10,7 +10,7 @@ from tests.support import ROOT
 pytestmark = pytest.mark.unit
 
 # Modules every part may use: the data model, the extensions, errors, identifiers, settings.
-FOUNDATION = {"models", "extensions", "errors", "inputs", "config"}
+FOUNDATION = {"models", "extensions", "errors", "inputs", "config", "periods"}
 # Part -> the parts it may import. Entry points (api, demo, cli, live, workers) sit on top.
 ALLOWED = {
     "api": {"scoring", "board", "workers", "security", "stores", "ops"},
