@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from scoreboard.models import Completion, utcnow
 from scoreboard.stores import get_stores
+from scoreboard.stores.ranking import RankEntry, score_of, user_of
 from tests.conftest import PREFIX, REDIS_URL
 from tests.support import ROOT, bearer, sample
 
@@ -24,8 +25,8 @@ def run(app, task):
 
 
 def mirror(redis_client):
-    """The ranking as Redis holds it: ``{user: score}``."""
-    return {m.split(":", 1)[1]: int(s) for m, s in redis_client.zrange(f"{PREFIX}rank", 0, -1, withscores=True)}
+    """The ranking as Redis holds it: ``{user: score}`` (each member carries its user's score)."""
+    return {user_of(m): score_of(m) for m in redis_client.zrange(f"{PREFIX}rank", 0, -1)}
 
 
 def database_scores(app):
@@ -59,7 +60,8 @@ def test_reconcile_repairs_and_counts_drift(app, client, mint, record_and_claim,
     # Four kinds of drift: a ranking member lost, a state overwritten, a ghost user, a stale cached list.
     ann_member = next(m for m in redis_client.zrange(f"{PREFIX}rank", 0, -1) if m.endswith(":ann"))
     redis_client.zrem(f"{PREFIX}rank", ann_member)
-    redis_client.hset(f"{PREFIX}rank:state", "bob", "999|0:bob")
+    bogus = RankEntry("bob", 1, reached_us=0, version=999, visible=True)  # a state naming no ranked member
+    redis_client.hset(f"{PREFIX}rank:state", "bob", f"999|{bogus.member}")
     redis_client.hset(f"{PREFIX}rank:state", "ghost", "1|")
     redis_client.set(f"{PREFIX}top", '{"type":"update","version":1,"top":[{"userId":"eve","score":9}]}')
 

@@ -32,11 +32,12 @@ def count_drift(stores: Stores) -> int:
             present += mirrored.state is not None
             if row.board_pending:
                 # In flight: the mirror may hold the previous state; only account for what it holds.
-                ranked += mirrored.state_member_score is not None
+                ranked += mirrored.state_member_ranked
                 continue
-            ranked += e.visible and mirrored.entry_member_score is not None
+            ranked += e.visible and mirrored.entry_member_ranked
             expected = f"{e.version}|{e.member if e.visible else ''}"
-            wrong += mirrored.state != expected or (e.visible and mirrored.entry_member_score != e.score)
+            # The member carries the score: the entry's own member ranked means its score is mirrored.
+            wrong += mirrored.state != expected or (e.visible and not mirrored.entry_member_ranked)
     db.session.commit()
     states, members = ranking.size()
     drift = wrong + (states - present) + (members - ranked)

@@ -8,12 +8,13 @@ binds it in :func:`init_app` and code reaches it through :func:`get_stores`.
 Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 
 ==========================  ======  ===========================================================
-``<p>rank``                 zset    score -> ``<inverted reached time>:<user id>``, visible users
+``<p>rank``                 zset    0 -> ``<score:019d><inverted reached time:017d>:<user id>``, visible users
 ``<p>rank:state``           hash    user id -> ``<version>|<member>``: guards against stale writes
-``<p>rank:built``           string  set once ``rank`` has been rebuilt from the database
+``<p>rank:built``           string  the member format (``2``) once ``rank`` has been rebuilt from the database
 ``<p>top``                  string  the last broadcast message (JSON), TTL ``SCOREBOARD_TOP_CACHE_TTL``
 ``<p>top:published``        string  the last broadcast top list, to publish only on change
 ``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
+``<p>rank:<period>``        zset    a period's board (``day:2026-12-02`` ...), and its ``:state`` and ``:built``
 ``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
 ``<p>refresh:lock``         lock    held while a recompute runs
 ``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
@@ -24,17 +25,22 @@ Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
 ==========================  ======  ===========================================================
 
-On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first six carry the board's
+Every member of a ranking has score 0, so Redis orders them by member alone: the member spells the
+rank (highest score, then whoever reached it first, then the higher user id), and ranks, pages after a
+member and a user's neighbours are each one O(log n) script (:mod:`.ranking`).
+
+On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first seven carry the board's
 hash tag, so the scripts and multi-key commands over them stay in one slot: ``<p>{board}:rank``,
 ``<p>{board}:rank:state``, ``<p>{board}:rank:built``, ``<p>{board}:top``, ``<p>{board}:top:published``,
-``<p>{board}:top:version`` (a named board ``<b>``: ``<p>{board:<b>}:rank`` ...). The others are each
-used alone and keep their names.
+``<p>{board}:top:version`` (a named board ``<b>``, such as a period's: ``<p>{board:<b>}:rank`` ...).
+The others are each used alone and keep their names.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from flask import Flask, current_app
@@ -66,6 +72,22 @@ class Stores:
     socket_slots: SocketSlots
     ping: Callable[[], None]
     embedded: bool
+    make_ranking: Callable[[str], Ranking] = field(repr=False, compare=False)
+    _boards: dict[str, Ranking] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _boards_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def ranking_for(self, board: str) -> Ranking:
+        """The ranking of ``board``: ``""`` is the all-time :attr:`ranking`, any other name (a period's key) its own.
+
+        Each is made once per name and kept, so every caller of one board shares its adapter.
+        """
+        if not board:
+            return self.ranking
+        with self._boards_lock:
+            ranking = self._boards.get(board)
+            if ranking is None:
+                ranking = self._boards[board] = self.make_ranking(board)
+            return ranking
 
 
 def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type | None = None) -> Stores:
@@ -96,6 +118,7 @@ def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type |
         socket_slots=RedisSocketSlots(client, prefix),
         ping=partial(check_cluster, client) if cluster else client.ping,
         embedded=False,
+        make_ranking=partial(RedisRanking, client, prefix),
     )
 
 
@@ -112,6 +135,7 @@ def memory_stores() -> Stores:
         socket_slots=MemorySocketSlots(),
         ping=lambda: None,
         embedded=True,
+        make_ranking=lambda board: MemoryRanking(),
     )
 
 

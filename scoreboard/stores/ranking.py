@@ -1,8 +1,10 @@
 """The ranking mirror: every visible user's score, ordered as the database orders them.
 
-Equal scores rank by who reached the score first. Redis orders equal scores by member, so a
-member starts with a base minus the time reached (earlier sorts higher), then the user id;
-the database's tie order (``board.source``) is the same. Each user's mirrored state carries
+Every member of the sorted set has score 0, so Redis orders them by member alone, and the
+member spells the rank order: ``<score, 19 digits><base minus the time reached, 17 digits>:<user id>``.
+Higher scores sort higher, then whoever reached the score first, then the higher user id, the
+database's tie order (``board.source``). Ranks, pages after a member (the keyset cursor) and
+the neighbours of a user are then each one O(log n) script. Each user's mirrored state carries
 the score row's ``version``, so a late or repeated write never replaces a newer state.
 """
 
@@ -13,9 +15,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from sortedcontainers import SortedList
+
 from .cluster import board_tag, on_cluster
 
 INVERTED_TIME_BASE = 10**17 - 1
+SCORE_DIGITS = 19  # a non-negative 64-bit integer
+# The member format the mirror was built with: a mirror built in another one (an older release's)
+# reads as not built, so the next refresh rebuilds it rather than ranking two formats together.
+FORMAT = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +38,45 @@ class RankEntry:
 
     @property
     def member(self) -> str:
-        """The sorted-set member: ``<inverted time>:<user id>``."""
-        return f"{INVERTED_TIME_BASE - self.reached_us:017d}:{self.user_id}"
+        """The sorted-set member, whose lexicographic order is rank order (used only when visible)."""
+        return f"{self.score:0{SCORE_DIGITS}d}{INVERTED_TIME_BASE - self.reached_us:017d}:{self.user_id}"
+
+
+class Standing(NamedTuple):
+    """One ranked user: ``rank`` is 1-based with no gaps; ``member`` is the keyset cursor after them."""
+
+    rank: int
+    user_id: str
+    score: int
+    member: str
 
 
 class Mirrored(NamedTuple):
     """What the mirror holds for one entry's user, to compare with the database."""
 
     state: str | None  # "<version>|<member>" ("" member when hidden), None when absent
-    state_member_score: int | float | None  # the score of the member that state names, if ranked
-    entry_member_score: int | float | None  # the score of the entry's own member, if ranked
+    state_member_ranked: bool  # the member that state names is in the ranking
+    entry_member_ranked: bool  # the entry's own member (its score, time and user) is in the ranking
 
 
 def user_of(member: str) -> str:
     """The user id inside a sorted-set member."""
     return member.split(":", 1)[1]
+
+
+def score_of(member: str) -> int:
+    """The score inside a sorted-set member."""
+    return int(member[:SCORE_DIGITS])
+
+
+def standing_of(member: str, rank: int) -> Standing:
+    """The standing of ``member`` at ``rank``."""
+    return Standing(rank, user_of(member), score_of(member), member)
+
+
+def run_from(members: Sequence[str], first_rank: int) -> list[Standing]:
+    """Consecutive members, best first, the first at ``first_rank``."""
+    return [standing_of(member, rank) for rank, member in enumerate(members, start=first_rank)]
 
 
 class Ranking(Protocol):
@@ -65,6 +97,27 @@ class Ranking(Protocol):
     def top(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` ``(user_id, score)`` pairs, best first."""
 
+    def total(self) -> int:
+        """How many users are ranked."""
+
+    def standing(self, user_id: str) -> Standing | None:
+        """The user's rank and score; None when not ranked."""
+
+    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
+        """The standings of the ranked users among ``user_ids``; the others are left out."""
+
+    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+        """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total.
+
+        ``after`` need not be ranked any more: the page starts where it would sort.
+        """
+
+    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+        """The user's standing, those from ``radius`` ranks above to ``radius`` below, and the total.
+
+        ``(None, [], total)`` when the user is not ranked.
+        """
+
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user (reconcile's drift count)."""
 
@@ -72,10 +125,11 @@ class Ranking(Protocol):
         """``(users with a state, ranked members)``."""
 
 
+# KEYS: members, state. ARGV: (user id, member, version, visible "1"/"0") per entry.
 APPLY = """
 local applied = 0
-for i = 1, #ARGV, 5 do
-  local uid, score, member, ver, visible = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+for i = 1, #ARGV, 4 do
+  local uid, member, ver, visible = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local cur = redis.call('HGET', KEYS[2], uid)
   local curver, curmember = -1, ''
   if cur then
@@ -85,7 +139,7 @@ for i = 1, #ARGV, 5 do
   end
   if ver > curver then
     if curmember ~= '' then redis.call('ZREM', KEYS[1], curmember) end
-    if visible == '1' then redis.call('ZADD', KEYS[1], score, member) else member = '' end
+    if visible == '1' then redis.call('ZADD', KEYS[1], 0, member) else member = '' end
     redis.call('HSET', KEYS[2], uid, ver .. '|' .. member)
     applied = applied + 1
   end
@@ -93,14 +147,83 @@ end
 return applied
 """
 
+# The member a user's state names, or false when the user has no state or is hidden.
+MEMBER_OF = """
+local function member_of(uid)
+  local cur = redis.call('HGET', KEYS[2], uid)
+  if not cur then return false end
+  local member = string.sub(cur, string.find(cur, '|', 1, true) + 1)
+  if member == '' then return false end
+  return member
+end
+"""
+
+# KEYS: members, state. ARGV: user ids. Returns {member, 0-based rank} per ranked user, flat.
+STANDINGS = (
+    MEMBER_OF
+    + """
+local found = {}
+for i = 1, #ARGV do
+  local member = member_of(ARGV[i])
+  if member then
+    local rank = redis.call('ZREVRANK', KEYS[1], member)
+    if rank then
+      found[#found + 1] = member
+      found[#found + 1] = rank
+    end
+  end
+end
+return found
+"""
+)
+
+# KEYS: members. ARGV: "1" and the member to start after, or "0" (from the top); limit.
+# Returns {total, 0-based rank of the first, members...}.
+PAGE = """
+local total = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[3])
+if limit <= 0 then return {total, 0} end
+local members
+if ARGV[1] == '1' then
+  members = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ARGV[2], '-', 'LIMIT', 0, limit)
+else
+  members = redis.call('ZREVRANGE', KEYS[1], 0, limit - 1)
+end
+if #members == 0 then return {total, 0} end
+local first = redis.call('ZREVRANK', KEYS[1], members[1])
+local reply = {total, first}
+for i = 1, #members do reply[#reply + 1] = members[i] end
+return reply
+"""
+
+# KEYS: members, state. ARGV: user id, radius (>= 0).
+# Returns {total} when the user is not ranked, else {total, 0-based rank of the user, of the first, members...}.
+AROUND = (
+    MEMBER_OF
+    + """
+local total = redis.call('ZCARD', KEYS[1])
+local member = member_of(ARGV[1])
+if not member then return {total} end
+local rank = redis.call('ZREVRANK', KEYS[1], member)
+if not rank then return {total} end
+local radius = tonumber(ARGV[2])
+local first = math.max(0, rank - radius)
+local reply = {total, rank, first}
+local members = redis.call('ZREVRANGE', KEYS[1], first, rank + radius)
+for i = 1, #members do reply[#reply + 1] = members[i] end
+return reply
+"""
+)
+
 
 class RedisRanking:
-    """The ranking as a sorted set plus a hash of per-user states; every write is one Lua script.
+    """The ranking as a sorted set plus a hash of per-user states; every write and read is one call.
 
     ``board`` names the ranking (the all-time board is ``""``, keyed ``<p>rank``); other boards
-    get keys of their own (``<p>rank:<board>``), so each is rebuilt, compared and read alone.
-    On a cluster (``client`` a ``RedisCluster``, or ``cluster=True``) a board's keys carry its
-    hash tag, so the script's keys share a slot: ``<p>{board}:rank``, ``<p>{board:<name>}:rank``.
+    (a period's key, such as ``day:2026-12-02``) get keys of their own (``<p>rank:<board>``), so
+    each is rebuilt, compared and read alone. On a cluster (``client`` a ``RedisCluster``, or
+    ``cluster=True``) a board's keys carry its hash tag, so the scripts' keys share a slot:
+    ``<p>{board}:rank``, ``<p>{board:<name>}:rank``.
     """
 
     def __init__(self, client, prefix: str, board: str = "", cluster: bool | None = None) -> None:
@@ -109,11 +232,15 @@ class RedisRanking:
         named = f":{board}" if board else ""
         base = f"{prefix}{board_tag(board)}:rank" if cluster else f"{prefix}rank{named}"
         self.members_key, self.state_key, self.built_key = base, f"{base}:state", f"{base}:built"
+        self._keys = [self.members_key, self.state_key]
         self._apply = client.register_script(APPLY)
+        self._standings = client.register_script(STANDINGS)
+        self._page = client.register_script(PAGE)
+        self._around = client.register_script(AROUND)
 
     def is_built(self) -> bool:
-        """Whether the mirror holds the whole ranking."""
-        return bool(self.redis.exists(self.built_key))
+        """Whether the mirror holds the whole ranking, in this release's member format."""
+        return self.redis.get(self.built_key) == FORMAT
 
     def reset(self) -> None:
         """Drop the mirror before a rebuild."""
@@ -121,21 +248,53 @@ class RedisRanking:
 
     def mark_built(self) -> None:
         """Record that a rebuild finished."""
-        self.redis.set(self.built_key, "1")
+        self.redis.set(self.built_key, FORMAT)
 
     def apply(self, entries: Iterable[RankEntry]) -> int:
         """Upsert entries newer than what is mirrored; returns how many were applied."""
         args: list[object] = []
         for e in entries:
-            args += [e.user_id, e.score, e.member, e.version, "1" if e.visible else "0"]
+            args += [e.user_id, e.member if e.visible else "", e.version, "1" if e.visible else "0"]
         if not args:
             return 0
-        return int(self._apply(keys=[self.members_key, self.state_key], args=args))
+        return int(self._apply(keys=self._keys, args=args))
 
     def top(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` ``(user_id, score)`` pairs, best first."""
-        rows = self.redis.zrevrange(self.members_key, 0, limit - 1, withscores=True)
-        return [(user_of(member), int(score)) for member, score in rows]
+        if limit <= 0:
+            return []
+        return [(user_of(member), score_of(member)) for member in self.redis.zrevrange(self.members_key, 0, limit - 1)]
+
+    def total(self) -> int:
+        """How many users are ranked."""
+        return int(self.redis.zcard(self.members_key))
+
+    def standing(self, user_id: str) -> Standing | None:
+        """The user's rank and score; None when not ranked."""
+        return self.standings([user_id]).get(user_id)
+
+    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
+        """The standings of the ranked users among ``user_ids``, in one script."""
+        if not user_ids:
+            return {}
+        flat = self._standings(keys=self._keys, args=list(user_ids))
+        found = (standing_of(member, int(rank) + 1) for member, rank in zip(flat[::2], flat[1::2], strict=True))
+        return {s.user_id: s for s in found}
+
+    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+        """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total."""
+        args = ["0", "", limit] if after is None else ["1", after, limit]
+        total, first, *members = self._page(keys=[self.members_key], args=args)
+        return run_from(members, int(first) + 1), int(total)
+
+    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+        """The user's standing, those within ``radius`` ranks of it, and the total; one script."""
+        total, *found = self._around(keys=self._keys, args=[user_id, max(0, radius)])
+        if not found:
+            return None, [], int(total)
+        rank, first, *members = found
+        near = run_from(members, int(first) + 1)
+        return near[int(rank) - int(first)], near, int(total)
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user, in two round trips."""
@@ -143,9 +302,12 @@ class RedisRanking:
             return []
         states = self.redis.hmget(self.state_key, [e.user_id for e in entries])
         named = [state.split("|", 1)[1] if state else "" for state in states]
+        # Every member's score is 0: ZMSCORE says only whether each member is there.
         scores = iter(self.redis.zmscore(self.members_key, [m for m in named if m] + [e.member for e in entries]))
-        by_state = [next(scores) if member else None for member in named]
-        return [Mirrored(state, score, next(scores)) for state, score in zip(states, by_state, strict=True)]
+        by_state = [member != "" and next(scores) is not None for member in named]
+        return [
+            Mirrored(state, ranked, next(scores) is not None) for state, ranked in zip(states, by_state, strict=True)
+        ]
 
     def size(self) -> tuple[int, int]:
         """``(users with a state, ranked members)``."""
@@ -157,11 +319,14 @@ class RedisRanking:
 
 
 class MemoryRanking:
-    """The ranking in a dict, ordered on read the way Redis orders the sorted set."""
+    """The ranking in a ``SortedList`` of the same members, so ranks and pages are O(log n) as on Redis.
+
+    The list ascends, as Redis stores a sorted set; rank order is its reverse (rank 1 is the last).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._members: dict[str, int] = {}  # member -> score
+        self._members: SortedList = SortedList()
         self._state: dict[str, tuple[int, str | None]] = {}  # user id -> (version, member or None)
         self._built = False
 
@@ -172,7 +337,7 @@ class MemoryRanking:
     def reset(self) -> None:
         """Drop the mirror before a rebuild."""
         with self._lock:
-            self._members, self._state, self._built = {}, {}, False
+            self._members, self._state, self._built = SortedList(), {}, False
 
     def mark_built(self) -> None:
         """Record that a rebuild finished."""
@@ -186,18 +351,76 @@ class MemoryRanking:
                 version, member = self._state.get(e.user_id, (-1, None))
                 if e.version <= version:
                     continue
-                self._members.pop(member, None)
+                if member is not None:
+                    self._members.discard(member)
                 self._state[e.user_id] = (e.version, e.member if e.visible else None)
                 if e.visible:
-                    self._members[e.member] = e.score
+                    self._members.add(e.member)
                 applied += 1
         return applied
 
+    def _rank(self, member: str | None) -> int | None:
+        """The 1-based rank of ``member``, None when not ranked; under the lock."""
+        if member is None:
+            return None
+        index = self._members.bisect_left(member)
+        if index == len(self._members) or self._members[index] != member:
+            return None
+        return len(self._members) - index
+
+    def _run(self, first_rank: int, last_rank: int) -> list[Standing]:
+        """The standings from ``first_rank`` to ``last_rank`` (clipped to the ranking); under the lock."""
+        count = len(self._members)
+        first_rank, last_rank = max(1, first_rank), min(count, last_rank)
+        if first_rank > last_rank:
+            return []
+        members = self._members.islice(count - last_rank, count - first_rank + 1, reverse=True)
+        return run_from(list(members), first_rank)
+
     def top(self, limit: int) -> list[tuple[str, int]]:
-        """The first ``limit`` ``(user_id, score)`` pairs, in Redis's ZREVRANGE order."""
+        """The first ``limit`` ``(user_id, score)`` pairs, best first."""
         with self._lock:
-            best = sorted(self._members.items(), key=lambda item: (item[1], item[0]), reverse=True)[:limit]
-        return [(user_of(member), score) for member, score in best]
+            run = self._run(1, limit)
+        return [(s.user_id, s.score) for s in run]
+
+    def total(self) -> int:
+        """How many users are ranked."""
+        return len(self._members)
+
+    def standing(self, user_id: str) -> Standing | None:
+        """The user's rank and score; None when not ranked."""
+        return self.standings([user_id]).get(user_id)
+
+    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
+        """The standings of the ranked users among ``user_ids``."""
+        found = {}
+        with self._lock:
+            for user_id in user_ids:
+                member = self._state.get(user_id, (0, None))[1]
+                rank = self._rank(member)
+                if rank is not None:
+                    found[user_id] = standing_of(member, rank)
+        return found
+
+    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+        """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total."""
+        with self._lock:
+            count = len(self._members)
+            # Those after `after` in rank order are the members below it: the first `below` of the list.
+            below = count if after is None else self._members.bisect_left(after)
+            first_rank = count - below + 1
+            return self._run(first_rank, first_rank + limit - 1), count
+
+    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+        """The user's standing, those within ``radius`` ranks of it, and the total."""
+        radius = max(0, radius)
+        with self._lock:
+            count = len(self._members)
+            member = self._state.get(user_id, (0, None))[1]
+            rank = self._rank(member)
+            if rank is None:
+                return None, [], count
+            return standing_of(member, rank), self._run(rank - radius, rank + radius), count
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user."""
@@ -206,7 +429,9 @@ class MemoryRanking:
             for e in entries:
                 version, member = self._state.get(e.user_id, (None, None))
                 state = None if version is None else f"{version}|{member or ''}"
-                results.append(Mirrored(state, self._members.get(member), self._members.get(e.member)))
+                results.append(
+                    Mirrored(state, member is not None and member in self._members, e.member in self._members)
+                )
         return results
 
     def size(self) -> tuple[int, int]:

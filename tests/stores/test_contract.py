@@ -7,6 +7,7 @@ service (``pytest -m unit`` runs them alone). The same behaviours run on a Redis
 """
 
 import json
+import random
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from redis.exceptions import LockError
 
 from scoreboard.stores import Stores, memory_stores, redis_stores
 from scoreboard.stores.board_cache import RedisBoardCache, board_message, dumps, message_parts, parse_message
-from scoreboard.stores.ranking import RankEntry, RedisRanking, user_of
+from scoreboard.stores.ranking import MemoryRanking, RankEntry, RedisRanking, Standing, user_of
 from tests.conftest import REDIS_URL
 from tests.faults.servers import shared_redis_cluster
 from tests.support import wait_until
@@ -130,16 +131,29 @@ def test_ranking_build_flag_and_reset(stores):
     assert ranking.size() == (0, 0)
 
 
+def test_a_mirror_built_in_another_member_format_reads_as_not_built(stores):
+    ranking = stores.ranking
+    if not isinstance(ranking, RedisRanking):
+        pytest.skip("only Redis outlives a release")
+    ranking.redis.set(ranking.built_key, "1")  # an older release's flag, over members of its format
+    assert not ranking.is_built()
+    ranking.mark_built()
+    assert ranking.is_built()
+
+
 def test_ranking_compare_reports_what_is_mirrored(stores):
     ranking = stores.ranking
     shown, hidden = entry("a", 10, version=3), entry("b", 20, version=2, visible=False)
     ranking.apply([shown, hidden])
     stale = entry("a", 15, reached_us=5, version=4)  # the database moved on; the mirror still holds `shown`
     absent = entry("c", 30)
-    a, b, c = ranking.compare([stale, hidden, absent])
-    assert a.state == f"3|{shown.member}" and a.state_member_score == 10 and a.entry_member_score is None
-    assert b.state == "2|" and b.state_member_score is None and b.entry_member_score is None
-    assert c.state is None and c.state_member_score is None and c.entry_member_score is None
+    a, b, c, same = ranking.compare([stale, hidden, absent, shown])
+    assert a.state == f"3|{shown.member}" and a.state_member_ranked and not a.entry_member_ranked
+    assert b.state == "2|" and not b.state_member_ranked and not b.entry_member_ranked
+    assert c.state is None and not c.state_member_ranked and not c.entry_member_ranked
+    assert same.state == f"3|{shown.member}" and same.state_member_ranked and same.entry_member_ranked
+    # The member carries the score: the same time with another score is another member, not ranked.
+    assert not ranking.compare([entry("a", 11, version=3)])[0].entry_member_ranked
     assert ranking.compare([]) == []
 
 
@@ -148,6 +162,203 @@ def test_member_encodes_the_user_and_sorts_earlier_first():
     early, late = entry("u:1", 5, reached_us=10), entry("u:1", 5, reached_us=20)
     assert user_of(early.member) == "u:1"
     assert early.member > late.member
+    assert early.member == f"{5:019d}{10**17 - 1 - 10:017d}:u:1"
+
+
+@pytest.mark.unit
+def test_members_sort_in_rank_order():
+    ranked = [entry("b", 10, reached_us=1), entry("a", 10, reached_us=1), entry("z", 9, reached_us=0), entry("y", 1)]
+    assert sorted((e.member for e in ranked), reverse=True) == [e.member for e in ranked]
+
+
+def ranked_order(entries):
+    """The user ids of the visible ``entries`` in the database's rank order, computed without members."""
+    visible = sorted((e for e in entries if e.visible), key=lambda e: e.user_id, reverse=True)
+    return [e.user_id for e in sorted(visible, key=lambda e: (-e.score, e.reached_us))]
+
+
+def walk(ranking, size):
+    """Every standing, read in pages of ``size`` following each page's last member."""
+    seen, after = [], None
+    while True:
+        page, total = ranking.page(after, size)
+        assert total == ranking.total()
+        if not page:
+            return seen
+        assert len(page) <= size
+        seen += page
+        after = page[-1].member
+
+
+def test_ranks_break_ties_by_time_reached_then_user_id(stores):
+    ranking = stores.ranking
+    ranking.apply(
+        [
+            entry("late", 100, reached_us=20),
+            entry("early", 100, reached_us=10),
+            entry("top", 300, reached_us=30),
+            entry("b", 50, reached_us=5),  # same score and time: the higher user id ranks first
+            entry("c", 50, reached_us=5),
+            entry("a", 50, reached_us=5),
+            entry("low", 1, reached_us=1),
+        ]
+    )
+    expected = [("top", 300), ("early", 100), ("late", 100), ("c", 50), ("b", 50), ("a", 50), ("low", 1)]
+    assert ranking.top(10) == expected
+    standings = ranking.standings([user for user, _ in expected])
+    assert [(s.rank, s.user_id, s.score) for s in standings.values()] == [
+        (rank, user, score) for rank, (user, score) in enumerate(expected, start=1)
+    ]
+    assert ranking.standing("b") == Standing(5, "b", 50, entry("b", 50, reached_us=5).member)
+    assert ranking.total() == 7
+    assert ranking.top(0) == []
+
+
+def test_standing_of_an_unknown_or_hidden_user_is_none(stores):
+    ranking = stores.ranking
+    assert ranking.standing("nobody") is None
+    ranking.apply([entry("shown", 10), entry("hidden", 20, visible=False), entry("gone", 30)])
+    ranking.apply([entry("gone", 30, version=2, visible=False)])  # was ranked, then hidden
+    assert ranking.standing("shown") == Standing(1, "shown", 10, entry("shown", 10).member)
+    assert ranking.standing("hidden") is None
+    assert ranking.standing("gone") is None
+    assert ranking.standing("nobody") is None
+    assert ranking.total() == 1
+
+
+def test_standings_of_a_mix_leave_out_the_unranked(stores):
+    ranking = stores.ranking
+    ranking.apply([entry(f"u{i}", 10 * i) for i in range(1, 6)] + [entry("hidden", 99, visible=False)])
+    found = ranking.standings(["u2", "nobody", "u5", "hidden", "u2", "u1"])
+    assert found == {
+        "u2": Standing(4, "u2", 20, entry("u2", 20).member),
+        "u5": Standing(1, "u5", 50, entry("u5", 50).member),
+        "u1": Standing(5, "u1", 10, entry("u1", 10).member),
+    }
+    assert ranking.standings([]) == {}
+    assert ranking.standings(["nobody"]) == {}
+
+
+def test_pages_of_seven_walk_the_whole_ranking_in_order(stores):
+    ranking = stores.ranking
+    entries = [entry(f"u{i:02d}", 10 * (i % 6) + 10, reached_us=i % 4, version=1) for i in range(45)]
+    entries += [entry("hidden", 500, visible=False), entry("zero", 0, visible=False)]
+    ranking.apply(entries)
+    seen = walk(ranking, 7)
+    assert [s.user_id for s in seen] == ranked_order(entries)
+    assert [s.rank for s in seen] == list(range(1, 46))
+    by_user = {e.user_id: e for e in entries}
+    assert all(s.score == by_user[s.user_id].score and s.member == by_user[s.user_id].member for s in seen)
+    first, total = ranking.page(None, 7)
+    assert total == 45 and first == seen[:7]
+    assert ranking.page(seen[-1].member, 7) == ([], 45)
+    assert ranking.page(None, 0) == ([], 45)
+    assert ranking.page(seen[10].member, 3) == (seen[11:14], 45)
+
+
+def test_a_page_after_a_member_that_has_moved_starts_where_it_would_sort(stores):
+    ranking = stores.ranking
+    ranking.apply([entry(f"u{score}", score, reached_us=score) for score in range(100, 0, -10)])  # u100 .. u10
+    page, _ = ranking.page(None, 3)
+    assert [s.user_id for s in page] == ["u100", "u90", "u80"]
+    cursor = page[-1].member
+    ranking.apply([entry("u80", 5, reached_us=200, version=2)])  # u80 falls to the bottom
+    page, total = ranking.page(cursor, 3)
+    assert [(s.rank, s.user_id) for s in page] == [(3, "u70"), (4, "u60"), (5, "u50")]
+    assert total == 10
+    ranking.apply([entry("u20", 95, reached_us=300, version=2)])  # u20 climbs above where the cursor was
+    page, _ = ranking.page(cursor, 2)
+    assert [(s.rank, s.user_id) for s in page] == [(4, "u70"), (5, "u60")]
+    # A cursor below everyone ends the walk; one above everyone starts it.
+    assert ranking.page(entry("x", 0).member, 5) == ([], 10)
+    assert ranking.page(entry("x", 10**6).member, 1)[0] == ranking.page(None, 1)[0]
+
+
+def test_around_clips_at_the_top_and_the_bottom(stores):
+    ranking = stores.ranking
+    assert ranking.around("nobody", 2) == (None, [], 0)
+    ranking.apply([entry(f"u{rank}", 100 - rank) for rank in range(1, 11)])  # u1 ranks 1 ... u10 ranks 10
+    ranking.apply([entry("hidden", 500, visible=False)])
+
+    def around(user, radius):
+        me, near, total = ranking.around(user, radius)
+        assert total == 10 and me in near and me.user_id == user
+        assert [s.rank for s in near] == list(range(near[0].rank, near[0].rank + len(near)))
+        return me.rank, [s.user_id for s in near]
+
+    assert around("u1", 2) == (1, ["u1", "u2", "u3"])
+    assert around("u2", 2) == (2, ["u1", "u2", "u3", "u4"])
+    assert around("u5", 2) == (5, ["u3", "u4", "u5", "u6", "u7"])
+    assert around("u10", 2) == (10, ["u8", "u9", "u10"])
+    assert around("u5", 0) == (5, ["u5"])
+    assert around("u5", 50) == (5, [f"u{rank}" for rank in range(1, 11)])
+    assert ranking.around("hidden", 2) == (None, [], 10)
+    assert ranking.around("nobody", 2) == (None, [], 10)
+
+
+def test_each_board_has_a_ranking_of_its_own(stores):
+    assert stores.ranking_for("") is stores.ranking
+    day = stores.ranking_for("day:2026-12-02")
+    assert stores.ranking_for("day:2026-12-02") is day
+    week = stores.ranking_for("week:2026-W49")
+    assert week is not day and day is not stores.ranking
+    day.apply([entry("a", 10)])
+    week.apply([entry("b", 20)])
+    assert day.top(5) == [("a", 10)] and week.top(5) == [("b", 20)] and stores.ranking.top(5) == []
+    if isinstance(day, RedisRanking):
+        assert day.members_key.endswith("rank:day:2026-12-02") or day.members_key.endswith(
+            "{board:day:2026-12-02}:rank"
+        )
+    got, gate = [], threading.Barrier(8)
+
+    def look_up():
+        gate.wait(5)
+        got.append(stores.ranking_for("month:2026-12"))
+
+    threads = [threading.Thread(target=look_up) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(got) == 8 and all(ranking is got[0] for ranking in got)
+
+
+def test_memory_and_the_backend_agree_on_a_random_ranking_with_many_ties(stores):
+    rng = random.Random(20261202)
+    ranking, memory = stores.ranking, MemoryRanking()
+    users = [f"user-{i:03d}" for i in range(500)]
+    versions = dict.fromkeys(users, 0)
+    batches = []
+    for _ in range(3):  # each user's state a few times over: scores move, some users hide and come back
+        batch = []
+        for user in rng.sample(users, 400):
+            versions[user] += 1
+            score = rng.choice([0, 10, 20, 20, 50, 50, 50, 100, rng.randrange(1, 2000)])
+            visible = score > 0 and rng.random() > 0.05
+            batch.append(entry(user, score, reached_us=rng.randrange(4), version=versions[user], visible=visible))
+        batches.append(batch)
+    for batch in batches:
+        for part in (batch[:150], batch[150:]):
+            assert ranking.apply(part) == memory.apply(part)
+    latest = {e.user_id: e for batch in batches for e in batch}
+    expected = ranked_order(latest.values())
+    assert ranking.total() == memory.total() == len(expected)
+    for size in (1, 7, 50, 1000):
+        walked = walk(ranking, size)
+        assert walked == walk(memory, size)
+        assert [s.user_id for s in walked] == expected
+    assert ranking.top(25) == memory.top(25)
+    asked = [*users, "nobody"]
+    assert ranking.standings(asked) == memory.standings(asked)
+    for user in rng.sample(users, 40):
+        radius = rng.choice([0, 1, 3, 10])
+        assert ranking.around(user, radius) == memory.around(user, radius)
+        assert ranking.standing(user) == memory.standing(user)
+    for _ in range(20):  # cursors of members no longer (or never) ranked
+        cursor = entry(rng.choice(users), rng.choice([10, 20, 50, 300]), reached_us=rng.randrange(4)).member
+        assert ranking.page(cursor, 9) == memory.page(cursor, 9)
+    assert ranking.compare(list(latest.values())) == memory.compare(list(latest.values()))
+    assert ranking.size() == memory.size()
 
 
 @pytest.mark.unit
