@@ -209,3 +209,20 @@ def test_periods_older_than_those_kept_are_pruned(app, clock, record_and_claim):
         assert period_table(app, "month:2026-09") == {"ann": 3 * POINTS}
     finally:
         app.config["PERIODS_KEPT"] = {"day": 30, "week": 12, "month": 12}
+
+
+def test_reconcile_counts_and_repairs_drift_on_the_period_boards(app, clock, record_and_claim, redis_client):
+    from tests.support import sample
+
+    clock("2026-10-06T09:00:00Z")
+    record_and_claim("ann")
+    record_and_claim("bob")
+    key = f"{PREFIX}rank:week:2026-W41"
+    member = next(m for m in redis_client.zrange(key, 0, -1) if m.endswith(":ann"))
+    redis_client.zrem(key, member)  # a member lost from this week's board only
+    assert board(app, "week:2026-W41") == [("bob", POINTS)]
+    before = sample("scoreboard_reconcile_drift_total")
+    with app.app_context():
+        app.extensions["celery"].tasks["workers.board.reconcile"]()
+    assert sample("scoreboard_reconcile_drift_total") - before == 1
+    assert board(app, "week:2026-W41") == [("ann", POINTS), ("bob", POINTS)]

@@ -6,27 +6,46 @@ are in flight, not drift, and are not counted.
 """
 
 import logging
+from collections.abc import Iterable
+
+from sqlalchemy import Select
 
 from ..extensions import db
-from ..models import Score
+from ..models import PeriodScore, Score
+from ..periods import Period
 from ..stores import Stores
-from .source import mirror_rows, to_entries, unbounded_statement
+from ..stores.ranking import Ranking
+from .source import board_rows, mirror_rows, to_entries, unbounded_statement
 
 log = logging.getLogger(__name__)
 
 
-def count_drift(stores: Stores) -> int:
-    """How many things reconcile is about to fix; a stale cached top list is dropped here.
+def count_drift(stores: Stores, periods: Iterable[Period] = ()) -> int:
+    """How many things reconcile is about to fix, on the all-time board and on ``periods``' boards; a stale
+    cached top list is dropped here.
 
     Counted: each user whose mirrored state or ranking differs from the database, each
     mirrored state or ranking member the database does not account for, and a cached top
     list that differs from the last one published.
     """
-    ranking = stores.ranking
+    drift = _board_drift(stores.ranking, mirror_rows().add_columns(Score.board_pending))
+    for period in periods:
+        ranking = stores.ranking_for(period.board)
+        if ranking.is_built():
+            drift += _board_drift(ranking, board_rows(period.board).add_columns(PeriodScore.board_pending))
+    if not stores.board_cache.consistent():
+        stores.board_cache.invalidate()  # the publish that follows re-caches and re-broadcasts the top list
+        drift += 1
+    if drift:
+        log.warning("reconcile found the board drifted from the database; rebuilding", extra={"drift": drift})
+    return drift
+
+
+def _board_drift(ranking: Ranking, query: Select) -> int:
+    """One board's count: its mirror against the rows ``query`` reads (with their ``board_pending``)."""
     wrong = present = ranked = 0
-    query = mirror_rows().add_columns(Score.board_pending).execution_options(yield_per=10_000)
     unbounded_statement()
-    for chunk in db.session.execute(query).partitions():
+    for chunk in db.session.execute(query.execution_options(yield_per=10_000)).partitions():
         entries = to_entries(chunk)
         for row, e, mirrored in zip(chunk, entries, ranking.compare(entries), strict=True):
             present += mirrored.state is not None
@@ -40,10 +59,4 @@ def count_drift(stores: Stores) -> int:
             wrong += mirrored.state != expected or (e.visible and not mirrored.entry_member_ranked)
     db.session.commit()
     states, members = ranking.size()
-    drift = wrong + (states - present) + (members - ranked)
-    if not stores.board_cache.consistent():
-        stores.board_cache.invalidate()  # the publish that follows re-caches and re-broadcasts the top list
-        drift += 1
-    if drift:
-        log.warning("reconcile found the board drifted from the database; rebuilding", extra={"drift": drift})
-    return drift
+    return wrong + (states - present) + (members - ranked)

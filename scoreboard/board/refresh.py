@@ -157,7 +157,7 @@ def refresh_board(rebuild: bool = False) -> int:
         now = current_periods()
         kept = list(all_kept())
         if rebuild and stores.ranking.is_built():
-            metrics.RECONCILE_DRIFT.inc(count_drift(stores))
+            metrics.RECONCILE_DRIFT.inc(count_drift(stores, kept))
         if rebuild or not stores.ranking.is_built():
             # A reconcile, or Redis lost its data (the all-time board goes with every other): reload every board.
             _rebuild(stores, [ALL_TIME, *kept], "reconcile" if rebuild else "mirror_missing")
