@@ -1,8 +1,9 @@
-"""Who may open a board socket, and what a client may send on it.
+"""Who may open a board socket, which board it shows, and what a client may send on it.
 
 Checked in the HTTP handshake, before the socket is accepted: the browser's Origin
-(against cross-site WebSocket hijacking), the credential (a socket ticket, or a token;
-needed unless the board is public), and a per-IP cap on open sockets, counted across
+(against cross-site WebSocket hijacking), the board asked for (``?period=``: ``all``, the
+default, or the current ``day``, ``week`` or ``month``), the credential (a socket ticket, or a
+token; needed unless the board is public), and a per-IP cap on open sockets, counted across
 every web process (``stores.socket_slots``; per process while Redis is down).
 """
 
@@ -20,6 +21,7 @@ from flask_jwt_extended import get_jwt
 from redis.exceptions import RedisError
 
 from ..errors import error_response
+from ..periods import ALL, KINDS
 from ..security.socket_tickets import SocketHolder, redeem_ticket
 from ..security.tokens import verify_token
 from ..stores import get_stores
@@ -183,13 +185,19 @@ def socket_holder() -> SocketHolder | None:
 def check_handshake() -> Response | None:
     """Refuse the upgrade (with a JSON answer instead of 101) unless origin, credential and cap allow it.
 
-    What the socket's view needs is left in ``g``: ``socket_holder`` and ``socket_slot``.
+    What the socket's view needs is left in ``g``: ``socket_period``, ``socket_holder`` and ``socket_slot``.
     """
     config = current_app.config
     origin = request.headers.get("Origin")
     # Browsers always send Origin on a socket handshake; other clients cannot be hijacked.
     if origin and not origin_allowed(origin, config["ALLOWED_ORIGINS"], request.host):
         return error_response(403, "origin_forbidden", "This origin may not open a board socket.")
+    period = request.args.get("period") or ALL
+    if period not in KINDS:
+        return error_response(400, "bad_period", f"unknown period {period[:32]!r}; one of {', '.join(KINDS)}")
+    if "at" in request.args:
+        return error_response(400, "bad_period", "a socket shows the current period: leave out 'at'")
+    g.socket_period = period
     g.socket_holder = socket_holder()
     slot = socket_cap(current_app).admit(request.remote_addr, config["WS_MAX_PER_IP"])
     if slot is None:
@@ -207,8 +215,13 @@ def release_slot(_error: BaseException | None = None) -> None:
         socket_cap(current_app).release(slot)
 
 
+# What a client may send: a fresh snapshot, or its viewer's standing from now on ("me" messages).
+CLIENT_REQUESTS = ("resync", "watch")
+
+
 class ClientPolicy:
-    """The board is one-way. A client may send ``{"type": "resync"}`` now and then; junk or a flood closes it."""
+    """The board is one-way. A client may send ``{"type": "resync"}`` or ``{"type": "watch"}`` now and then;
+    junk or a flood closes it."""
 
     def __init__(self, max_messages, window=10.0):
         self.max_messages = max_messages
@@ -227,6 +240,6 @@ class ClientPolicy:
             message = json.loads(data)
         except (TypeError, ValueError):
             raise PolicyViolation(CLOSE_UNSUPPORTED, "unsupported message") from None
-        if not isinstance(message, dict) or message.get("type") != "resync":
+        if not isinstance(message, dict) or message.get("type") not in CLIENT_REQUESTS:
             raise PolicyViolation(CLOSE_UNSUPPORTED, "unsupported message")
-        return "resync"
+        return message["type"]

@@ -8,10 +8,17 @@ frame at once (a slow client) gets it through its own thread instead, which
 keeps only the latest frame and gives up after a send timeout, so one slow
 client never holds up the others.
 
-The relay also keeps the process's in-memory board (for ``GET /api/score/top``
-and snapshots) and revocation copy (for token checks) current for as long as it
-is subscribed, and indexes sockets by their token's ``jti``: a revocation it hears
-ends every socket opened with that token (4001 ``token revoked``).
+Each socket watches one board kind (``?period=``: the all-time board, or the current
+day, ISO week or month); each broadcast names its board, and goes to the sockets
+watching that kind only.
+
+The relay also keeps the process's in-memory boards, one per kind (for ``GET
+/api/score/top`` and snapshots), and revocation copy (for token checks) current for
+as long as it is subscribed, and indexes sockets by their token's ``jti``: a
+revocation it hears ends every socket opened with that token (4001 ``token revoked``).
+A ticker thread, off the fan-out path, sends ``me`` messages to the sockets that asked
+for their own standing (``live.standings``) and replaces a timed board whose period
+has ended (at midnight) with the new period's, even before the worker broadcasts it.
 Everything here works with plain threads (gthread, the dev server) and with
 gevent's monkey-patched ones.
 """
@@ -26,15 +33,18 @@ import time
 from collections.abc import Iterable
 
 from flask import Flask, current_app
+from redis.exceptions import RedisError
 
-from ..board.local_copy import local_board
+from ..board.local_copy import local_boards
 from ..board.reads import read_board
 from ..ops import metrics
+from ..periods import ALL, KINDS, TIMED, resolve
 from ..security.revocations import revocation_copy
 from ..security.socket_tickets import SocketHolder
 from ..stores import get_stores
 from ..stores.board_cache import board_message, dumps, parse_message
 from .guard import CLOSE_TOKEN_ENDED
+from .standings import StandingsFeed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,10 @@ FANOUT_SLICE = 256
 # arriving meanwhile collapse into the latest: with thousands of sockets, fan-out then takes at most half
 # of a worker's time and claims keep the rest, while every socket still gets the newest board.
 FANOUT_REST = 1.0
+# The ticker's longest sleep: how soon after a midnight the timed boards roll over without a broadcast.
+TICK = 1.0
+# Guards the hand-over of a waiting "me" frame between the ticker and a socket's thread (held for a swap only).
+_NOTES = threading.Lock()
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -155,15 +169,37 @@ class Subscriber:
     the lock every write takes).
 
     ``holder`` is who the socket was opened for (None: nobody, a public board);
+    ``period`` the board kind it watches (``all``, ``day``, ``week``, ``month``);
     ``ending``, once set by :meth:`end`, is the ``(code, reason)`` its thread closes it with.
+    Besides board frames it may carry ``me`` messages (:meth:`notify`, ``live.standings``), which
+    have no version of their own: the newest waiting one replaces an older one.
     """
 
-    __slots__ = ("ending", "guard", "holder", "lock", "pending", "raw", "rest", "shown", "timeout", "ws")
+    __slots__ = (
+        "ending",
+        "guard",
+        "holder",
+        "lock",
+        "me_at",
+        "me_last",
+        "note",
+        "pending",
+        "period",
+        "raw",
+        "rest",
+        "shown",
+        "timeout",
+        "ws",
+    )
 
-    def __init__(self, ws, timeout, holder: SocketHolder | None = None):
+    def __init__(self, ws, timeout, holder: SocketHolder | None = None, period: str = ALL):
         self.ws = ws
         self.holder = holder
+        self.period = period
         self.ending: tuple[int, str] | None = None
+        self.note: bytes | None = None  # a "me" frame waiting for the socket's thread
+        self.me_last: tuple | None = None  # the (rank, score, total) last sent in a "me" message
+        self.me_at = -1e9  # when (monotonic) it was sent
         self.lock = threading.Lock()
         self.timeout = timeout
         self.raw = os_socket(ws.sock)
@@ -227,14 +263,55 @@ class Subscriber:
             if item is not None and item[0] > self.shown:
                 send_all(self.raw, item[1], self.timeout)
                 self.shown = item[0]
+            with _NOTES:
+                note, self.note = self.note, None
+            if note is not None:
+                send_all(self.raw, note, self.timeout)
 
-    def send_text(self, text: str, version: int) -> None:
-        """Send one message (the snapshot) and record its version as shown."""
+    def send_text(self, text: str, version: int | None = None) -> None:
+        """Send one message now (the snapshot; or, without a version, a message outside the board's order)."""
         with self.lock:
             if not self._open():
                 return
             send_all(self.raw, text_frame(text.encode()), self.timeout)
-            self.shown = max(self.shown, version)
+            if version is not None:
+                self.shown = max(self.shown, version)
+
+    def notify(self, text: str, at_once: bool = False) -> None:
+        """Send a message outside the board's order (``me``).
+
+        ``at_once`` (the socket's own thread): now, waiting for the socket if need be. Otherwise (the
+        relay's ticker) only if the socket takes it whole at once; else the newest waits for the socket's thread.
+        """
+        frame = text_frame(text.encode())
+        if at_once:
+            with self.lock:
+                if not self._open():
+                    return
+                if self.rest is not None:  # a half-sent frame goes first
+                    rest, self.rest = self.rest, None
+                    send_all(self.raw, rest, self.timeout)
+                send_all(self.raw, frame, self.timeout)
+            return
+        if self.shown >= 0 and self.rest is None and self.note is None and self.lock.acquire(blocking=False):
+            try:
+                if not self._open():
+                    return
+                if self.rest is None:
+                    sent = send_nowait(self.raw, frame)
+                    if sent == len(frame):
+                        return
+                    if sent:
+                        self.rest = memoryview(frame)[sent:]
+                        self._wake()
+                        return
+            except (OSError, ValueError):
+                return  # the socket is closing; its own thread notices
+            finally:
+                self.lock.release()
+        with _NOTES:
+            self.note = frame
+        self._wake()
 
     def _wake(self):
         # The socket's thread waits on the WebSocket's own event, which also fires when the client writes or leaves.
@@ -244,50 +321,61 @@ class Subscriber:
 class Relay:
     """Fans broadcast messages out to this process's sockets, and keeps the process's copies current.
 
-    The one listener per process: it feeds the in-memory board (``board.local_copy``) and the
-    revocation copy (``security.revocations``) as well as the sockets.
+    The one listener per process: it feeds the in-memory boards (``board.local_copy``, one per
+    kind) and the revocation copy (``security.revocations``) as well as the sockets. Its ticker
+    thread sends the ``me`` messages (:attr:`standings`) and rolls timed boards over at their end.
     """
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.channels = get_stores(app).channels
-        self.board = local_board(app)
+        self.boards = local_boards(app)
+        self.board = self.boards[ALL]
         self.revocations = revocation_copy(app)
-        self._subscribers: set[Subscriber] = set()
+        self.standings = StandingsFeed(app, self.boards)
+        self._subscribers: dict[str, set[Subscriber]] = {kind: set() for kind in KINDS}  # by the board watched
         self._by_jti: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its jti
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
+        self._ticking: int | None = None  # pid whose ticker thread runs
 
     def start(self) -> None:
-        """Start the listener thread once per process (lazily, so after any fork)."""
+        """Start the listener and ticker threads once per process (lazily, so after any fork)."""
         # Called before every request: a plain attribute, not Thread.is_alive() (a lock). It holds the
         # pid that started the thread, since a forked child inherits the attribute, not the thread.
-        if self._running == os.getpid():
+        pid = os.getpid()
+        if self._running == pid and self._ticking == pid:
             return
         with self._lock:
-            if self._running != os.getpid():
-                self._running = os.getpid()
+            if self._running != pid or self._ticking != pid:
                 self._stop.clear()
+            if self._running != pid:
+                self._running = pid
                 threading.Thread(target=self._run, name="board-relay", daemon=True).start()
+            if self._ticking != pid:
+                self._ticking = pid
+                threading.Thread(target=self._tick_forever, name="board-ticker", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop listening (the thread exits within a second)."""
+        """Stop listening and ticking (the threads exit within a second)."""
         self._stop.set()
+        self.standings.wake.set()
 
-    def subscribe(self, ws, send_timeout: float, holder: SocketHolder | None = None) -> Subscriber:
-        """Attach a socket (opened for ``holder``, if anybody); it receives every broadcast from now on."""
-        subscriber = Subscriber(ws, send_timeout, holder)
+    def subscribe(self, ws, send_timeout: float, holder: SocketHolder | None = None, period: str = ALL) -> Subscriber:
+        """Attach a socket (opened for ``holder``, if anybody); it gets every broadcast of ``period`` from now on."""
+        subscriber = Subscriber(ws, send_timeout, holder, period)
         with self._lock:
-            self._subscribers.add(subscriber)
+            self._subscribers[period].add(subscriber)
             if holder is not None and holder.jti is not None:
                 self._by_jti.setdefault(holder.jti, set()).add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget a closed socket."""
+        self.standings.unwatch(subscriber)
         with self._lock:
-            self._subscribers.discard(subscriber)
+            self._subscribers[subscriber.period].discard(subscriber)
             jti = subscriber.holder.jti if subscriber.holder is not None else None
             same_token = self._by_jti.get(jti) if jti is not None else None
             if same_token is not None:
@@ -306,31 +394,37 @@ class Relay:
     @property
     def socket_count(self) -> int:
         """Open sockets in this process."""
-        return len(self._subscribers)
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
 
     def _set_current(self, current: bool) -> None:
-        self.board.current = self.revocations.current = current
+        self.boards.current = self.revocations.current = current
 
     def deliver(self, message: str) -> bool:
-        """Send ``message`` to every socket if it is newer than what was last relayed."""
+        """Send ``message`` to every socket watching its board if it is newer than what was last relayed."""
         parsed = parse_message(message)
+        board = self.boards.get(parsed.period)
+        if board is None:
+            log.warning("broadcast of an unknown board %r ignored", parsed.period)
+            return False
         with self._lock:
-            if not self.board.offer(parsed.version, parsed.top_json):
+            if not board.offer(parsed.version, parsed.top_json, parsed.key):
                 return False
             frame = text_frame(message.encode())
-            subscribers = tuple(self._subscribers)
+            subscribers = tuple(self._subscribers[parsed.period])
         for i, subscriber in enumerate(subscribers, 1):
             subscriber.offer(parsed.version, frame)
             if i % FANOUT_SLICE == 0:
                 time.sleep(0)  # a long fan-out must not starve the request threads
         if parsed.changed_at is not None:
             metrics.BROADCAST_LAG.observe(max(0.0, time.time() - parsed.changed_at / 1000))
+        # The standings are read on the ticker thread: this only marks the board's watchers due.
+        self.standings.due(parsed.period)
         return True
 
     def close_all(self, code: int, reason: str) -> int:
         """Close every open socket with ``code`` (1001 when the process stops); returns how many."""
         with self._lock:
-            subscribers = tuple(self._subscribers)
+            subscribers = [subscriber for kind in self._subscribers.values() for subscriber in kind]
         for subscriber in subscribers:
             ws = subscriber.ws
             try:
@@ -342,6 +436,13 @@ class Relay:
                 log.debug("socket already closing: %s", exc)
         return len(subscribers)
 
+    def _deliver_read(self, kind: str) -> bool:
+        """Read the board of ``kind`` (the cache, else composed for the current period) and relay it if newer."""
+        board = read_board(kind)
+        return self.deliver(
+            board_message("update", board["version"], dumps(board["top"]), None, kind, board.get("key"))
+        )
+
     def _resync(self) -> None:
         """After (re)subscribing, catch up on anything broadcast or revoked while not listening."""
         # Subscribed first, loaded second: a revocation made in between arrives on the channel as well.
@@ -351,8 +452,46 @@ class Relay:
             revoked_while_away = [jti for jti in self._by_jti if jti in in_force]
         self.end_revoked(revoked_while_away)
         with self.app.app_context():
-            board = read_board()
-        self.deliver(board_message("update", board["version"], dumps(board["top"])))
+            for kind in KINDS:
+                self._deliver_read(kind)
+
+    def roll_over(self) -> list[str]:
+        """Replace each timed board held whose period has ended by the current period's; returns the kinds replaced.
+
+        The worker broadcasts a period's board when a claim changes it, so after a midnight nobody
+        has claimed past yet, the held day (week, month) would stay. In an app context.
+        """
+        rolled = []
+        if not self.boards.current:
+            return rolled  # not subscribed: the re-sync on subscribing loads every board anyway
+        for kind in TIMED:
+            board = self.boards[kind]
+            if board.version >= 0 and board.key != resolve(kind).key:
+                try:
+                    if self._deliver_read(kind):
+                        rolled.append(kind)
+                except RedisError as exc:
+                    log.info("the %s board did not roll over yet: %s", kind, exc)
+        return rolled
+
+    def _tick_forever(self) -> None:
+        """The ticker: ``me`` messages when due, and timed boards rolled over; never on the fan-out path."""
+        pid = os.getpid()
+        wake = self.standings.wake
+        try:
+            while not self._stop.is_set() and self._ticking == pid:
+                wake.clear()
+                wait = TICK
+                try:
+                    with self.app.app_context():
+                        self.roll_over()
+                        wait = min(wait, self.standings.run())
+                except Exception:  # a bug or an outage must not end the ticker: log it, try again
+                    log.exception("board ticker failed; trying again")
+                wake.wait(max(0.05, wait))
+        finally:
+            if self._ticking == pid:
+                self._ticking = None
 
     def _on_message(self, kind: str, payload: str | None) -> None:
         if kind == "subscribed":

@@ -1,10 +1,18 @@
-"""``WS /ws/scoreboard``: a snapshot on connect, then a message each time the top list changes.
+"""``WS /ws/scoreboard[?period=day|week|month]``: a snapshot on connect, then a message each time the top list changes.
+
+Without ``period`` (or with ``period=all``) the board is the all-time one; otherwise the current
+day's, ISO week's or month's (its messages carry ``period`` and the period's ``key``; at the
+period's end the next one's board follows, empty until somebody scores in it).
 
 A socket opened with a token (or a ticket standing for one) belongs to that token: it is closed
 with 4001 ``token expired`` at the token's ``exp``, and with 4001 ``token revoked`` as soon as the
-relay hears of its revocation. A socket opened without one (a public board) never is.
+relay hears of its revocation. A socket opened without one (a public board) never is. Such a
+socket may also send ``{"type": "watch"}`` to get ``me`` messages, its viewer's own standing on
+its board (``live.standings``); a socket without a viewer that asks is told
+``{"type": "error", "code": "sign_in_required"}`` and stays open.
 """
 
+import json
 import logging
 import socket
 import time
@@ -12,9 +20,10 @@ import time
 from flask import Blueprint, Flask, current_app, g, request
 from simple_websocket import ConnectionClosed, Server
 
-from ..board.reads import current_top
+from ..board.reads import current_board
 from ..extensions import db, sock
 from ..ops.request_log import long_lived
+from ..periods import ALL
 from ..security.revocations import is_revoked
 from ..stores.board_cache import board_message
 from .guard import CLOSE_TOKEN_ENDED, ClientPolicy, PolicyViolation, check_handshake, release_slot
@@ -28,12 +37,21 @@ bp = Blueprint("live", __name__)
 CLOSE_REPLY_WAIT = 1.0
 
 
-def snapshot_message() -> tuple[str, int]:
-    """The current board as a ``snapshot`` message, and its version."""
-    version, top_json = current_top(counted=False)
-    if isinstance(top_json, bytes):
-        top_json = top_json.decode()
-    return board_message("snapshot", version, top_json), version
+# Told to a socket without a viewer that asks for its standing; the socket stays open.
+SIGN_IN_REQUIRED = json.dumps(
+    {
+        "type": "error",
+        "code": "sign_in_required",
+        "message": "Open the socket with a token or ticket to watch your standing.",
+    }
+)
+
+
+def snapshot_message(period: str = ALL) -> tuple[str, int]:
+    """The current board of ``period`` as a ``snapshot`` message, and its version."""
+    board = current_board(period, counted=False)
+    top_json = board.top_json.decode() if isinstance(board.top_json, bytes) else board.top_json
+    return board_message("snapshot", board.version, top_json, period=period, key=board.key), board.version
 
 
 @bp.before_request
@@ -63,7 +81,8 @@ def scoreboard_socket(ws: Server) -> None:
     relay = get_relay(app)
     relay.start()
     holder = g.get("socket_holder")
-    subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"], holder)
+    period = g.get("socket_period", ALL)
+    subscriber = relay.subscribe(ws, app.config["WS_SEND_TIMEOUT"], holder, period)
     peer = request.remote_addr
     policy = ClientPolicy(app.config["WS_MAX_CLIENT_MESSAGES"])
     try:
@@ -71,7 +90,7 @@ def scoreboard_socket(ws: Server) -> None:
             # Revoked between the handshake and the subscription, too early for the relay's index to see it.
             subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
         else:
-            message, version = snapshot_message()
+            message, version = snapshot_message(period)
             # A socket lives for hours: it must not hold a database connection meanwhile.
             db.session.remove()
             subscriber.send_text(message, version)
@@ -92,9 +111,14 @@ def scoreboard_socket(ws: Server) -> None:
             ws.event.wait(wait)
             incoming = ws.receive(timeout=0)  # reading also notices a close
             while incoming is not None:
-                if policy.judge(incoming) == "resync":
-                    subscriber.send_text(*snapshot_message())
+                asked = policy.judge(incoming)
+                if asked == "resync":
+                    subscriber.send_text(*snapshot_message(period))
                     db.session.remove()
+                elif holder is None:  # "watch": a standing is somebody's, and this socket is nobody's
+                    subscriber.send_text(SIGN_IN_REQUIRED)
+                else:
+                    relay.standings.watch(subscriber)
                 incoming = ws.receive(timeout=0)
             subscriber.flush()
     except PolicyViolation as violation:

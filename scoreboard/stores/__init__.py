@@ -15,13 +15,15 @@ Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ``<p>top:published``        string  the last broadcast top list, to publish only on change
 ``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
 ``<p>rank:<period>``        zset    a period's board (``day:2026-12-02`` ...), and its ``:state`` and ``:built``
+``<p>top:<kind>``           string  a timed board's (day, week, month) last message, with ``:published``, ``:version``
 ``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
 ``<p>refresh:lock``         lock    held while a recompute runs
 ``<p>refresh:last``         string  when the last recompute started (ms), to bound the rate
 ``<p>revoked``              zset    revoked token ``jti`` -> when its revocation lapses (epoch s)
 ``<p>socket-ticket:<hash>`` string  an unused socket ticket's holder, TTL at most 30 s (``socket_tickets``)
 ``<p>sockets:<ip>``         zset    one client IP's open sockets -> last renewal (``socket_slots``)
-``<p>board`` (channel)      pub/sub every broadcast message
+``<p>board`` (channel)      pub/sub every broadcast message of the all-time board
+``<p>board:<kind>``         pub/sub (channel) every broadcast message of the current day, week or month board
 ``<p>revoked`` (channel)    pub/sub every revocation, ``{"jti", "exp"}``, for the processes' copies
 ==========================  ======  ===========================================================
 
@@ -33,7 +35,8 @@ On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first seven c
 hash tag, so the scripts and multi-key commands over them stay in one slot: ``<p>{board}:rank``,
 ``<p>{board}:rank:state``, ``<p>{board}:rank:built``, ``<p>{board}:top``, ``<p>{board}:top:published``,
 ``<p>{board}:top:version`` (a named board ``<b>``, such as a period's: ``<p>{board:<b>}:rank`` ...).
-The others are each used alone and keep their names.
+The others are each used alone and keep their names. A timed board's cache carries its kind's tag:
+``<p>{board:<kind>}:top``, ``<p>{board:<kind>}:top:published``, ``<p>{board:<kind>}:top:version``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from flask import Flask, current_app
 
 from config import is_redis_cluster
 
+from ..periods import ALL, TIMED
 from .board_cache import BoardCache, MemoryBoardCache, RedisBoardCache
 from .channels import Channels, MemoryBus, RedisChannels
 from .cluster import ClusterChannels, check_cluster, cluster_from_url
@@ -75,6 +79,8 @@ class Stores:
     make_ranking: Callable[[str], Ranking] = field(repr=False, compare=False)
     _boards: dict[str, Ranking] = field(default_factory=dict, init=False, repr=False, compare=False)
     _boards_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    # The timed boards' caches (day, week, month); the all-time one is ``board_cache``.
+    timed_board_caches: dict[str, BoardCache] = field(default_factory=dict, repr=False, compare=False)
 
     def ranking_for(self, board: str) -> Ranking:
         """The ranking of ``board``: ``""`` is the all-time :attr:`ranking`, any other name (a period's key) its own.
@@ -88,6 +94,15 @@ class Stores:
             if ranking is None:
                 ranking = self._boards[board] = self.make_ranking(board)
             return ranking
+
+    def board_cache_for(self, kind: str) -> BoardCache:
+        """The cache and broadcast of one board kind: ``"all"`` is :attr:`board_cache`; day, week, month their own."""
+        if kind == ALL:
+            return self.board_cache
+        try:
+            return self.timed_board_caches[kind]
+        except KeyError:
+            raise ValueError(f"no board cache for {kind!r}") from None
 
 
 def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type | None = None) -> Stores:
@@ -119,6 +134,10 @@ def redis_stores(url: str, prefix: str, cache_ttl: int, connection_class: type |
         ping=partial(check_cluster, client) if cluster else client.ping,
         embedded=False,
         make_ranking=partial(RedisRanking, client, prefix),
+        timed_board_caches={
+            kind: RedisBoardCache(client, prefix, channels.board_channels[kind], cache_ttl, period=kind)
+            for kind in TIMED
+        },
     )
 
 
@@ -136,6 +155,7 @@ def memory_stores() -> Stores:
         ping=lambda: None,
         embedded=True,
         make_ranking=lambda board: MemoryRanking(),
+        timed_board_caches={kind: MemoryBoardCache(bus, period=kind) for kind in TIMED},
     )
 
 

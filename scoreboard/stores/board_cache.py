@@ -1,8 +1,16 @@
-"""The board message: its one wire format, its cache, and its broadcast to every web process.
+"""The board messages: their one wire format, their caches, and their broadcast to every web process.
 
-A board message is ``{"type", "version", ["changedAt",] "top"}`` with ``top`` last, so the
-serialised top list can be cut out of a message without parsing and re-serialising it. Only
-this module writes or reads that format (the Lua below builds it from the same parts).
+A board message is ``{"type", "version", ["period", "key",] ["changedAt",] "top"}`` with ``top`` last,
+so the serialised top list can be cut out of a message without parsing and re-serialising it. The
+all-time board's messages carry no period (they are as they always were); those of a timed board
+(the current day, ISO week or month) carry its kind as ``period`` and the period's ``key``
+(``"period":"week","key":"week:2026-W49"``). Only this module writes or reads that format (the Lua
+below builds it from the same parts).
+
+There is one cache per board kind (``Stores.board_cache_for``). The all-time one keeps its keys and
+channel (``<p>top``, ``<p>top:published``, ``<p>top:version``, ``<p>board``); a timed kind ``<k>`` has
+``<p>top:<k>``, ``<p>top:<k>:published``, ``<p>top:<k>:version`` and the channel ``<p>board:<k>``
+(on a cluster ``<p>{board:<k>}:top`` ..., so its script stays in one slot).
 """
 
 from __future__ import annotations
@@ -12,34 +20,70 @@ import threading
 import time
 from typing import NamedTuple, Protocol
 
+from ..periods import ALL
 from .channels import MemoryBus
 from .cluster import board_tag, on_cluster
 
 _TOP_KEY = ',"top":'
 
 
-def message_parts(kind: str, top_json: str, changed_at: int | None = None) -> tuple[str, str]:
+def _period_fields(period: str | None, key: str | None) -> str:
+    """The ``period`` and ``key`` fields of a timed board's message; nothing for the all-time board."""
+    if period is None or period == ALL:
+        return ""
+    fields = f',"period":{json.dumps(period)}'
+    return fields if key is None else f'{fields},"key":{json.dumps(key)}'
+
+
+def message_parts(
+    kind: str, top_json: str, changed_at: int | None = None, period: str | None = None, key: str | None = None
+) -> tuple[str, str]:
     """A message split around its version: ``head + str(version) + tail`` is the whole message.
 
-    ``changed_at`` (epoch ms of the oldest change the message carries) rides along as ``changedAt``.
+    ``changed_at`` (epoch ms of the oldest change the message carries) rides along as ``changedAt``;
+    ``period`` (a timed kind; None or ``"all"`` for the all-time board) and its ``key`` come before it.
     """
     changed = "" if changed_at is None else f',"changedAt":{int(changed_at)}'
-    return f'{{"type":"{kind}","version":', f"{changed}{_TOP_KEY}{top_json}}}"
+    return f'{{"type":"{kind}","version":', f"{_period_fields(period, key)}{changed}{_TOP_KEY}{top_json}}}"
 
 
-def board_message(kind: str, version: int, top_json: str, changed_at: int | None = None) -> str:
+def board_message(
+    kind: str,
+    version: int,
+    top_json: str,
+    changed_at: int | None = None,
+    period: str | None = None,
+    key: str | None = None,
+) -> str:
     """The wire form of a board message; ``top_json`` is already serialised and is not parsed again."""
-    head, tail = message_parts(kind, top_json, changed_at)
+    head, tail = message_parts(kind, top_json, changed_at, period, key)
     return f"{head}{int(version)}{tail}"
 
 
-class ParsedMessage(NamedTuple):
-    """A board message taken apart: the top list stays serialised."""
-
+class _Fields(NamedTuple):
     kind: str
     version: int
     changed_at: int | None
     top_json: str
+
+
+class ParsedMessage(_Fields):
+    """A board message taken apart: the top list stays serialised.
+
+    The tuple is ``(kind, version, changed_at, top_json)``; the board it belongs to rides beside it as
+    ``period`` (``"all"`` for the all-time board) and ``key`` (the period's key, None for all time),
+    so a parsed all-time message still compares equal to its four fields.
+    """
+
+    period: str
+    key: str | None
+
+    def __new__(
+        cls, kind: str, version: int, changed_at: int | None, top_json: str, period: str = ALL, key: str | None = None
+    ) -> ParsedMessage:
+        parsed = super().__new__(cls, kind, version, changed_at, top_json)
+        parsed.period, parsed.key = period, key
+        return parsed
 
 
 def parse_message(message: str) -> ParsedMessage:
@@ -47,7 +91,12 @@ def parse_message(message: str) -> ParsedMessage:
     cut = message.index(_TOP_KEY)
     fields = json.loads(message[:cut] + "}")
     return ParsedMessage(
-        fields["type"], int(fields["version"]), fields.get("changedAt"), message[cut + len(_TOP_KEY) : -1]
+        fields["type"],
+        int(fields["version"]),
+        fields.get("changedAt"),
+        message[cut + len(_TOP_KEY) : -1],
+        fields.get("period", ALL),
+        fields.get("key"),
     )
 
 
@@ -56,11 +105,25 @@ def dumps(top: list) -> str:
     return json.dumps(top, separators=(",", ":"), ensure_ascii=False)
 
 
-class BoardCache(Protocol):
-    """The last broadcast board, cached for reads, and its broadcast."""
+def _published(top_json: str, period: str, key: str | None) -> str:
+    """What a cache compares to decide "changed": the top list, and for a timed board the period's key too.
 
-    def publish_if_changed(self, top_json: str, changed_at: int | None = None) -> int:
-        """Cache and broadcast ``top_json`` unless it is the last one broadcast; returns the new version or 0."""
+    With the key in it, the first board of a new period is broadcast even when it is as empty as the last.
+    """
+    return top_json if period == ALL else f"{key or ''}\n{top_json}"
+
+
+class BoardCache(Protocol):
+    """The last broadcast board of one kind, cached for reads, and its broadcast."""
+
+    period: str  # the board's kind: "all", or a timed kind ("day", "week", "month") whose messages carry it
+
+    def publish_if_changed(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> int:
+        """Cache and broadcast ``top_json`` unless it is the last one broadcast; returns the new version or 0.
+
+        ``key`` is a timed board's period key: a new key is a change even when the list is the same.
+        The all-time board has none (it is ignored there).
+        """
 
     def cached(self) -> dict | None:
         """The cached last message as a dict, or None on a miss."""
@@ -68,8 +131,8 @@ class BoardCache(Protocol):
     def version(self) -> int:
         """The version of the last broadcast."""
 
-    def cache_if_absent(self, version: int, top_json: str) -> None:
-        """Re-cache a top list read from the database, unless a broadcast got there first."""
+    def cache_if_absent(self, version: int, top_json: str, key: str | None = None) -> None:
+        """Re-cache a top list read from the database (of the period ``key``), unless a broadcast got there first."""
 
     def consistent(self) -> bool:
         """False if the cached top list differs from the last one published (a miss is not drift)."""
@@ -104,26 +167,38 @@ return version
 class RedisBoardCache:
     """The cached message and the version in Redis; a publish is one Lua script, so atomic.
 
-    On a cluster (``client`` a ``RedisCluster``, or ``cluster=True``) the keys carry the all-time
-    board's hash tag (``<p>{board}:top`` ...), so the script and ``consistent``'s MGET stay in one slot.
+    ``period`` is the board's kind: ``"all"`` keys ``<p>top``, ``<p>top:published``, ``<p>top:version``;
+    a timed kind ``<k>`` keys ``<p>top:<k>`` ... and its messages carry ``period`` and ``key``. On a
+    cluster (``client`` a ``RedisCluster``, or ``cluster=True``) the keys carry the board's hash tag
+    (``<p>{board}:top``, ``<p>{board:<k>}:top`` ...), so the script and ``consistent``'s MGET stay in one slot.
     """
 
-    def __init__(self, client, prefix: str, channel: str, ttl: int, cluster: bool | None = None) -> None:
+    def __init__(
+        self, client, prefix: str, channel: str, ttl: int, cluster: bool | None = None, period: str = ALL
+    ) -> None:
         self.redis = client
         cluster = on_cluster(client) if cluster is None else cluster
         self.channel = channel
         self.ttl = ttl
-        base = f"{prefix}{board_tag()}:top" if cluster else f"{prefix}top"
+        self.period = period
+        board = "" if period == ALL else period
+        named = f":{board}" if board else ""
+        base = f"{prefix}{board_tag(board)}:top" if cluster else f"{prefix}top{named}"
         self.published_key, self.message_key, self.version_key = f"{base}:published", base, f"{base}:version"
         self._publish = client.register_script(PUBLISH_IF_CHANGED)
 
-    def publish_if_changed(self, top_json: str, changed_at: int | None = None) -> int:
-        """Cache and broadcast ``top_json`` if it differs from the last broadcast; returns the new version or 0."""
-        head, tail = message_parts("update", top_json, changed_at)
-        _, plain_tail = message_parts("update", top_json)
+    def publish_if_changed(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> int:
+        """Cache and broadcast ``top_json`` if it (or the period's ``key``) differs from the last broadcast.
+
+        Returns the new version, or 0 when nothing changed.
+        """
+        key = None if self.period == ALL else key
+        head, tail = message_parts("update", top_json, changed_at, self.period, key)
+        _, plain_tail = message_parts("update", top_json, None, self.period, key)
         keys = [self.published_key, self.message_key, self.version_key]
         now_ms = int(time.time() * 1000)
-        return int(self._publish(keys=keys, args=[top_json, self.ttl, self.channel, now_ms, head, tail, plain_tail]))
+        published = _published(top_json, self.period, key)
+        return int(self._publish(keys=keys, args=[published, self.ttl, self.channel, now_ms, head, tail, plain_tail]))
 
     def cached(self) -> dict | None:
         """The cached last message as a dict, or None on a miss."""
@@ -134,14 +209,22 @@ class RedisBoardCache:
         """The version of the last broadcast."""
         return int(self.redis.get(self.version_key) or 0)
 
-    def cache_if_absent(self, version: int, top_json: str) -> None:
-        """Re-cache a top list read from the database, unless a broadcast got there first."""
-        self.redis.set(self.message_key, board_message("update", version, top_json), ex=self.ttl, nx=True)
+    def cache_if_absent(self, version: int, top_json: str, key: str | None = None) -> None:
+        """Re-cache a top list read from the database (of the period ``key``), unless a broadcast got there first."""
+        key = None if self.period == ALL else key
+        message = board_message("update", version, top_json, period=self.period, key=key)
+        self.redis.set(self.message_key, message, ex=self.ttl, nx=True)
 
     def consistent(self) -> bool:
-        """False if the cached top list differs from the last one published (a miss is not drift)."""
+        """False if the cached top list (or period) differs from the last one published (a miss is not drift)."""
         cached, published = self.redis.mget(self.message_key, self.published_key)
-        return cached is None or published is None or json.loads(cached)["top"] == json.loads(published)
+        if cached is None or published is None:
+            return True
+        message = json.loads(cached)
+        if self.period == ALL:
+            return message["top"] == json.loads(published)
+        key, _, top_json = published.partition("\n")
+        return (message.get("key") or "") == key and message["top"] == json.loads(top_json)
 
     def invalidate(self) -> None:
         """Forget the cached and published top list, so the next publish re-caches and re-broadcasts it."""
@@ -149,23 +232,26 @@ class RedisBoardCache:
 
 
 class MemoryBoardCache:
-    """The last message in memory; a publish hands it to this process's listeners."""
+    """The last message of one board kind in memory; a publish hands it to this process's listeners."""
 
-    def __init__(self, bus: MemoryBus) -> None:
+    def __init__(self, bus: MemoryBus, period: str = ALL) -> None:
         self._bus = bus
+        self.period = period
         self._lock = threading.Lock()
         self._published: str | None = None
         self._message: str | None = None
         self._version = 0
 
-    def publish_if_changed(self, top_json: str, changed_at: int | None = None) -> int:
-        """Cache and broadcast ``top_json`` if it changed; returns the new version or 0."""
+    def publish_if_changed(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> int:
+        """Cache and broadcast ``top_json`` if it (or the period's ``key``) changed; returns the new version or 0."""
+        key = None if self.period == ALL else key
+        published = _published(top_json, self.period, key)
         with self._lock:
-            if top_json == self._published:
+            if published == self._published:
                 return 0
             self._version = max(self._version + 1, int(time.time() * 1000))
-            self._published = top_json
-            self._message = message = board_message("update", self._version, top_json, changed_at)
+            self._published = published
+            self._message = message = board_message("update", self._version, top_json, changed_at, self.period, key)
             version = self._version
         self._bus.publish("board", message)
         return version
@@ -179,11 +265,12 @@ class MemoryBoardCache:
         """The version of the last broadcast."""
         return self._version
 
-    def cache_if_absent(self, version: int, top_json: str) -> None:
+    def cache_if_absent(self, version: int, top_json: str, key: str | None = None) -> None:
         """Cache a top list read from the database unless a broadcast got there first."""
+        key = None if self.period == ALL else key
         with self._lock:
             if self._message is None:
-                self._message = board_message("update", version, top_json)
+                self._message = board_message("update", version, top_json, period=self.period, key=key)
 
     def consistent(self) -> bool:
         """The cached message is always the one published here."""

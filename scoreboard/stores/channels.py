@@ -1,4 +1,4 @@
-"""Listening to the broadcast channels: one subscription per process, for boards and revocations."""
+"""Listening to the broadcast channels: one subscription per process, for every board and the revocations."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from ..periods import ALL, TIMED
+
 # on_message(kind, payload): kind is "subscribed" (payload None) once listening, then "board" or "revoked".
+# Board messages of every kind (all time, day, week, month) come as "board"; each message names its board.
 OnMessage = Callable[[str, str | None], None]
+
+
+def board_channel(prefix: str, period: str = ALL) -> str:
+    """The channel of one board kind's broadcasts: ``<p>board`` (all time) or ``<p>board:<kind>``."""
+    return f"{prefix}board" if period == ALL else f"{prefix}board:{period}"
 
 
 class Channels(Protocol):
@@ -18,11 +26,16 @@ class Channels(Protocol):
 
 
 class RedisChannels:
-    """Redis pub/sub on ``<p>board`` and ``<p>revoked``."""
+    """Redis pub/sub on ``<p>board``, ``<p>board:<kind>`` for each timed kind in ``timed``, and ``<p>revoked``.
 
-    def __init__(self, client, prefix: str) -> None:
+    Each board kind has a channel of its own, so the newest message of each is kept apart from the
+    others' when they queue up (below), without parsing them.
+    """
+
+    def __init__(self, client, prefix: str, timed: tuple[str, ...] = TIMED) -> None:
         self.redis = client
-        self.board_channel = f"{prefix}board"
+        self.board_channel = board_channel(prefix)
+        self.board_channels = {ALL: self.board_channel, **{kind: board_channel(prefix, kind) for kind in timed}}
         self.revocations_channel = f"{prefix}revoked"
 
     def listen(self, on_message: OnMessage, stop: threading.Event) -> None:
@@ -30,25 +43,28 @@ class RedisChannels:
 
         ``"subscribed"`` comes first (the caller re-syncs what it may have missed). Board
         messages that queued up while the previous one was being handed out are skipped for
-        the newest: each is a whole board, so only the latest matters, and a fan-out slower
-        than the broadcast rate never falls further behind. Every revocation is relayed.
+        the newest of their channel: each is a whole board, so only the latest of each kind
+        matters, and a fan-out slower than the broadcast rate never falls further behind.
+        Every revocation is relayed.
         """
         pubsub = self._open()
+        boards = set(self.board_channels.values())
         try:
-            pubsub.subscribe(self.board_channel, self.revocations_channel)
+            pubsub.subscribe(*self.board_channels.values(), self.revocations_channel)
             on_message("subscribed", None)
             while not stop.is_set():
-                latest = None
+                latest: dict[str, str] = {}  # channel -> its newest message, in order of arrival
                 message = pubsub.get_message(timeout=1.0)
                 while message is not None:
                     if message["type"] == "message":
-                        if message["channel"] == self.board_channel:
-                            latest = message["data"]
+                        if message["channel"] in boards:
+                            latest.pop(message["channel"], None)
+                            latest[message["channel"]] = message["data"]
                         else:
                             on_message("revoked", message["data"])
                     message = pubsub.get_message(timeout=0)
-                if latest is not None:
-                    on_message("board", latest)
+                for payload in latest.values():
+                    on_message("board", payload)
         finally:
             pubsub.close()
 
