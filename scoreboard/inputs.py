@@ -4,10 +4,11 @@ Identifiers are short and plain, so they are safe in keys, URLs and logs. Names 
 free text shown to people: normalised, and refused when they could pass for something else.
 """
 
+import re
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 # A user id is the JWT ``sub`` of the site's auth server.
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
@@ -48,3 +49,48 @@ ActionKey = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern
 ActionId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ACTION_ID_PATTERN)]
 DisplayName = Annotated[str, Field(min_length=1, max_length=4 * MAX_DISPLAY_NAME), AfterValidator(clean_display_name)]
 Reason = Annotated[str, Field(min_length=MIN_REASON_VISIBLE, max_length=500), AfterValidator(visible_text)]
+
+
+# --- query strings ------------------------------------------------------------------------------
+
+MAX_IDS = 100
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def whole_number(value: object) -> object:
+    """A query value as an int when it is plain ASCII digits; anything else (``+5``, ``5.0``, ``1_0``) refused.
+
+    Python's ``int()`` (and so pydantic's lax mode) reads signs, underscores, spaces and other scripts'
+    digits; a query parameter that means a count should be spelled one way only.
+    """
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            raise ValueError("must be a whole number written in digits")
+        return int(value)
+    return value
+
+
+def id_list(value: object) -> object:
+    """``a,b,c`` as ``["a", "b", "c"]`` (each id is then checked as a :data:`UserId`)."""
+    if isinstance(value, str):
+        return value.split(",")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(whole_number)]
+# The JSON Schema clients see: one string of comma-separated ids, as it is sent.
+_ID = rf"{USER_ID_PATTERN[1:-2]}{{1,{MAX_ID_LENGTH}}}"  # the pattern's character class, 1 to 64 of them
+ID_LIST_PATTERN = rf"^{_ID}(,{_ID}){{0,{MAX_IDS - 1}}}$"
+UserIdList = Annotated[
+    list[UserId],
+    BeforeValidator(id_list),
+    Field(min_length=1, max_length=MAX_IDS),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDS * (MAX_ID_LENGTH + 1) - 1,
+            "pattern": ID_LIST_PATTERN,
+        }
+    ),
+]

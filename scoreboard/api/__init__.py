@@ -3,7 +3,8 @@
 from flask import abort, request
 from flask_cors import CORS
 
-from . import actions, admin, board, claims, login, openapi, sockets
+from ..board.standings import RankingNotBuilt
+from . import actions, admin, board, claims, login, openapi, scores, sockets
 
 
 def _api_headers(response):
@@ -22,8 +23,10 @@ def _no_nul_in_path():
 
 def init_app(app):
     """Register every API blueprint, security headers and the CORS allow-list."""
-    for module in (login, actions, claims, board, admin, sockets, openapi):
+    for module in (login, actions, claims, board, scores, admin, sockets, openapi):
         app.register_blueprint(module.bp)
+    # Every board read (the period top lists included) answers the same way while a ranking is rebuilt.
+    app.register_error_handler(RankingNotBuilt, scores.answer_rebuilding)
     app.before_request(_no_nul_in_path)
     app.after_request(_api_headers)
     origins = app.config["ALLOWED_ORIGINS"]

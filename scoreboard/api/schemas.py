@@ -1,15 +1,16 @@
 """Request bodies, validated with pydantic: unknown fields and oversize values are refused."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
 from ..errors import ApiError
-from ..inputs import ActionId, ActionKey, DisplayName, Reason, UserId
+from ..inputs import MAX_IDS, ActionId, ActionKey, DisplayName, QueryInt, Reason, UserId, UserIdList
 from ..models import CompletionStatus, UserStatus
+from ..periods import KINDS, Period, UnknownPeriod, resolve
 
 
 class Body(BaseModel):
@@ -85,6 +86,18 @@ class RevokeBody(Body):
 MAX_PROBLEMS = 10
 
 
+def _problems(exc: ValidationError) -> tuple[list[dict], dict]:
+    """The first :data:`MAX_PROBLEMS` of a validation error's problems, and how many more there were."""
+    errors = exc.errors(include_url=False, include_input=False)
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
+        for err in errors[:MAX_PROBLEMS]
+    ]
+    # A body with thousands of bad keys must not get an answer many times its own size.
+    more = {"moreProblems": len(errors) - MAX_PROBLEMS} if len(errors) > MAX_PROBLEMS else {}
+    return problems, more
+
+
 def parse_body(model):
     """Validate the JSON body against ``model`` or raise a 400 naming the problem."""
     try:
@@ -97,14 +110,100 @@ def parse_body(model):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
-            for err in errors[:MAX_PROBLEMS]
-        ]
-        # A body with thousands of bad keys must not get an answer many times its own size.
-        more = {"moreProblems": len(errors) - MAX_PROBLEMS} if len(errors) > MAX_PROBLEMS else {}
+        problems, more = _problems(exc)
         raise ApiError(400, "invalid_body", "The body failed validation.", problems=problems, **more) from None
+
+
+# Query strings. Each model documents its parameters in the OpenAPI document and validates them;
+# ``period`` and ``at`` are only described here and resolved by ``scoreboard.periods`` (400 ``bad_period``).
+
+
+def _no_default(schema: dict) -> None:
+    """Leave ``default: null`` out of a parameter's schema: an absent parameter is not a null one."""
+    schema.pop("default", None)
+
+
+PeriodKind = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "enum": list(KINDS)}),
+    Field(
+        description="`all` (the default), `day`, `week` (ISO, from Monday) or `month`.", json_schema_extra=_no_default
+    ),
+]
+PeriodDate = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "format": "date"}),
+    Field(
+        description="A day inside the period wanted, `YYYY-MM-DD` (default: the current period); only with "
+        "`day`, `week` or `month`, never in the future nor in a period older than those kept.",
+        json_schema_extra=_no_default,
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024}),
+    Field(
+        description="The `next` of the previous page, as it was; only for the same query.",
+        json_schema_extra=_no_default,
+    ),
+]
+
+
+class Query(BaseModel):
+    """Base of query strings: unknown parameters are ignored, values arrive as strings."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class PeriodQuery(Query):
+    """Which board: a period kind and a day inside it."""
+
+    period: PeriodKind = None
+    at: PeriodDate = None
+
+
+class ScoresQuery(PeriodQuery):
+    """``GET /api/scores``: one page of the ranking."""
+
+    limit: QueryInt = Field(default=50, ge=1, le=100, description="Entries per page, 1 to 100.")
+    cursor: Cursor = None
+
+
+class MyStandingQuery(PeriodQuery):
+    """``GET /api/scores/me``: the caller's rank and neighbours."""
+
+    radius: QueryInt = Field(default=5, ge=0, le=25, description="Neighbours shown on each side, 0 to 25.")
+
+
+class UsersQuery(PeriodQuery):
+    """``GET /api/scores/users``: chosen users' standings."""
+
+    ids: UserIdList = Field(description=f"Comma-separated user ids, 1 to {MAX_IDS}.")
+
+
+class HistoryQuery(PeriodQuery):
+    """``GET /api/scores/<userId>/history``: one page of a user's score changes, newest first."""
+
+    limit: QueryInt = Field(default=50, ge=1, le=100, description="Entries per page, 1 to 100.")
+    cursor: Cursor = None
+
+
+def parse_query(model):
+    """Validate the query string against ``model`` (each parameter's first value), or raise 400 ``invalid_query``."""
+    data = {name: request.args[name] for name in model.model_fields if name in request.args}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems, more = _problems(exc)
+        raise ApiError(400, "invalid_query", "The query string failed validation.", problems=problems, **more) from None
+
+
+def requested_period(query: PeriodQuery) -> Period:
+    """The period ``query`` names, or a 400 ``bad_period`` saying why it names none."""
+    try:
+        return resolve(query.period, query.at)
+    except UnknownPeriod as exc:
+        raise ApiError(400, "bad_period", str(exc)) from None
 
 
 # Response shapes. The views answer plain dicts; these models describe them in the OpenAPI
@@ -314,3 +413,54 @@ class Ready(Out):
 
     status: Literal["ready"]
     checks: dict[str, str]
+
+
+class PeriodOut(Out):
+    """Which board an answer is from: the period's kind, key and span (``null`` for all time)."""
+
+    period: Literal[KINDS]
+    key: str = Field(description="`all`, `day:2026-12-02`, `week:2026-W49` or `month:2026-12`.")
+    start: datetime | None = Field(description="Where the period starts (inclusive); null for all time.")
+    end: datetime | None = Field(description="Where it ends (exclusive); null for all time.")
+
+
+class ScoresPage(PeriodOut):
+    """``GET /api/scores``: one page of the ranking, in rank order."""
+
+    entries: list[TopEntry]
+    next: str | None = Field(description="The cursor of the next page; null on the last one.")
+    total: int = Field(ge=0, description="How many users the ranking holds now.")
+
+
+class MyStanding(PeriodOut):
+    """``GET /api/scores/me``: the caller's rank, score and neighbours (nulls and no neighbours when unranked)."""
+
+    user_id: str
+    rank: int | None = Field(ge=1)
+    score: int | None
+    total: int = Field(ge=0)
+    around: list[TopEntry]
+
+
+class UsersStandings(PeriodOut):
+    """``GET /api/scores/users``: the ranked ones among the users asked for, in rank order."""
+
+    entries: list[TopEntry]
+
+
+class HistoryEntry(Out):
+    """One change of a user's score: a claim, an adjustment or the void of a claim."""
+
+    at: datetime
+    score: int = Field(description="The score (in the period) right after this change.")
+    delta: int
+    kind: Literal["claim", "adjustment", "void"]
+    action: str = Field(description="The action key of a claim; `adjustment` or `void` for the others.")
+
+
+class ScoreHistory(PeriodOut):
+    """``GET /api/scores/<userId>/history``: one page of changes, newest first."""
+
+    user_id: str
+    entries: list[HistoryEntry]
+    next: str | None = Field(description="The cursor of the next (older) page; null on the last one.")

@@ -1,0 +1,185 @@
+"""Standings beyond the top list: pages of a board, a user's neighbours, chosen users, a user's history.
+
+The boards are read from their ranking mirrors (``stores.ranking_for``), so every rank here is the
+rank ``GET /api/score/top`` shows: highest score first, equal scores by who reached them first,
+only visible users with points, 1..N without gaps. A mirror that is not built (Redis lost its
+data, a period nobody has rebuilt yet) raises :class:`RankingNotBuilt` rather than answering
+from a partial ranking. A user's history is read from the ledger in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
+
+from ..extensions import db
+from ..models import Completion, CompletionStatus, User
+from ..periods import Period
+from ..stores import get_stores
+from ..stores.ranking import Ranking, Standing
+from .source import display_names
+
+# A history event's kind; also its tie-break between events at one instant of one ledger row
+# (a claim and its void), in this (alphabetical) order.
+CLAIM, ADJUSTMENT, VOID = "claim", "adjustment", "void"
+EVENT_KINDS = (ADJUSTMENT, CLAIM, VOID)
+
+
+class RankingNotBuilt(Exception):
+    """The board's mirror is being rebuilt: its ranks would be partial."""
+
+    def __init__(self, board: str) -> None:
+        super().__init__(f"the ranking of {board or 'all'} is not built")
+        self.board = board
+
+
+def ranking_of(period: Period) -> Ranking:
+    """The ranking mirror of ``period``'s board; raises :class:`RankingNotBuilt` when it is not built."""
+    ranking = get_stores().ranking_for(period.board)
+    if not ranking.is_built():
+        raise RankingNotBuilt(period.board)
+    return ranking
+
+
+def entries_of(standings: Sequence[Standing]) -> list[dict[str, Any]]:
+    """Standings shaped like the top list's rows, with display names (one query)."""
+    names = display_names(sorted({s.user_id for s in standings}))
+    return [
+        {"rank": s.rank, "userId": s.user_id, "displayName": names.get(s.user_id, s.user_id), "score": s.score}
+        for s in standings
+    ]
+
+
+def top(period: Period, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` entries of ``period``'s board."""
+    pairs = ranking_of(period).top(limit)
+    return entries_of([Standing(rank, user_id, score, "") for rank, (user_id, score) in enumerate(pairs, start=1)])
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a board: its entries, the keyset position after the last one, the board's size."""
+
+    entries: list[dict[str, Any]]
+    last_member: str | None
+    more: bool
+    total: int
+
+
+def page(period: Period, after: str | None, limit: int) -> Page:
+    """The ``limit`` entries right after the member ``after`` (None: from rank 1).
+
+    Keyset on the member, not an offset: a claim only moves its user up, so a walk that goes on
+    while scores change never shows a user twice and never skips a user whose score held still.
+    """
+    standings, total = ranking_of(period).page(after, limit)
+    last = standings[-1] if standings else None
+    return Page(
+        entries=entries_of(standings),
+        last_member=last.member if last else None,
+        more=last is not None and len(standings) == limit and last.rank < total,
+        total=total,
+    )
+
+
+def around(period: Period, user_id: str, radius: int) -> tuple[Standing | None, list[dict[str, Any]], int]:
+    """``user_id``'s standing, the entries ``radius`` ranks either side of it, and the board's size."""
+    standing, near, total = ranking_of(period).around(user_id, radius)
+    return standing, entries_of(near) if standing else [], total
+
+
+def of_users(period: Period, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The entries of the ranked users among ``user_ids``, in rank order (the others left out)."""
+    found = ranking_of(period).standings(list(user_ids))
+    return entries_of(sorted(found.values(), key=lambda s: s.rank))
+
+
+# --- history -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryKey:
+    """A history event's place in time order: when, which ledger row, which kind (the keyset cursor)."""
+
+    at: datetime
+    row_id: str
+    kind: str
+
+
+def user_exists(user_id: str) -> bool:
+    """Whether ``user_id`` names a user."""
+    return db.session.scalar(select(User.id).where(User.id == user_id)) is not None
+
+
+def _events(user_id: str) -> Select:
+    """Every change of ``user_id``'s score in the ledger: ``(at, row_id, kind, delta, action)``."""
+    c = Completion.__table__
+    mine = c.c.user_id == user_id
+    claims = select(
+        c.c.claimed_at.label("at"),
+        c.c.id.label("row_id"),
+        literal(CLAIM).label("kind"),
+        c.c.points.label("delta"),
+        func.coalesce(c.c.action_key, literal(CLAIM)).label("action"),
+    ).where(
+        mine,
+        c.c.claimed_at.is_not(None),
+        # A void from before ``voided_at`` was recorded has no time for its reversal: both halves are left
+        # out, so the running total still ends at the score.
+        or_(
+            c.c.status == CompletionStatus.CLAIMED,
+            and_(c.c.status == CompletionStatus.VOID, c.c.voided_at.is_not(None)),
+        ),
+    )
+    adjustments = select(c.c.created_at, c.c.id, literal(ADJUSTMENT), c.c.points, literal(ADJUSTMENT)).where(
+        mine, c.c.status == CompletionStatus.ADJUSTMENT
+    )
+    voids = select(c.c.voided_at, c.c.id, literal(VOID), -c.c.points, literal(VOID)).where(
+        mine, c.c.status == CompletionStatus.VOID, c.c.claimed_at.is_not(None), c.c.voided_at.is_not(None)
+    )
+    return union_all(claims, adjustments, voids)
+
+
+def history(
+    user_id: str, period: Period, before: HistoryKey | None, limit: int
+) -> tuple[list[dict], HistoryKey | None]:
+    """A page of ``user_id``'s score changes inside ``period``, newest first, starting after ``before``.
+
+    Each entry's ``score`` is the running total after it: the sum of the user's changes in the
+    period up to it, in time order (the period's score; for all time, the score). Returns the
+    entries and the key of the last one when there may be more.
+    """
+    events = _events(user_id).subquery("events")
+    where = []
+    if period.start is not None:
+        where += [events.c.at >= period.start, events.c.at < period.end]
+    order = (events.c.at, events.c.row_id, events.c.kind)
+    running = (
+        select(
+            *events.c,
+            func.sum(events.c.delta).over(order_by=order, rows=(None, 0)).label("score"),
+        )
+        .where(*where)
+        .subquery("running")
+    )
+    query = select(running)
+    if before is not None:
+        query = query.where(
+            tuple_(running.c.at, running.c.row_id, running.c.kind) < tuple_(before.at, before.row_id, before.kind)
+        )
+    rows = db.session.execute(
+        query.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc()).limit(limit + 1)
+    ).all()
+    db.session.commit()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        {"at": r.at.isoformat(), "score": int(r.score), "delta": int(r.delta), "kind": r.kind, "action": r.action}
+        for r in rows
+    ]
+    last = rows[-1] if rows and more else None
+    return entries, HistoryKey(last.at, last.row_id, last.kind) if last else None
