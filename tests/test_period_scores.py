@@ -140,11 +140,15 @@ def test_hidden_users_leave_every_period_board_and_come_back(app, client, clock,
     clock("2026-06-02T08:00:00Z")
     record_and_claim("ann")
     record_and_claim("bob")
-    response = client.post("/api/admin/users/ann/status", json={"status": "hidden", "reason": "spam account"}, headers=admin)
+    response = client.post(
+        "/api/admin/users/ann/status", json={"status": "hidden", "reason": "spam account"}, headers=admin
+    )
     assert response.status_code == 200, response.get_json()
     for key in ("day:2026-06-02", "week:2026-W23", "month:2026-06"):
         assert board(app, key) == [("bob", POINTS)]
-    response = client.post("/api/admin/users/ann/status", json={"status": "active", "reason": "appeal accepted"}, headers=admin)
+    response = client.post(
+        "/api/admin/users/ann/status", json={"status": "active", "reason": "appeal accepted"}, headers=admin
+    )
     assert response.status_code == 200, response.get_json()
     assert board(app, "day:2026-06-02") == [("ann", POINTS), ("bob", POINTS)]
 

@@ -135,6 +135,18 @@ def _rebuild(stores: Stores, periods: Iterable[Period], reason: str) -> None:
         rebuild_mirror(stores.ranking_for(period.board), period.board)
 
 
+CLOSED_CHECK_INTERVAL = 30.0  # seconds between checks that every kept closed period's mirror is built
+_closed_checked_at = 0.0
+
+
+def _due_for_closed_check() -> bool:
+    global _closed_checked_at
+    due = time.monotonic() - _closed_checked_at >= CLOSED_CHECK_INTERVAL
+    if due:
+        _closed_checked_at = time.monotonic()
+    return due
+
+
 def refresh_board(rebuild: bool = False) -> int:
     """Mirror pending changes, recompute the top lists, broadcast those that changed.
 
@@ -162,7 +174,9 @@ def refresh_board(rebuild: bool = False) -> int:
             # A reconcile, or Redis lost its data (the all-time board goes with every other): reload every board.
             _rebuild(stores, [ALL_TIME, *kept], "reconcile" if rebuild else "mirror_missing")
         else:
-            _rebuild(stores, [p for p in now if not stores.ranking_for(p.board).is_built()], "mirror_missing")
+            # The current periods every run; the closed ones kept now and then (a read of one found it unbuilt).
+            checked = kept if _due_for_closed_check() else now
+            _rebuild(stores, [p for p in checked if not stores.ranking_for(p.board).is_built()], "mirror_missing")
         _, changed_at = sync_pending(stores.ranking)
         _, period_changed_at = sync_period_pending(stores, {p.key for p in kept})
         tops = compose_tops([stores.ranking, *(stores.ranking_for(p.board) for p in now)], config["BOARD_SIZE"])
