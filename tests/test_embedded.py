@@ -68,6 +68,18 @@ def test_whole_flow_with_no_services_configured(tmp_path):
 
         top = requests.get(f"{base}/api/score/top", headers=alice, timeout=5)
         assert top.json() == update["top"]
+
+        # The period boards, ranks and history work the same on SQLite and the in-process stores.
+        for period in ("all", "day", "week", "month"):
+            page = requests.get(f"{base}/api/scores", params={"period": period}, headers=alice, timeout=5).json()
+            assert (page["entries"], page["total"], page["next"]) == (update["top"], 1, None), period
+        me = requests.get(f"{base}/api/scores/me", params={"period": "week"}, headers=alice, timeout=5).json()
+        assert (me["rank"], me["score"], me["total"]) == (1, 100, 1)
+        history = requests.get(f"{base}/api/scores/alice/history", headers=alice, timeout=5).json()
+        assert [(e["delta"], e["score"], e["action"]) for e in history["entries"]] == [(100, 100, "pass-quiz")]
+        with connect(ws_url(base, "?period=day"), additional_headers=alice, open_timeout=5) as ws:
+            snapshot = json.loads(ws.recv(timeout=5))
+            assert (snapshot["period"], snapshot["top"]) == ("day", update["top"])
         assert (tmp_path / "board.sqlite3").exists()
     finally:
         server.stop()
