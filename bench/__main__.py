@@ -26,7 +26,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
     parser.add_argument("--quick", action="store_true", help="one short run of everything (a smoke test)")
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["http", "sockets", "users"], help="leave out a phase"
+        "--skip", action="append", default=[], choices=["http", "sockets", "users", "ranks"], help="leave out a phase"
+    )
+    parser.add_argument(
+        "--claim-cost-claims",
+        type=int,
+        default=1600,
+        help="claims per run timed by the ranks phase, half with the period upserts and half without",
     )
     parser.add_argument("--sockets", default="1000,10000", help="socket counts to measure")
     parser.add_argument("--rates", default="200,1000", help="open-loop claim rates to measure")
@@ -45,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if "=" not in item:
             parser.error(f"--env {item}: expected NAME=VALUE")
     if args.quick:
-        args.runs, args.seconds = 1, 4
+        args.runs, args.seconds, args.claim_cost_claims = 1, 4, min(args.claim_cost_claims, 400)
     return args
 
 
@@ -76,7 +82,18 @@ def main(argv: list[str] | None = None) -> None:
     log(f"preparing {dataset.SMALL_DB} (1,000 users) and minting tokens")
     dataset.prepare(dataset.SMALL_DB, 1000)
     tokens = dataset.mint_tokens([dataset.user_id(n) for n in range(1, 1001)] + dataset.HOT_USERS)
-    files = phases.prepare_claims(run_id, args.runs, args.seconds, counts, rates, tokens, out_dir, args.profile)
+    files = phases.prepare_claims(
+        run_id,
+        args.runs,
+        args.seconds,
+        counts,
+        rates,
+        tokens,
+        out_dir,
+        args.profile,
+        http="http" not in args.skip,
+        sockets="sockets" not in args.skip,
+    )
 
     prefix = f"bench:{run_id}:"
     extra = {"SCOREBOARD_" + name: value for name, _, value in (item.partition("=") for item in args.env)}
@@ -99,11 +116,29 @@ def main(argv: list[str] | None = None) -> None:
         st.stop()
         stack.clear_prefix(prefix)
 
-    if "users" not in args.skip:
-        log("users: read and claim latency with 1,000 and with 1,000,000 users")
-        out["latency"] = phases.users_phase(
-            run_id, out_dir, tokens, args.runs, max(3, args.seconds // 2), args.worker_class, args.fresh_million
+    measure_users, measure_ranks = "users" not in args.skip, "ranks" not in args.skip
+    if measure_users or measure_ranks:
+        what = [
+            ("users: read and claim latency", measure_users),
+            ("ranks: ranking reads, the claim with periods", measure_ranks),
+        ]
+        log("; ".join(text for text, wanted in what if wanted) + " (1,000 and 1,000,000 users)")
+        latency, rank_figures = phases.users_phase(
+            run_id,
+            out_dir,
+            tokens,
+            args.runs,
+            max(3, args.seconds // 2),
+            args.worker_class,
+            args.fresh_million,
+            measure_users,
+            measure_ranks,
+            args.claim_cost_claims,
         )
+        if measure_users:
+            out["latency"] = latency
+        if measure_ranks:
+            out["ranks"] = rank_figures
 
     out["seconds"] = time.monotonic() - t0
     report.publish(out, out_dir, stamp, args.runs, args.seconds)

@@ -118,6 +118,7 @@ def add_completions(
             {"tag": tag, "n": count},
         ).all()
     eng.dispose()
+    analyze_completions(db_name)
     return sorted(rows)
 
 
@@ -175,3 +176,140 @@ def count_users(db_name: str) -> int:
         return 0
     finally:
         eng.dispose()
+
+
+def sample_users(users: int, count: int, seed: int) -> list[str]:
+    """``count`` distinct ordinary users of a database of ``users``, drawn with ``seed`` (the same each run)."""
+    import random
+
+    rng = random.Random(seed)
+    return [user_id(n) for n in rng.sample(range(1, users + 1), min(count, users))]
+
+
+def add_completions_for(db_name: str, tag: str, owners: list[str], count: int) -> list[tuple[str, str]]:
+    """Record ``count`` pending completions (50 points each) tagged ``tag``, round-robin over ``owners``.
+
+    Returned ``[(action_id, user_id)]`` in id order, so claiming them in that order spreads each
+    owner's claims over the whole run.
+    """
+    eng = engine(db_name)
+    with eng.begin() as conn:
+        rows = conn.execute(
+            text(
+                "INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at) "
+                "SELECT :tag || lpad(g::text, 8, '0'), (CAST(:owners AS text[]))[(g - 1) % :n + 1], "
+                "'complete-lesson', 50, 'pending', now(), now() + interval '1 day' "
+                "FROM generate_series(1, :count) g RETURNING id, user_id"
+            ),
+            {"tag": tag, "owners": owners, "n": len(owners), "count": count},
+        ).all()
+    eng.dispose()
+    analyze_completions(db_name)
+    return sorted(rows)
+
+
+def fill_period(db_name: str, key: str, current: list[str]) -> tuple[int, float]:
+    """Give period ``key`` (the current week) a row per scored user, a copy of ``scores``; returns (rows, seconds).
+
+    Rows of periods not in ``current`` are deleted first: the worker rebuilds every period still
+    kept when it starts, and a kept database (the million) would otherwise carry last week's
+    million rows into every start. Users already in ``key`` (from an earlier run this week, or
+    a claim) keep their row. ``VACUUM ANALYZE`` after a fill, as after the users'.
+    """
+    start = time.monotonic()
+    eng = engine(db_name)
+    with eng.begin() as conn:
+        conn.execute(text("DELETE FROM period_scores WHERE NOT period = ANY(CAST(:keep AS text[]))"), {"keep": current})
+        have = int(conn.scalar(text("SELECT count(*) FROM period_scores WHERE period = :k"), {"k": key}))
+        scored = int(conn.scalar(text("SELECT count(*) FROM scores WHERE score > 0")))
+        filled = have < scored
+        if filled:
+            conn.execute(
+                text(
+                    "INSERT INTO period_scores (period, user_id, score, reached_at, version, board_pending) "
+                    "SELECT :k, user_id, score, reached_at, 1, false FROM scores WHERE score > 0 "
+                    "ON CONFLICT (period, user_id) DO NOTHING"
+                ),
+                {"k": key},
+            )
+        rows = int(conn.scalar(text("SELECT count(*) FROM period_scores WHERE period = :k"), {"k": key}))
+    if filled:
+        with eng.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE period_scores"))
+    eng.dispose()
+    return rows, time.monotonic() - start
+
+
+def analyze_completions(db_name: str) -> None:
+    """``ANALYZE completions``, after a pool is recorded.
+
+    A pool can outnumber everything the table held when it was last analysed; with statistics
+    that still say almost nothing is pending, the planner finds the claim's completion through
+    the partial index of pending completions (every pending row with a later expiry scanned)
+    rather than by its id. Autovacuum analyses a table that grew this much within a minute or so;
+    the bench does not wait for it.
+    """
+    eng = engine(db_name)
+    with eng.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE completions"))
+    eng.dispose()
+
+
+def ledgers(db_name: str, owners: list[str]) -> list[tuple[int, int]]:
+    """Each owner's completions: ``(claimed, others)`` (what a history page walks through)."""
+    eng = engine(db_name)
+    with eng.connect() as conn:
+        found = {
+            uid: (int(claimed), int(others))
+            for uid, claimed, others in conn.execute(
+                text(
+                    "SELECT user_id, count(*) FILTER (WHERE status = 'claimed'), "
+                    "count(*) FILTER (WHERE status <> 'claimed') "
+                    "FROM completions WHERE user_id = ANY(CAST(:u AS text[])) GROUP BY user_id"
+                ),
+                {"u": owners},
+            )
+        }
+    eng.dispose()
+    return [found.get(uid, (0, 0)) for uid in owners]
+
+
+def pad_ledgers(db_name: str, tag: str, owners: list[str], claimed: int, others: int) -> int:
+    """Give each owner at least ``claimed`` claimed and ``others`` pending completions; returns rows added.
+
+    The padding is written straight into the ledger (claimed a minute apart, going back from
+    now), without raising any score: it only gives a history page as many rows to walk as on
+    the other database.
+    """
+    eng = engine(db_name)
+    with eng.begin() as conn:
+        added = conn.execute(
+            text(
+                "WITH have AS (SELECT u, count(c.id) FILTER (WHERE c.status = 'claimed') AS claimed, "
+                "count(c.id) FILTER (WHERE c.status <> 'claimed') AS others "
+                "FROM unnest(CAST(:owners AS text[])) u LEFT JOIN completions c ON c.user_id = u GROUP BY u) "
+                "INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at, claimed_at) "
+                "SELECT :tag || u || 'c' || g, u, 'complete-lesson', 50, 'claimed', now() - g * interval '1 minute', "
+                "now() + interval '1 day', now() - g * interval '1 minute' "
+                "FROM have, generate_series(1, :claimed - have.claimed) g "
+                "UNION ALL "
+                "SELECT :tag || u || 'p' || g, u, 'complete-lesson', 50, 'pending', now(), "
+                "now() + interval '1 day', NULL "
+                "FROM have, generate_series(1, :others - have.others) g"
+            ),
+            {"tag": tag, "owners": owners, "claimed": claimed, "others": others},
+        ).rowcount
+    eng.dispose()
+    analyze_completions(db_name)
+    return int(added)
+
+
+def page_cursors(members: list[str]) -> list[str]:
+    """The API's page cursors (all-time board) resuming after each of ``members``, signed as the app signs them."""
+    os.environ["SCOREBOARD_JWT_SECRET_KEY"] = stack.JWT_SECRET
+    from scoreboard import create_app
+    from scoreboard.api.scores import page_cursor
+    from scoreboard.periods import ALL_TIME
+
+    with create_app().app_context():
+        return [page_cursor(ALL_TIME, member) for member in members]

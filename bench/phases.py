@@ -1,4 +1,4 @@
-"""The phases of a run: HTTP throughput, claim -> socket delivery with memory per socket, latency by user count.
+"""The phases of a run: HTTP throughput, claim -> socket delivery with memory per socket, latency by user count, ranks.
 
 Each phase returns its figures (plain JSON-able data) for ``results.json`` and the table.
 """
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import dataset, profile, stack
+from . import dataset, profile, ranks, stack
 from .delivery import delivery
 from .loadgen import SocketFleet, run_claimer, wrk
 from .progress import log
@@ -27,19 +27,24 @@ def prepare_claims(
     tokens: dict[str, str],
     out_dir: Path,
     with_profile: bool = False,
+    http: bool = True,
+    sockets: bool = True,
 ) -> ClaimFiles:
-    """Record the completions every claim of the HTTP and socket phases will claim, one pool per run."""
+    """Record the completions every claim of the HTTP and socket phases will claim, one pool per run.
+
+    Only the pools of the phases that run (``http``, ``sockets``) are recorded.
+    """
     db = dataset.SMALL_DB
     files = {}
-    for run in range(runs):
+    for run in range(runs if http else 0):
         tag = f"w{run_id[:4]}{run}x"
         pool = dataset.add_completions(db, tag, seconds * 4000, users=1000, spread=7)
         files[f"wrk{run}"] = (dataset.write_claims_file(out_dir / f"wrk{run}.txt", pool, tokens), tag)
-    if with_profile:
+    if with_profile and http:
         tag = f"p{run_id[:4]}x"
         pool = dataset.add_completions(db, tag, 6 * 4000, users=1000, spread=7)
         files["prof"] = (dataset.write_claims_file(out_dir / "prof.txt", pool, tokens), tag)
-    for count in counts:
+    for count in counts if sockets else []:
         for rate in rates:
             for run in range(runs):
                 tag = f"h{run_id[:4]}{count}r{rate}n{run}x"
@@ -210,10 +215,20 @@ def socket_phase(
     return results, memory
 
 
-# --- users ----------------------------------------------------------------------------------------
+# --- users and ranks -----------------------------------------------------------------------------
 
 
-def latency_phase(
+def latency_runs(st: stack.Stack, path: Path, reader: str, runs: int, seconds: int) -> dict[str, list[dict[str, Any]]]:
+    """Top-10 GET and claim latency of one request at a time (1 connection), ``runs`` times each."""
+    wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2, connections=1)
+    tops, claims = [], []
+    for _run in range(runs):
+        tops.append(wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=seconds, connections=1))
+        claims.append(wrk(st.base + "/api/action/do", "claims.lua", [path, 1], seconds=seconds, connections=1))
+    return {"top": tops, "claims": claims}
+
+
+def database_phase(
     db_name: str,
     users: int,
     run_id: str,
@@ -222,38 +237,56 @@ def latency_phase(
     runs: int,
     seconds: int,
     worker_class: str | None,
-) -> dict[str, Any]:
-    """Top-10 GET and claim latency of one request at a time (1 connection) on one database, on a stack of its own."""
+    measure_users: bool = True,
+    measure_ranks: bool = True,
+    claim_cost_claims: int = 1600,
+    ledger: tuple[int, int] | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The users and ranks phases on one database, on a stack of its own; ``(latency, ranks)`` (None when skipped).
+
+    The ranks phase's database work (the current week's rows, the claim statement timed with and
+    without its period upserts) runs before the stack starts, so nothing else runs beside it and the
+    worker's first recompute mirrors it all; the reads run after the users phase's wrk runs.
+    """
     prefix = f"bench:{run_id}:{db_name}:"
-    claims_total = runs * seconds * 2500
-    pool = dataset.add_completions(
-        db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
-    )
-    missing = {uid for _a, uid in pool} - tokens.keys()
-    if missing:
-        tokens.update(dataset.mint_tokens(sorted(missing)))
-    path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
+    path = None
+    if measure_users:
+        claims_total = runs * seconds * 2500
+        pool = dataset.add_completions(
+            db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
+        )
+        missing = {uid for _a, uid in pool} - tokens.keys()
+        if missing:
+            tokens.update(dataset.mint_tokens(sorted(missing)))
+        path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
+    prepared = ranks.prepare(db_name, users, run_id, runs, claim_cost_claims, log_dir) if measure_ranks else None
     env = stack.stack_env(db_name, prefix, stack.free_port())
     st = stack.Stack(env, log_dir / db_name, worker_class)
     st.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     st.start(worker_timeout=600)
     build_seconds = time.monotonic() - started
+    log(f"  {users:,} users: stack up and mirrors built in {build_seconds:.0f} s")
     reader = next(iter(tokens.values()))
+    latency = rank_figures = None
     try:
-        wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2, connections=1)
-        tops, claims = [], []
-        for _run in range(runs):
-            tops.append(wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=seconds, connections=1))
-            claims.append(wrk(st.base + "/api/action/do", "claims.lua", [path, 1], seconds=seconds, connections=1))
+        if measure_users:
+            latency = {
+                "users": users,
+                **latency_runs(st, path, reader, runs, seconds),
+                "startup_seconds": build_seconds,
+            }
+            log(
+                f"  {users:,} users: top p50 {median([t['p50_us'] for t in latency['top']]):.0f} us, "
+                f"claim p50 {median([c['p50_us'] for c in latency['claims']]):.0f} us"
+            )
+        if measure_ranks:
+            rank_figures = ranks.measure(st, db_name, users, prepared, tokens, runs, seconds, log_dir, run_id, ledger)
+            rank_figures["startup_seconds"] = build_seconds
     finally:
         st.stop()
         stack.clear_prefix(prefix)
-    log(
-        f"  {users:,} users: top p50 {median([t['p50_us'] for t in tops]):.0f} us, "
-        f"claim p50 {median([c['p50_us'] for c in claims]):.0f} us (stack up and mirror built in {build_seconds:.0f} s)"
-    )
-    return {"users": users, "top": tops, "claims": claims, "startup_seconds": build_seconds}
+    return latency, rank_figures
 
 
 def users_phase(
@@ -264,12 +297,36 @@ def users_phase(
     seconds: int,
     worker_class: str | None,
     fresh_million: bool = False,
-) -> list[dict[str, Any]]:
-    """Latency with 1,000 and with 1,000,000 users (the second database is built on first use, then kept)."""
+    measure_users: bool = True,
+    measure_ranks: bool = True,
+    claim_cost_claims: int = 1600,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The users and ranks phases with 1,000 and with 1,000,000 users; ``(latency, ranks)``, each by database.
+
+    The second database is built on first use, then kept.
+    """
     if fresh_million or dataset.count_users(dataset.MILLION_DB) != 1_000_010:
         log(f"  building {dataset.MILLION_DB} with generate_series (about a minute, kept for later runs)")
         dataset.prepare(dataset.MILLION_DB, 1_000_000, fresh=True)
-    return [
-        latency_phase(db_name, users, run_id, log_dir, tokens, runs, seconds, worker_class)
-        for db_name, users in ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000))
-    ]
+    latency, rank_figures = [], []
+    for db_name, users in ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000)):
+        found = database_phase(
+            db_name,
+            users,
+            run_id,
+            log_dir,
+            tokens,
+            runs,
+            seconds,
+            worker_class,
+            measure_users,
+            measure_ranks,
+            claim_cost_claims,
+            # The million's history users get the small database's ledger (measured first).
+            tuple(round(x) for x in rank_figures[0]["history_ledger"]) if rank_figures else None,
+        )
+        if found[0] is not None:
+            latency.append(found[0])
+        if found[1] is not None:
+            rank_figures.append(found[1])
+    return latency, rank_figures

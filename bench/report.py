@@ -13,14 +13,22 @@ from .samplers import median
 Results = dict[str, Any]
 
 
+Judge = tuple[str, float]  # ("≥", x), ("≤", x), or ("±", x) for |figure| ≤ x
+
+
 class Target(NamedTuple):
     """One row of the table."""
 
     figure: str  # the figure the row shows: a key of figures()
     measure: str  # the row's name; ``{fields}`` are filled from the figure's labels
     target: str  # the target column
-    judge: tuple[str, float] | None  # ("≥", x), ("≤", x), or ("±", x) for |figure| ≤ x; None: not judged
+    # One judge, or several that must all hold (the figure's value is then a tuple, one number each); None: not judged
+    judge: Judge | tuple[Judge, ...] | None
 
+
+# The ranking reads: fast, and as fast on a million users as on a thousand (judged on the p50s).
+RANKS_TARGET = "p50 ≤ 2 ms; within ±20%"
+RANKS_JUDGES = (("≤", 2.0), ("±", 0.2))
 
 # Every row of the table, in order, with its target. A row whose figure the run did not measure is left out.
 TARGETS: tuple[Target, ...] = (
@@ -56,6 +64,23 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("latency top", "top-10 GET latency p50 (p99), {small} vs {big} users", "within ±20%", ("±", 0.2)),
     Target("latency claims", "claim latency p50 (p99), {small} vs {big} users", "within ±20%", ("±", 0.2)),
+    *(
+        Target(f"ranks {kind}", f"{name} p50 (p99), {{small}} vs {{big}} users", RANKS_TARGET, RANKS_JUDGES)
+        for kind, name in (
+            ("me", "rank lookup, all-time (`GET /api/scores/me?radius=0`)"),
+            ("page", "page of 50 at mid-board, rank {depth} (`GET /api/scores?cursor=`)"),
+            ("around", "around-me, 5 either side (`GET /api/scores/me?radius=5`)"),
+            ("history", "own history, {ledger} (`GET /api/scores/<id>/history`)"),
+            ("week", "rank lookup, this week (`GET /api/scores/me?period=week&radius=0`)"),
+            ("users", "10 chosen users (`GET /api/scores/users?ids=`)"),
+        )
+    ),
+    Target(
+        "claim cost",
+        "claim statement with the period upserts vs without it: p50 (p99), with ÷ without",
+        "≤ 1.10 (p50)",
+        ("≤", 1.10),
+    ),
 )
 
 
@@ -63,7 +88,7 @@ class Figure(NamedTuple):
     """What a row shows (``text``) and the number its target judges (``value``)."""
 
     text: str
-    value: float | None = None
+    value: float | tuple[float, ...] | None = None  # a tuple when the row has several judges, in their order
     labels: Mapping[str, str] = {}  # fields for the row's name (never mutated)
 
 
@@ -79,11 +104,17 @@ def meets(judge: tuple[str, float], value: float) -> bool:
     raise ValueError(f"unknown comparison {comparison!r}")
 
 
-def verdict(judge: tuple[str, float] | None, value: float | None) -> str:
-    """The "met" column."""
+def verdict(judge: Judge | tuple[Judge, ...] | None, value: float | tuple[float, ...] | None) -> str:
+    """The "met" column: every judge of the row must hold."""
     if judge is None:
         return "—"
-    return "yes" if value is not None and meets(judge, value) else "**no**"
+    if value is None:
+        return "**no**"
+    if isinstance(judge[0], tuple):
+        held = isinstance(value, tuple) and len(value) == len(judge) and all(map(meets, judge, value))
+    else:
+        held = meets(judge, value)
+    return "yes" if held else "**no**"
 
 
 # --- the figures, by phase ------------------------------------------------------------------------
@@ -201,6 +232,63 @@ def latency_figures(latency: list[Results]) -> dict[str, Figure]:
     return found
 
 
+def ledger_label(small: list[float], big: list[float]) -> str:
+    """The history users' completions (median claimed, median others) on both databases."""
+    same = tuple(small) == tuple(big)
+    sides = [small] if same else [small, big]
+    text = " / ".join(f"{c:.0f} claimed + {o:.0f} other completions" for c, o in sides)
+    return text + (" each on both" if same else " each")
+
+
+def ranks_figures(rank_runs: list[Results]) -> dict[str, Figure]:
+    """The ranking reads on the small database vs the large one, and the claim statement with vs without periods.
+
+    A read is judged on both p50s (the worse against 2 ms) and on the p50's change.
+    """
+    if len(rank_runs) != 2:
+        return {}
+    small, big = sorted(rank_runs, key=lambda r: r["users"])
+    labels = {"small": f"{small['users']:,}", "big": f"{big['users']:,}"}
+    found = {}
+    for kind in small["reads"]:
+        if kind not in big["reads"]:
+            continue
+        a, b = (median([r["p50_us"] for r in side["reads"][kind]]) / 1000 for side in (small, big))
+        a99, b99 = (median([r["p99_us"] for r in side["reads"][kind]]) / 1000 for side in (small, big))
+        errors = sum(r["status_errors"] + r["timeouts"] for side in (small, big) for r in side["reads"][kind])
+        change = (b - a) / a
+        text = f"{a:.2f} ({a99:.2f}) ms vs {b:.2f} ({b99:.2f}) ms: **{change:+.0%}**"
+        if errors:
+            text += f" ({errors:,} non-2xx or timed out)"
+        found[f"ranks {kind}"] = Figure(
+            text,
+            (max(a, b), change) if not errors else (float("nan"), float("nan")),
+            {
+                **labels,
+                "depth": f"~{small['page_first_rank']:,} / ~{big['page_first_rank']:,}",
+                "ledger": ledger_label(small["history_ledger"], big["history_ledger"]),
+            },
+        )
+    parts, ratios = [], []
+    for side in (small, big):
+        cost = side["claim_cost"]
+        p = {
+            k: median([r[k] for r in cost]) for k in ("with_p50_ms", "with_p99_ms", "without_p50_ms", "without_p99_ms")
+        }
+        ratio = p["with_p50_ms"] / p["without_p50_ms"]
+        ratios.append(ratio)
+        failed = sum(r["failed"] for r in cost)
+        parts.append(
+            f"{side['users']:,} users: {p['with_p50_ms']:.3f} ({p['with_p99_ms']:.3f}) ms vs "
+            f"{p['without_p50_ms']:.3f} ({p['without_p99_ms']:.3f}) ms = **{ratio:.2f}** "
+            f"(p99 {p['with_p99_ms'] / p['without_p99_ms']:.2f})"
+            + (f", {failed} claims matched nothing" if failed else "")
+        )
+    claims = median([r["claims"] for side in (small, big) for r in side["claim_cost"]])
+    found["claim cost"] = Figure("; ".join(parts) + f" ({claims:,.0f} claims a run, alternating)", max(ratios))
+    return found
+
+
 def figures(out: Results) -> dict[str, Figure]:
     """Every figure the run measured, by the key ``TARGETS`` names it with."""
     http = out.get("http") or {"empty": [], "top": [], "claims": []}
@@ -211,6 +299,7 @@ def figures(out: Results) -> dict[str, Figure]:
         **recompute_figures(http["claims"], sockets),
         **memory_figures(out.get("memory", {})),
         **latency_figures(out.get("latency", [])),
+        **ranks_figures(out.get("ranks", [])),
     }
 
 

@@ -1,0 +1,216 @@
+"""The ranks phase: the ranking reads over HTTP, and what the period upserts add to the claim statement.
+
+Run on each bench database beside the users phase, in two steps: :func:`prepare` before the
+stack starts (the current week's rows, then the claim statement timed with and without its period
+upserts, which also gives the history users their claims), :func:`measure` once it is up (the
+Redis mirrors built).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from . import dataset, stack
+from .loadgen import wrk
+from .progress import log
+from .samplers import median, pct
+
+# The reads measured, in the order they run (each with ``wrk -t1 -c1``, one request at a time).
+READS = ("me", "page", "around", "history", "week", "users")
+READ_USERS = 1000  # random users whose tokens ask for their own rank (the same users each run)
+HISTORY_USERS = 500  # users whose completions the claim-cost runs claim, then whose histories are read
+PAGE_CURSORS = 50  # page cursors at consecutive members from the middle of the board
+PAGE_LIMIT = 50  # entries per page (the endpoint's default)
+USERS_PER_LOOKUP = 10  # ids per ``/api/scores/users`` request
+
+
+def _periods() -> list[Any]:
+    """The current day, week and month, in UTC (the stack's zone: the bench leaves ``PERIOD_TZ`` unset)."""
+    from scoreboard.periods import current_periods
+
+    return current_periods()
+
+
+def claim_cost(db_name: str, run_id: str, owners: list[str], runs: int, per_run: int, log_dir: Path) -> list[dict]:
+    """Time the claim statement with and without its period upserts (``bench.claimcost``); the figures of each run."""
+    pool = dataset.add_completions_for(db_name, f"cc{run_id[:4]}x", owners, runs * per_run)
+    path = log_dir / f"claimcost-{db_name}.txt"
+    path.write_text("".join(f"{action_id} {uid}\n" for action_id, uid in pool))
+    out = log_dir / f"claimcost-{db_name}.json"
+    prefix = f"bench:{run_id}:claimcost:"
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "bench.claimcost", str(path), str(runs), str(out)],
+            cwd=stack.ROOT,
+            env=stack.stack_env(db_name, prefix, stack.free_port()),
+            check=True,
+            timeout=120 + runs * per_run * 0.05,
+        )
+    finally:
+        stack.clear_prefix(prefix)
+    found = []
+    for run in json.loads(out.read_text()):
+        with_ms = [t * 1000 for t in run["with"]]
+        without_ms = [t * 1000 for t in run["without"]]
+        found.append(
+            {
+                "periods": run["periods"],
+                "failed": run["failed"],
+                "claims": len(with_ms) + len(without_ms),
+                "with_p50_ms": pct(with_ms, 50),
+                "with_p99_ms": pct(with_ms, 99),
+                "without_p50_ms": pct(without_ms, 50),
+                "without_p99_ms": pct(without_ms, 99),
+            }
+        )
+    return found
+
+
+def prepare(db_name: str, users: int, run_id: str, runs: int, per_run: int, log_dir: Path) -> dict[str, Any]:
+    """Before the stack starts: fill the current week, time the claim statement, note the history users' claims."""
+    periods = _periods()
+    week = next(p for p in periods if p.kind == "week")
+    rows, fill_seconds = dataset.fill_period(db_name, week.key, [p.key for p in periods])
+    log(f"  {users:,} users: {week.key} holds {rows:,} users ({fill_seconds:.0f} s)")
+    # Other users each run: the million's database is kept, and the last run's history users have claims already.
+    owners = dataset.sample_users(users, HISTORY_USERS, seed=int(run_id, 16))
+    cost = claim_cost(db_name, run_id, owners, runs, per_run, log_dir)
+    w = median([r["with_p50_ms"] for r in cost])
+    wo = median([r["without_p50_ms"] for r in cost])
+    log(
+        f"  {users:,} users: claim statement p50 {w:.3f} ms with the period upserts, {wo:.3f} ms without "
+        f"({w / wo:.2f}x; {sum(r['failed'] for r in cost)} claims matched nothing)"
+    )
+    return {
+        "week": week.key,
+        "week_rows": rows,
+        "week_fill_seconds": fill_seconds,
+        "claim_cost": cost,
+        "history_users": owners,
+    }
+
+
+def _cursors(st: stack.Stack, total_hint: int) -> tuple[list[str], int]:
+    """Page cursors after the members at the middle of the all-time board, signed as the API signs them.
+
+    Returns the cursors and the rank the first of their pages starts at.
+    """
+    from scoreboard.stores.ranking import RedisRanking
+
+    client = redis.Redis.from_url(stack.REDIS_URL, decode_responses=True)
+    try:
+        key = RedisRanking(client, st.env["SCOREBOARD_REDIS_PREFIX"]).members_key
+        total = int(client.zcard(key)) or total_hint
+        depth = total // 2  # 0-based index of the first cursor's member: its page starts at rank depth + 2
+        members = client.zrevrange(key, depth, depth + PAGE_CURSORS - 1)
+    finally:
+        client.close()
+    return dataset.page_cursors(members), depth + 2
+
+
+def _lines(kind: str, readers: list[str], owners: list[str], cursors: list[str], tokens: dict[str, str]) -> list[str]:
+    """The ``path token`` lines of one read."""
+    if kind == "me":
+        return [f"/api/scores/me?radius=0 {tokens[u]}" for u in readers]
+    if kind == "around":
+        return [f"/api/scores/me?radius=5 {tokens[u]}" for u in readers]
+    if kind == "week":
+        return [f"/api/scores/me?period=week&radius=0 {tokens[u]}" for u in readers]
+    if kind == "page":
+        return [f"/api/scores?limit={PAGE_LIMIT}&cursor={c} {tokens[readers[i]]}" for i, c in enumerate(cursors)]
+    if kind == "history":
+        return [f"/api/scores/{u}/history {tokens[u]}" for u in owners]
+    if kind == "users":
+        groups = [readers[i : i + USERS_PER_LOOKUP] for i in range(0, len(readers), USERS_PER_LOOKUP)]
+        return [f"/api/scores/users?ids={','.join(g)} {tokens[g[0]]}" for g in groups]
+    raise ValueError(kind)
+
+
+def _check(st: stack.Stack, kind: str, line: str, first_rank: int) -> str:
+    """One request of a read, answered 200 with what it should hold; returns what is wrong ("" when nothing)."""
+    path, token = line.split(" ")
+    answer = requests.get(st.base + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    if answer.status_code != 200:
+        return f"{kind}: {answer.status_code} {answer.text[:200]}"
+    body = answer.json()
+    if kind in ("me", "week") and body.get("rank") is None:
+        return f"{kind}: the user is not ranked"
+    if kind == "around" and len(body.get("around", [])) < 6:
+        return f"{kind}: {len(body.get('around', []))} neighbours"
+    if kind == "page" and (not body.get("entries") or body["entries"][0]["rank"] != first_rank):
+        ranks = [e["rank"] for e in body.get("entries", [])[:1]]
+        return f"{kind}: the page starts at rank {ranks}, not {first_rank}"
+    if kind == "history" and not body.get("entries"):
+        return f"{kind}: no entries"
+    if kind == "users" and not body.get("entries"):
+        return f"{kind}: no entries"
+    return ""
+
+
+def measure(
+    st: stack.Stack,
+    db_name: str,
+    users: int,
+    prepared: dict[str, Any],
+    tokens: dict[str, str],
+    runs: int,
+    seconds: int,
+    log_dir: Path,
+    run_id: str,
+    ledger: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Each read with ``wrk -t1 -c1`` for ``seconds``, the reads interleaved, ``runs`` times; their wrk summaries.
+
+    ``ledger`` is the history users' ``(claimed, other)`` completions on the database measured
+    before: this one's are padded up to it, so that a history page walks as many rows on both and
+    the comparison is about the number of users alone (on the small database every user has
+    completions from the other phases' pools).
+    """
+    readers = dataset.sample_users(users, READ_USERS, seed=11)
+    owners = prepared["history_users"]
+    padded = 0
+    if ledger is not None:
+        padded = dataset.pad_ledgers(db_name, f"pad{run_id[:4]}", owners, *ledger)
+    found = dataset.ledgers(db_name, owners)
+    own_ledger = (median([c for c, _o in found]), median([o for _c, o in found]))
+    missing = sorted(set(readers + owners) - tokens.keys())
+    if missing:
+        tokens.update(dataset.mint_tokens(missing))
+    cursors, first_rank = _cursors(st, users)
+    files, problems = {}, []
+    for kind in READS:
+        lines = _lines(kind, readers, owners, cursors, tokens)
+        files[kind] = log_dir / f"reads-{db_name}-{kind}.txt"
+        files[kind].write_text("\n".join(lines) + "\n")
+        problem = _check(st, kind, lines[0], first_rank)
+        if problem:
+            problems.append(problem)
+            log(f"  {users:,} users: unexpected answer, {problem}")
+    for kind in READS:  # warm up: the first requests of each read pay for pools, scripts and plans
+        wrk(st.base + "/", "paths.lua", [files[kind]], seconds=1, connections=1)
+    reads: dict[str, list[dict[str, Any]]] = {kind: [] for kind in READS}
+    for _run in range(runs):
+        for kind in READS:
+            reads[kind].append(wrk(st.base + "/", "paths.lua", [files[kind]], seconds=seconds, connections=1))
+    log(
+        f"  {users:,} users: "
+        + ", ".join(
+            f"{kind} p50 {median([r['p50_us'] for r in reads[kind]]) / 1000:.2f} ms "
+            f"({sum(r['status_errors'] for r in reads[kind])} non-2xx)"
+            for kind in READS
+        )
+    )
+    return {
+        "users": users,
+        "reads": reads,
+        "page_first_rank": first_rank,
+        "history_ledger": own_ledger,
+        "history_padding": padded,
+        "problems": problems,
+        **{k: v for k, v in prepared.items() if k != "history_users"},
+    }
