@@ -478,6 +478,7 @@ class Relay:
         """The ticker: ``me`` messages when due, and timed boards rolled over; never on the fan-out path."""
         pid = os.getpid()
         wake = self.standings.wake
+        failing = False
         try:
             while not self._stop.is_set() and self._ticking == pid:
                 wake.clear()
@@ -486,8 +487,13 @@ class Relay:
                     with self.app.app_context():
                         self.roll_over()
                         wait = min(wait, self.standings.run())
-                except Exception:  # a bug or an outage must not end the ticker: log it, try again
-                    log.exception("board ticker failed; trying again")
+                    failing = False
+                except Exception as exc:  # a bug or an outage must not end the ticker; logged once until it passes
+                    if not failing:
+                        log.exception("board ticker failed; trying again every second")
+                    else:
+                        log.debug("board ticker still failing: %s", exc)
+                    failing = True
                 wake.wait(max(0.05, wait))
         finally:
             if self._ticking == pid:

@@ -6,6 +6,9 @@
   // Completions recorded but not claimed yet, per user: claimed after a reload or the next sign-in.
   const PENDING_KEY = "scoreboard-demo-pending:";
   const THEME_KEY = "scoreboard-demo-theme";
+  // The board shown (period and "Around me"), kept for the tab so a reload shows the same board.
+  const BOARD_KEY = "scoreboard-demo-board";
+  const PERIODS = ["all", "day", "week", "month"];
   // Waits before retrying after a network failure or a 5xx without Retry-After: 1 s, 2 s, 4 s... up to 30 s.
   const BACKOFF_MAX_S = 30;
   const $ = (id) => document.getElementById(id);
@@ -422,6 +425,44 @@
   });
 
   applyTheme(savedTheme() || systemTheme());
+
+  // ---- which board: the period switcher and "Around me" --------------------------------------
+
+  let shownBoard = null; // {period, around}
+
+  /** Show the board of ``period`` (around the viewer with ``around``); the buttons say which is shown. */
+  function showBoard({ period, around }) {
+    shownBoard = { period, around };
+    // Only a change is set: the widget reconnects when its period changes.
+    if ((board.getAttribute("period") || "all") !== period) board.setAttribute("period", period);
+    if ((board.getAttribute("mode") === "around") !== around) {
+      if (around) board.setAttribute("mode", "around");
+      else board.removeAttribute("mode");
+    }
+    for (const button of document.querySelectorAll(".period-switch [data-period]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.period === period));
+    }
+    $("around-toggle").setAttribute("aria-pressed", String(around));
+    try {
+      sessionStorage.setItem(BOARD_KEY, JSON.stringify({ period, around }));
+    } catch (_) {
+      /* storage blocked: the choice lasts for this page */
+    }
+  }
+
+  /** The board chosen earlier in this tab, else the all-time top list. */
+  function savedBoard() {
+    const saved = readJson(sessionStorage, BOARD_KEY) || {};
+    return { period: PERIODS.includes(saved.period) ? saved.period : "all", around: saved.around === true };
+  }
+
+  for (const button of document.querySelectorAll(".period-switch [data-period]")) {
+    button.addEventListener("click", () => showBoard({ ...shownBoard, period: button.dataset.period }));
+  }
+  $("around-toggle").addEventListener("click", () => showBoard({ ...shownBoard, around: !shownBoard.around }));
+
+  // Before the token provider below: the widget then opens its first socket on the chosen board.
+  showBoard(savedBoard());
 
   // Setting the provider (re)connects the widget, so the first showing needs no reconnect of its own.
   board.tokenProvider = () => (session ? session.accessToken : null);

@@ -5,12 +5,14 @@
  *
  *   <script src="https://scores.example.com/static/live-scoreboard.js" defer></script>
  *   <live-scoreboard heading="Top players" rows="10"></live-scoreboard>
+ *   <live-scoreboard period="week" mode="around"></live-scoreboard>
  *
- * Attributes: server, token, token-provider, heading (or title), rows, viewer, theme.
- * Properties: token, tokenProvider, top, version, state; methods reconnect(), resync().
- * Events (bubbling, composed): scoreboard-state, scoreboard-update, scoreboard-error.
+ * Attributes: server, token, token-provider, heading (or title), rows, viewer, theme, period, mode.
+ * Properties: token, tokenProvider, top, around, me, version, state; methods reconnect(), resync().
+ * Events (bubbling, composed): scoreboard-state, scoreboard-update, scoreboard-me, scoreboard-error.
  * With a token, every (re)connection first trades it for a single-use socket ticket
- * (POST /api/socket-ticket), so the token itself never appears in a socket URL.
+ * (POST /api/socket-ticket), so the token itself never appears in a socket URL; a signed-in
+ * viewer's widget then asks for its own standing ({"type":"watch"}) and shows "you: #12 of 345".
  * No inline script or style: it runs under a strict Content-Security-Policy.
  * See docs/widget.md for the full reference.
  */
@@ -44,6 +46,8 @@
   const TOKEN_ENDED = 4001;
   const DEFAULT_ROWS = 10;
   const MAX_ROWS = 100;
+  // The boards a widget can show (the `period` attribute), and the label each gets beside the heading.
+  const PERIOD_LABELS = { all: "", day: "Today", week: "This week", month: "This month" };
 
   const STATE_LABELS = {
     idle: "Idle",
@@ -140,6 +144,31 @@
       text-overflow: ellipsis;
       white-space: nowrap;
     }
+    .period-label {
+      display: inline-block;
+      margin-left: 8px;
+      padding: 2px 8px;
+      border-radius: 999px;
+      background: var(--_me-bg);
+      color: var(--_accent);
+      font-size: 0.6875rem;
+      font-weight: 700;
+      letter-spacing: 0.02em;
+      text-transform: uppercase;
+      vertical-align: 2px;
+    }
+    .period-label[hidden] { display: none; }
+    .you-line {
+      margin: 0;
+      padding: 8px 20px 10px;
+      border-top: 1px solid var(--_border);
+      font-size: 0.8125rem;
+      font-weight: 600;
+      color: var(--_muted);
+      font-variant-numeric: tabular-nums;
+    }
+    .you-line[hidden] { display: none; }
+    .card[data-mode="around"] col.c-rank { width: 5.5rem; }
     .status {
       flex: 0 0 auto;
       display: inline-flex;
@@ -327,7 +356,9 @@
       header { padding: 14px 14px 10px; flex-wrap: wrap; }
       thead th, tbody td, tbody th { padding-left: 12px; padding-right: 12px; }
       col.c-rank { width: 3.25rem; }
+      .card[data-mode="around"] col.c-rank { width: 4.5rem; }
       col.c-score { width: 6rem; }
+      .you-line { padding-left: 12px; padding-right: 12px; }
       .avatar { display: none; }
       table { font-size: 0.875rem; }
     }
@@ -364,7 +395,7 @@
   const TEMPLATE = `
     <section class="card" part="card" aria-labelledby="title">
       <header part="header">
-        <h2 id="title" part="title"></h2>
+        <h2 id="title" part="title"><span class="heading-text"></span> <span class="period-label" part="period" hidden></span></h2>
         <span class="status" part="status" id="status" data-state="idle">
           <span class="dot" aria-hidden="true"></span><span class="label"></span>
         </span>
@@ -378,6 +409,7 @@
         </thead>
         <tbody></tbody>
       </table>
+      <p class="you-line" part="you-line" hidden></p>
       <div class="sr-only" role="status" aria-live="polite" aria-atomic="true" part="announcer"></div>
     </section>
   `;
@@ -403,6 +435,18 @@
     const first = Array.from(words[0])[0] || "";
     const last = words.length > 1 ? Array.from(words[words.length - 1])[0] || "" : "";
     return (first + last).toUpperCase();
+  }
+
+  /** Board rows as the widget keeps them, from a top list or a neighbourhood as the server sent it. */
+  function normalise(entries) {
+    return entries
+      .filter((e) => e && e.userId != null)
+      .map((e, i) => ({
+        rank: Number.isFinite(e.rank) ? e.rank : i + 1,
+        userId: String(e.userId),
+        displayName: e.displayName != null && e.displayName !== "" ? String(e.displayName) : String(e.userId),
+        score: Number(e.score) || 0,
+      }));
   }
 
   /** The ``sub`` and ``exp`` claims of a JWT, read without verifying it (the server verifies). */
@@ -520,7 +564,7 @@
   class LiveScoreboard extends HTMLElement {
     /** The attributes whose changes the element reacts to. */
     static get observedAttributes() {
-      return ["server", "token", "token-provider", "heading", "title", "rows", "viewer"];
+      return ["server", "token", "token-provider", "heading", "title", "rows", "viewer", "period", "mode"];
     }
 
     /** Build the shadow DOM; connecting waits until the element is in a document. */
@@ -532,7 +576,9 @@
       const $ = (selector) => this.shadowRoot.querySelector(selector);
       this._els = {
         card: $(".card"),
-        title: $("h2"),
+        title: $("h2 .heading-text"),
+        periodLabel: $(".period-label"),
+        youLine: $(".you-line"),
         status: $(".status"),
         statusLabel: $(".status .label"),
         retry: $(".retry"),
@@ -544,6 +590,16 @@
       this._top = [];
       this._version = -1;
       this._hasBoard = false;
+      // mode="around": the viewer's neighbourhood shown instead of the top list (null: show the top list),
+      // undefined until the first answer for this viewer, so the top list does not flash before it.
+      this._around = undefined;
+      this._aroundRank = null; // the rank and score of the last neighbourhood fetched
+      this._aroundScore = null;
+      this._aroundFetch = 0; // the newest neighbourhood request; older answers are dropped
+      this._me = null; // the viewer's standing from the last "me" message: {rank, score, total}
+      this._meDuringFetch = false; // a "me" came while the neighbourhood was being fetched
+      this._standingOf = null; // the viewer whose standing and neighbourhood these are
+      this._rowsShown = false; // rows (not the placeholder) are on screen
       this._state = "idle";
       this._attempt = 0;
       this._generation = 0;
@@ -587,6 +643,7 @@
     /** Start showing and connecting once in the page. */
     connectedCallback() {
       this._updateHeading();
+      this._els.card.dataset.mode = this._mode();
       this._renderRows();
       window.addEventListener("online", this._onOnline);
       window.addEventListener("offline", this._onOffline);
@@ -637,6 +694,21 @@
         this._updateHeading();
       } else if (name === "rows" || name === "viewer") {
         if (this._hasBoard) this._renderRows();
+      } else if (name === "mode") {
+        this._els.card.dataset.mode = this._mode();
+        this._around = this._aroundWanted() ? undefined : null;
+        if (this._around === undefined && this._hasBoard) {
+          this._fetchAround(); // the top list stays until the neighbourhood's answer replaces it
+        } else if (this._hasBoard) {
+          this._renderRows();
+          this._announcer.reset(this._shownRows());
+        }
+      } else if (name === "period") {
+        // Another board: what is shown belongs to the old one, and versions are per board.
+        this._updateHeading();
+        this._clearBoard();
+        this._setMe(null);
+        if (this.isConnected && !this._stopped) this.reconnect();
       } else if (this.isConnected && !this._stopped) {
         this.reconnect();
       }
@@ -667,6 +739,16 @@
       return this._top.map((entry) => ({ ...entry }));
     }
 
+    /** With mode="around", the viewer's neighbourhood shown (from ``GET /api/scores/me``), else null. */
+    get around() {
+      return Array.isArray(this._around) ? this._around.map((entry) => ({ ...entry })) : null;
+    }
+
+    /** The signed-in viewer's standing from the last ``me`` message (``{rank, score, total}``), or null. */
+    get me() {
+      return this._me ? { rank: this._me.rank, score: this._me.score, total: this._me.total } : null;
+    }
+
     /** The version of the board shown (-1 before the first one). */
     get version() {
       return this._version;
@@ -691,7 +773,9 @@
       const token = await this._currentToken();
       let response;
       try {
-        response = await fetch(this._httpUrl("/api/score/top"), {
+        const period = this._period();
+        const query = period === "all" ? "" : `?period=${encodeURIComponent(period)}`;
+        response = await fetch(this._httpUrl(`/api/score/top${query}`), {
           headers: token ? { Authorization: `Bearer ${token}` } : {},
           cache: "no-store",
         });
@@ -728,6 +812,8 @@
     _socketUrl(ticket) {
       const url = new URL(this._httpUrl("/ws/scoreboard"));
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      const period = this._period();
+      if (period !== "all") url.searchParams.set("period", period);
       if (ticket) url.searchParams.set("ticket", ticket);
       return url.href;
     }
@@ -774,7 +860,12 @@
     _viewerId() {
       const viewer = this.getAttribute("viewer");
       if (viewer) return viewer;
-      const sub = this._token ? readClaims(this._token).sub : null;
+      return this._viewerIdFor(this._token);
+    }
+
+    /** The subject of ``token`` (whose standing the server sends), or null. */
+    _viewerIdFor(token) {
+      const sub = token ? readClaims(token).sub : null;
       return sub == null ? null : String(sub);
     }
 
@@ -790,6 +881,14 @@
       this._setState(this._hasBoard ? "reconnecting" : "connecting");
       const token = await this._currentToken();
       if (generation !== this._generation || this._stopped) return;
+      const viewer = this._viewerIdFor(token);
+      if (viewer !== this._standingOf) {
+        // Another viewer (or none): the standing and neighbourhood shown were somebody else's.
+        this._standingOf = viewer;
+        this._setMe(null);
+        this._around = this._aroundWanted() ? undefined : null;
+        this._aroundFetch += 1;
+      }
       if (this._hasBoard) this._renderRows(); // the viewer may have changed with the token
       if (token && token === this._endedToken) {
         // The provider has no fresh token yet: the ended one would only be refused. Wait for another.
@@ -830,7 +929,7 @@
         }, SNAPSHOT_GRACE_MS);
       };
       ws.onmessage = (event) => {
-        if (this._ws === ws) this._onMessage(event.data);
+        if (this._ws === ws) this._onMessage(event.data, ws);
       };
       ws.onclose = (event) => {
         if (this._ws !== ws) return;
@@ -880,7 +979,10 @@
     /** Show that the token was refused; retry only where a provider can supply a new one. */
     _unauthorized(message) {
       // Signed out: the board was for the signed-in viewer, so it goes too.
-      if (!this._token) this._clearBoard();
+      if (!this._token) {
+        this._clearBoard();
+        this._setMe(null);
+      }
       this._setState("unauthorized", { message });
       this._emit("scoreboard-error", { reason: "unauthorized", message });
       // A provider may hand out a fresh token next time; with none at all, the page calls reconnect()
@@ -894,6 +996,9 @@
       this._top = [];
       this._version = -1;
       this._hasBoard = false;
+      this._around = this._aroundWanted() ? undefined : null;
+      this._aroundRank = this._aroundScore = null;
+      this._aroundFetch += 1;
       this._rowEls.clear();
       this._announcer.reset(null);
       this._els.card.removeAttribute("data-stale");
@@ -942,19 +1047,42 @@
       }
     }
 
-    /** Handle one socket message: ``snapshot`` re-syncs, ``update`` moves the board on. */
-    _onMessage(data) {
+    /**
+     * Handle one socket message: ``snapshot`` re-syncs, ``update`` moves the board on, ``me`` is the viewer's
+     * standing, ``error`` a refused request. Board messages of another board than the one asked for are ignored.
+     */
+    _onMessage(data, ws) {
       let message;
       try {
         message = JSON.parse(data);
       } catch (_) {
         return;
       }
-      if (!message || !Array.isArray(message.top) || !Number.isFinite(message.version)) return;
+      if (!message || typeof message !== "object") return;
+      if (message.type === "error") {
+        this._emit("scoreboard-error", { reason: String(message.code || "error"), message: String(message.message || "") });
+        return;
+      }
+      if ((message.period || "all") !== this._period()) return;
+      if (message.type === "me") {
+        this._onMe(message);
+        return;
+      }
+      if (!Array.isArray(message.top) || !Number.isFinite(message.version)) return;
       if (message.type === "snapshot") {
         clearTimeout(this._snapshotTimer);
         this._apply(message.version, message.top, "snapshot");
         this._markLive();
+        // A signed-in viewer (the socket was opened with a ticket) asks for its own standing, once per socket.
+        if (this._token && ws && !ws._watching) {
+          ws._watching = true;
+          try {
+            ws.send('{"type":"watch"}');
+          } catch (_) {
+            /* closing: the next socket asks again */
+          }
+        }
+        if (this._aroundWanted()) this._fetchAround();
       } else {
         this._apply(message.version, message.top, message.type || "update");
       }
@@ -974,23 +1102,120 @@
       // Versions only grow: anything older is a late or replayed message. An equal version is the
       // same board (a re-sync of what is shown), so it is skipped too.
       if (version < this._version || (version === this._version && this._hasBoard)) return false;
-      const previous = this._top;
+      const previous = this._shownRows();
       this._version = version;
-      this._top = top
-        .filter((e) => e && e.userId != null)
-        .map((e, i) => ({
-          rank: Number.isFinite(e.rank) ? e.rank : i + 1,
-          userId: String(e.userId),
-          displayName: e.displayName != null && e.displayName !== "" ? String(e.displayName) : String(e.userId),
-          score: Number(e.score) || 0,
-        }));
-      const first = !this._hasBoard;
+      this._top = normalise(top);
       this._hasBoard = true;
-      this._renderRows(first ? null : previous);
-      if (first) this._announcer.reset(this._top);
-      else this._announcer.board(this._top);
+      // With mode="around" the viewer's neighbourhood is shown instead, once its answer is in.
+      if (this._showingTop()) this._showRows(previous);
       this._emit("scoreboard-update", { version, top: this.top, source });
       return true;
+    }
+
+    /** Render what is shown now (the top list or the neighbourhood) and tell the announcer about it. */
+    _showRows(previous) {
+      const first = !this._rowsShown;
+      this._renderRows(first ? null : previous);
+      if (!this._rowsShown) return; // still the placeholder
+      const rows = this._shownRows();
+      if (first) this._announcer.reset(rows);
+      else this._announcer.board(rows);
+    }
+
+    /** The rows to show: the viewer's neighbourhood with mode="around" (once fetched), else the top list. */
+    _shownRows() {
+      return Array.isArray(this._around) && this._aroundWanted() ? this._around : this._top;
+    }
+
+    /** Whether the top list is what is shown (not the neighbourhood, nor the wait for its first answer). */
+    _showingTop() {
+      return !this._aroundWanted() || this._around === null;
+    }
+
+    /** The board kind shown: the ``period`` attribute (all, day, week, month), else all time. */
+    _period() {
+      const period = (this.getAttribute("period") || "all").trim().toLowerCase();
+      return Object.prototype.hasOwnProperty.call(PERIOD_LABELS, period) ? period : "all";
+    }
+
+    /** ``around`` (the viewer's neighbourhood) or ``top``. */
+    _mode() {
+      return (this.getAttribute("mode") || "").trim().toLowerCase() === "around" ? "around" : "top";
+    }
+
+    /** Whether the neighbourhood is wanted: mode="around" for a signed-in viewer (without one, the top list). */
+    _aroundWanted() {
+      return this._mode() === "around" && Boolean(this._token);
+    }
+
+    /**
+     * Fetch the viewer's neighbourhood (``GET /api/scores/me?period=&radius=``) and show it. A viewer without a
+     * rank sees the top list; a failed request keeps what is shown (the top list before a first answer).
+     */
+    async _fetchAround() {
+      const id = ++this._aroundFetch;
+      const token = this._token;
+      if (!token) return;
+      this._meDuringFetch = false;
+      const period = encodeURIComponent(this._period());
+      const radius = Math.max(0, Math.floor((this._rowLimit() - 1) / 2));
+      let body = null;
+      try {
+        const response = await fetch(this._httpUrl(`/api/scores/me?period=${period}&radius=${radius}`), {
+          headers: { Authorization: `Bearer ${token}` },
+          cache: "no-store",
+        });
+        if (response.ok) body = await response.json().catch(() => null);
+      } catch (_) {
+        body = null;
+      }
+      if (id !== this._aroundFetch || token !== this._token || this._stopped || !this._aroundWanted()) return;
+      const previous = this._shownRows();
+      if (body && Array.isArray(body.around)) {
+        this._around = body.around.length ? normalise(body.around) : null;
+        this._aroundRank = Number.isFinite(body.rank) ? body.rank : null;
+        this._aroundScore = Number.isFinite(body.score) ? body.score : null;
+      } else if (this._around === undefined) {
+        this._around = null;
+      } else {
+        return;
+      }
+      if (this._hasBoard) this._showRows(previous);
+      // A "me" that came while this was in flight may already say more than this answer.
+      const me = this._me;
+      if (this._meDuringFetch && me && (me.rank !== this._aroundRank || me.score !== this._aroundScore)) {
+        this._fetchAround();
+      }
+    }
+
+    /** A ``me`` message: the viewer's standing; with mode="around", a new rank or score refetches the neighbourhood. */
+    _onMe(message) {
+      const me = {
+        rank: Number.isFinite(message.rank) ? message.rank : null,
+        score: Number.isFinite(message.score) ? message.score : null,
+        total: Number.isFinite(message.total) ? message.total : 0,
+      };
+      this._setMe(me);
+      this._emit("scoreboard-me", { ...me, period: this._period() });
+      if (!this._aroundWanted()) return;
+      this._meDuringFetch = true;
+      if (this._around !== undefined && (me.rank !== this._aroundRank || me.score !== this._aroundScore)) {
+        this._fetchAround();
+      }
+    }
+
+    /** Keep the viewer's standing (null: none) and show it as "you: #1,234 of 50,000". */
+    _setMe(me) {
+      this._me = me;
+      const line = this._els.youLine;
+      if (!me) {
+        line.hidden = true;
+        line.textContent = "";
+        return;
+      }
+      line.textContent =
+        me.rank == null ? "you: not ranked yet" : `you: #${this._format(me.rank)} of ${this._format(me.total)}`;
+      line.hidden = false;
     }
 
     /** Record and show the connection state. */
@@ -1027,9 +1252,12 @@
 
     // ---- rendering -------------------------------------------------------------------------
 
-    /** The heading text: ``heading``, else ``title``, else a default. */
+    /** The heading text: ``heading``, else ``title``, else a default; beside it the period ("This week"). */
     _updateHeading() {
       this._els.title.textContent = this.getAttribute("heading") || this.getAttribute("title") || "Top players";
+      const label = PERIOD_LABELS[this._period()];
+      this._els.periodLabel.textContent = label;
+      this._els.periodLabel.hidden = !label;
     }
 
     /** How many rows to show. */
@@ -1041,11 +1269,12 @@
     /** Render the board, keyed by user id, animating moves and score rises against ``previous``. */
     _renderRows(previous = null) {
       const body = this._els.body;
-      if (!this._hasBoard) {
+      if (!this._hasBoard || (this._aroundWanted() && this._around === undefined)) {
         this._renderPlaceholder(body);
         return;
       }
-      const entries = this._top.slice(0, this._rowLimit());
+      this._rowsShown = true;
+      const entries = this._shownRows().slice(0, this._rowLimit());
       const viewer = this._viewerId();
       const animate = previous && !reducedMotion();
       const before = new Map();
@@ -1075,7 +1304,8 @@
         tr.className = "empty";
         const td = document.createElement("td");
         td.colSpan = 3;
-        td.textContent = "No scores yet. Complete an action to lead the board.";
+        const when = { all: "", day: " today", week: " this week", month: " this month" }[this._period()];
+        td.textContent = `No scores yet${when}. Complete an action to lead the board.`;
         tr.append(td);
         body.append(tr);
       }
@@ -1084,6 +1314,7 @@
 
     /** Grey placeholder rows while the first board loads; hidden from assistive technology. */
     _renderPlaceholder(body) {
+      this._rowsShown = false;
       body.textContent = "";
       const count = Math.min(this._rowLimit(), 5);
       for (let i = 0; i < count; i += 1) {
@@ -1122,7 +1353,7 @@
     /** Fill one row; ``before`` is the player's previous entry (null: new on the board, undefined: first render). */
     _fillRow(tr, entry, isViewer, before) {
       const badge = tr.querySelector(".badge");
-      badge.textContent = String(entry.rank);
+      badge.textContent = this._format(entry.rank);
       if (entry.rank <= 3) badge.dataset.medal = String(entry.rank);
       else delete badge.dataset.medal;
       tr.querySelector(".name").textContent = entry.displayName;
