@@ -37,7 +37,7 @@ class LocalBoard:
         return self._board[2]
 
     def offer(self, version: int, top_json: str, key: str | None = None) -> bool:
-        """Keep this board if it is newer than the one held; returns whether it was (the listener's thread only)."""
+        """Keep this board if it is newer than the one held; returns whether it was (the relay's, under its lock)."""
         if version <= self._board[0]:
             return False
         self._board = (version, top_json.encode(), key)
