@@ -228,65 +228,26 @@ def latency_runs(st: stack.Stack, path: Path, reader: str, runs: int, seconds: i
     return {"top": tops, "claims": claims}
 
 
-def database_phase(
-    db_name: str,
-    users: int,
-    run_id: str,
-    log_dir: Path,
-    tokens: dict[str, str],
-    runs: int,
-    seconds: int,
-    worker_class: str | None,
-    measure_users: bool = True,
-    measure_ranks: bool = True,
-    claim_cost_claims: int = 1600,
-    ledger: tuple[int, int] | None = None,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The users and ranks phases on one database, on a stack of its own; ``(latency, ranks)`` (None when skipped).
-
-    The ranks phase's database work (the current week's rows, the claim statement timed with and
-    without its period upserts) runs before the stack starts, so nothing else runs beside it and the
-    worker's first recompute mirrors it all; the reads run after the users phase's wrk runs.
-    """
-    prefix = f"bench:{run_id}:{db_name}:"
-    path = None
-    if measure_users:
-        claims_total = runs * seconds * 2500
-        pool = dataset.add_completions(
-            db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
-        )
-        missing = {uid for _a, uid in pool} - tokens.keys()
-        if missing:
-            tokens.update(dataset.mint_tokens(sorted(missing)))
-        path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
-    prepared = ranks.prepare(db_name, users, run_id, runs, claim_cost_claims, log_dir) if measure_ranks else None
-    env = stack.stack_env(db_name, prefix, stack.free_port())
+def _start(db_name: str, users: int, run_id: str, log_dir: Path, worker_class: str | None) -> tuple[stack.Stack, float]:
+    """A stack on one bench database, started (its Redis mirrors built); returns it and the seconds that took."""
+    env = stack.stack_env(db_name, f"bench:{run_id}:{db_name}:", stack.free_port())
     st = stack.Stack(env, log_dir / db_name, worker_class)
     st.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    st.start(worker_timeout=600)
+    try:
+        st.start(worker_timeout=600)
+    except Exception:
+        stack.clear_prefix(env["SCOREBOARD_REDIS_PREFIX"])
+        raise
     build_seconds = time.monotonic() - started
     log(f"  {users:,} users: stack up and mirrors built in {build_seconds:.0f} s")
-    reader = next(iter(tokens.values()))
-    latency = rank_figures = None
-    try:
-        if measure_users:
-            latency = {
-                "users": users,
-                **latency_runs(st, path, reader, runs, seconds),
-                "startup_seconds": build_seconds,
-            }
-            log(
-                f"  {users:,} users: top p50 {median([t['p50_us'] for t in latency['top']]):.0f} us, "
-                f"claim p50 {median([c['p50_us'] for c in latency['claims']]):.0f} us"
-            )
-        if measure_ranks:
-            rank_figures = ranks.measure(st, db_name, users, prepared, tokens, runs, seconds, log_dir, run_id, ledger)
-            rank_figures["startup_seconds"] = build_seconds
-    finally:
-        st.stop()
-        stack.clear_prefix(prefix)
-    return latency, rank_figures
+    return st, build_seconds
+
+
+def _stop(st: stack.Stack) -> None:
+    """Stop a stack and delete its Redis keys."""
+    st.stop()
+    stack.clear_prefix(st.env["SCOREBOARD_REDIS_PREFIX"])
 
 
 def users_phase(
@@ -303,30 +264,53 @@ def users_phase(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The users and ranks phases with 1,000 and with 1,000,000 users; ``(latency, ranks)``, each by database.
 
-    The second database is built on first use, then kept.
+    Each database gets a stack of its own. Before it starts, the ranks phase's database work runs
+    (the current week's rows, the claim statement timed with and without its period upserts), with
+    nothing else of the bench running and so that the worker's first recompute mirrors it all. The
+    users phase measures each stack alone, the small one first. For the ranks phase the small stack
+    is then started again beside the large one, and the ranking reads alternate between the two,
+    so that whatever else loads the machine falls on both sizes alike. The second database is built
+    on first use, then kept.
     """
     if fresh_million or dataset.count_users(dataset.MILLION_DB) != 1_000_010:
         log(f"  building {dataset.MILLION_DB} with generate_series (about a minute, kept for later runs)")
         dataset.prepare(dataset.MILLION_DB, 1_000_000, fresh=True)
-    latency, rank_figures = [], []
-    for db_name, users in ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000)):
-        found = database_phase(
-            db_name,
-            users,
-            run_id,
-            log_dir,
-            tokens,
-            runs,
-            seconds,
-            worker_class,
-            measure_users,
-            measure_ranks,
-            claim_cost_claims,
-            # The million's history users get the small database's ledger (measured first).
-            tuple(round(x) for x in rank_figures[0]["history_ledger"]) if rank_figures else None,
-        )
-        if found[0] is not None:
-            latency.append(found[0])
-        if found[1] is not None:
-            rank_figures.append(found[1])
-    return latency, rank_figures
+    databases = ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000))
+    latency, prepared, running = [], {}, {}
+    try:
+        for db_name, users in databases:
+            path = None
+            if measure_users:
+                claims_total = runs * seconds * 2500
+                pool = dataset.add_completions(
+                    db_name, f"lat{run_id[:4]}", claims_total, users=users, spread=7919 if users > 7919 else 1
+                )
+                missing = {uid for _a, uid in pool} - tokens.keys()
+                if missing:
+                    tokens.update(dataset.mint_tokens(sorted(missing)))
+                path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
+            if measure_ranks:
+                prepared[db_name] = ranks.prepare(db_name, users, run_id, runs, claim_cost_claims, log_dir)
+            st, build_seconds = running[db_name] = _start(db_name, users, run_id, log_dir, worker_class)
+            if measure_ranks:
+                prepared[db_name]["startup_seconds"] = build_seconds
+            if measure_users:
+                reader = next(iter(tokens.values()))
+                latency.append({"users": users, **latency_runs(st, path, reader, runs, seconds)})
+                latency[-1]["startup_seconds"] = build_seconds
+                log(
+                    f"  {users:,} users: top p50 {median([t['p50_us'] for t in latency[-1]['top']]):.0f} us, "
+                    f"claim p50 {median([c['p50_us'] for c in latency[-1]['claims']]):.0f} us"
+                )
+            if db_name != databases[-1][0] or not measure_ranks:
+                _stop(running.pop(db_name)[0])
+        if not measure_ranks:
+            return latency, []
+        for db_name, users in databases:
+            if db_name not in running:
+                running[db_name] = _start(db_name, users, run_id, log_dir, worker_class)
+        sides = [ranks.Side(db_name, users, running[db_name][0], prepared[db_name]) for db_name, users in databases]
+        return latency, ranks.measure(sides, tokens, runs, seconds, log_dir, run_id)
+    finally:
+        for st, _seconds in running.values():
+            _stop(st)

@@ -1,16 +1,16 @@
 """The ranks phase: the ranking reads over HTTP, and what the period upserts add to the claim statement.
 
 Run on each bench database beside the users phase, in two steps: :func:`prepare` before the
-stack starts (the current week's rows, then the claim statement timed with and without its period
-upserts, which also gives the history users their claims), :func:`measure` once it is up (the
-Redis mirrors built).
+database's stack starts (the current week's rows, then the claim statement timed with and without
+its period upserts, which also gives the history users their claims), :func:`measure` once the
+stacks of both databases are up (their Redis mirrors built), alternating between them.
 """
 
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import requests
@@ -152,65 +152,90 @@ def _check(st: stack.Stack, kind: str, line: str, first_rank: int) -> str:
     return ""
 
 
-def measure(
-    st: stack.Stack,
-    db_name: str,
-    users: int,
-    prepared: dict[str, Any],
-    tokens: dict[str, str],
-    runs: int,
-    seconds: int,
-    log_dir: Path,
-    run_id: str,
-    ledger: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """Each read with ``wrk -t1 -c1`` for ``seconds``, the reads interleaved, ``runs`` times; their wrk summaries.
+class Side(NamedTuple):
+    """One database of the comparison, with its running stack and what :func:`prepare` left."""
 
-    ``ledger`` is the history users' ``(claimed, other)`` completions on the database measured
-    before: this one's are padded up to it, so that a history page walks as many rows on both and
-    the comparison is about the number of users alone (on the small database every user has
-    completions from the other phases' pools).
-    """
-    readers = dataset.sample_users(users, READ_USERS, seed=11)
-    owners = prepared["history_users"]
-    padded = 0
-    if ledger is not None:
-        padded = dataset.pad_ledgers(db_name, f"pad{run_id[:4]}", owners, *ledger)
-    found = dataset.ledgers(db_name, owners)
-    own_ledger = (median([c for c, _o in found]), median([o for _c, o in found]))
+    db_name: str
+    users: int
+    stack: stack.Stack
+    prepared: dict[str, Any]
+
+
+def _read_files(side: Side, tokens: dict[str, str], log_dir: Path) -> tuple[dict[str, Path], int, list[str]]:
+    """The ``path token`` file of every read on one side, each read checked once; (files, first page rank, problems)."""
+    readers = dataset.sample_users(side.users, READ_USERS, seed=11)
+    owners = side.prepared["history_users"]
     missing = sorted(set(readers + owners) - tokens.keys())
     if missing:
         tokens.update(dataset.mint_tokens(missing))
-    cursors, first_rank = _cursors(st, users)
+    cursors, first_rank = _cursors(side.stack, side.users)
     files, problems = {}, []
     for kind in READS:
         lines = _lines(kind, readers, owners, cursors, tokens)
-        files[kind] = log_dir / f"reads-{db_name}-{kind}.txt"
+        files[kind] = log_dir / f"reads-{side.db_name}-{kind}.txt"
         files[kind].write_text("\n".join(lines) + "\n")
-        problem = _check(st, kind, lines[0], first_rank)
+        problem = _check(side.stack, kind, lines[0], first_rank)
         if problem:
             problems.append(problem)
-            log(f"  {users:,} users: unexpected answer, {problem}")
-    for kind in READS:  # warm up: the first requests of each read pay for pools, scripts and plans
-        wrk(st.base + "/", "paths.lua", [files[kind]], seconds=1, connections=1)
-    reads: dict[str, list[dict[str, Any]]] = {kind: [] for kind in READS}
-    for _run in range(runs):
+            log(f"  {side.users:,} users: unexpected answer, {problem}")
+    return files, first_rank, problems
+
+
+def measure(
+    sides: list[Side], tokens: dict[str, str], runs: int, seconds: int, log_dir: Path, run_id: str
+) -> list[dict[str, Any]]:
+    """Each read with ``wrk -t1 -c1`` for ``seconds`` on each side, ``runs`` times; their wrk summaries, by side.
+
+    The runs interleave the reads and the sides (read by read, the sides in turn, their order
+    swapped every run), so that load from outside the bench falls on every figure alike. Before
+    that, the history users of every side after the first get their ledgers padded to the first
+    side's (its median claimed and other completions), so that a history page walks as many rows
+    everywhere and the comparison is about the number of users alone (on the small database every
+    user also holds the other phases' pools).
+    """
+    padded = {}
+    target = None
+    for side in sides:
+        owners = side.prepared["history_users"]
+        padded[side.db_name] = 0
+        if target is not None:
+            padded[side.db_name] = dataset.pad_ledgers(side.db_name, f"pad{run_id[:4]}", owners, *target)
+        else:
+            found = dataset.ledgers(side.db_name, owners)
+            target = (round(median([c for c, _o in found])), round(median([o for _c, o in found])))
+    prepared = {side.db_name: _read_files(side, tokens, log_dir) for side in sides}
+    for side in sides:  # warm up: the first requests of each read pay for pools, scripts and plans
         for kind in READS:
-            reads[kind].append(wrk(st.base + "/", "paths.lua", [files[kind]], seconds=seconds, connections=1))
-    log(
-        f"  {users:,} users: "
-        + ", ".join(
-            f"{kind} p50 {median([r['p50_us'] for r in reads[kind]]) / 1000:.2f} ms "
-            f"({sum(r['status_errors'] for r in reads[kind])} non-2xx)"
-            for kind in READS
+            wrk(side.stack.base + "/", "paths.lua", [prepared[side.db_name][0][kind]], seconds=1, connections=1)
+    reads = {side.db_name: {kind: [] for kind in READS} for side in sides}
+    for run in range(runs):
+        for kind in READS:
+            for side in sides if run % 2 == 0 else reversed(sides):
+                path = prepared[side.db_name][0][kind]
+                reads[side.db_name][kind].append(
+                    wrk(side.stack.base + "/", "paths.lua", [path], seconds=seconds, connections=1)
+                )
+    found = []
+    for side in sides:
+        mine = reads[side.db_name]
+        log(
+            f"  {side.users:,} users: "
+            + ", ".join(
+                f"{kind} p50 {median([r['p50_us'] for r in mine[kind]]) / 1000:.2f} ms "
+                f"({sum(r['status_errors'] for r in mine[kind])} non-2xx)"
+                for kind in READS
+            )
         )
-    )
-    return {
-        "users": users,
-        "reads": reads,
-        "page_first_rank": first_rank,
-        "history_ledger": own_ledger,
-        "history_padding": padded,
-        "problems": problems,
-        **{k: v for k, v in prepared.items() if k != "history_users"},
-    }
+        ledger = dataset.ledgers(side.db_name, side.prepared["history_users"])
+        found.append(
+            {
+                "users": side.users,
+                "reads": mine,
+                "page_first_rank": prepared[side.db_name][1],
+                "problems": prepared[side.db_name][2],
+                "history_ledger": (median([c for c, _o in ledger]), median([o for _c, o in ledger])),
+                "history_padding": padded[side.db_name],
+                **{k: v for k, v in side.prepared.items() if k != "history_users"},
+            }
+        )
+    return found
