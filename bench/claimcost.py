@@ -1,14 +1,19 @@
 """The claim statement with and without its period upserts, timed on the claims bind; run as its own process.
 
-``python -m bench.claimcost CLAIMS_FILE RUNS OUT`` with the servers' environment (``stack.stack_env``).
+``python -m bench.claimcost CLAIMS_FILE RUNS WAL_SAMPLES OUT`` with the servers' environment (``stack.stack_env``).
 
 The app is built as the servers build it, and every claim runs on ``db.engines["claims"]`` (the
 pool of autocommit connections the claim uses), as ``scoring.claims`` runs it: check a
 connection out, execute, scalar. Claims alternate between the two statements in pairs of
 opposite order (with, without, without, with, ...), so drift on the machine falls on both alike.
-``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order and split
-into ``RUNS`` runs; each claim must succeed (its new score returned). The first claims of each
-run are a warm-up and are not counted. Times are ``time.perf_counter()`` around the execute.
+``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order: the
+first ``2 * WAL_SAMPLES`` lines are kept for the WAL sample, the rest split into ``RUNS`` runs.
+Each claim must succeed (its new score returned). The first claims of each run are a warm-up and
+are not counted. Times are ``time.perf_counter()`` around the execute.
+
+The WAL sample, after the runs, claims untimed: ``pg_current_wal_insert_lsn()`` before and after
+each claim on the same connection, so the difference is the WAL the claim wrote, its commit record
+included (and whatever another session wrote meanwhile: the median is quoted).
 """
 
 import json
@@ -16,12 +21,21 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 WARMUP = 20
+LSN = text("SELECT pg_current_wal_insert_lsn()")
+DIFF = text("SELECT pg_wal_lsn_diff(:after, :before)")
+
+
+def kind_of(i: int) -> str:
+    """The statement of claim ``i``: pairs in opposite order, with, without | without, with | with, without ..."""
+    return "with" if (i % 2 == 0) == ((i // 2) % 2 == 0) else "without"
 
 
 def main() -> None:
     """Claim every completion of the file, alternating the two statements; write the times as JSON."""
-    claims_file, runs, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    claims_file, runs, samples, out = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     from scoreboard import create_app
     from scoreboard.extensions import db
     from scoreboard.periods import clock, current_periods
@@ -31,34 +45,48 @@ def main() -> None:
     without_periods = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
     statements = {"with": CLAIM_ONE_STATEMENT, "without": without_periods}
     lines = [line.split() for line in claims_file.read_text().splitlines() if line.strip()]
+    wal_lines, lines = lines[: 2 * samples], lines[2 * samples :]
     per_run = len(lines) // runs
-    results = []
+    results = {"runs": [], "wal": {"with": [], "without": []}, "failed": 0}
     with create_app().app_context():
         engine = db.engines["claims"]
         keys = [p.key for p in current_periods()]
+        results["periods"] = keys
+
+        def params(action_id: str, user: str) -> dict:
+            return {
+                "p_action": action_id,
+                "p_user": user,
+                "p_now": clock(),
+                "p_ip": "127.0.0.1",
+                "p_agent": "bench",
+                "p_periods": keys,
+            }
+
         for run in range(runs):
             times: dict[str, list[float]] = {"with": [], "without": []}
-            failed = 0
             for i, (action_id, user) in enumerate(lines[run * per_run : (run + 1) * per_run]):
-                # Pairs in opposite order: with, without | without, with | with, without ...
-                kind = "with" if (i % 2 == 0) == ((i // 2) % 2 == 0) else "without"
-                params = {
-                    "p_action": action_id,
-                    "p_user": user,
-                    "p_now": clock(),
-                    "p_ip": "127.0.0.1",
-                    "p_agent": "bench",
-                    "p_periods": keys,
-                }
+                kind = kind_of(i)
+                bound = params(action_id, user)
                 started = time.perf_counter()
                 with engine.connect() as conn:
-                    new_score = conn.execute(statements[kind], params).scalar()
+                    new_score = conn.execute(statements[kind], bound).scalar()
                 elapsed = time.perf_counter() - started
                 if new_score is None:
-                    failed += 1
+                    results["failed"] += 1
                 elif i >= WARMUP:
                     times[kind].append(elapsed)
-            results.append({"periods": keys, "failed": failed, **times})
+            results["runs"].append(times)
+        with engine.connect() as conn:
+            for i, (action_id, user) in enumerate(wal_lines):
+                kind = kind_of(i)
+                before = conn.execute(LSN).scalar()
+                new_score = conn.execute(statements[kind], params(action_id, user)).scalar()
+                after = conn.execute(LSN).scalar()
+                if new_score is None:
+                    results["failed"] += 1
+                else:
+                    results["wal"][kind].append(int(conn.execute(DIFF, {"after": after, "before": before}).scalar()))
         engine.dispose()
     out.write_text(json.dumps(results))
 

@@ -36,38 +36,67 @@ def _periods() -> list[Any]:
     return current_periods()
 
 
-def claim_cost(db_name: str, run_id: str, owners: list[str], runs: int, per_run: int, log_dir: Path) -> list[dict]:
-    """Time the claim statement with and without its period upserts (``bench.claimcost``); the figures of each run."""
-    pool = dataset.add_completions_for(db_name, f"cc{run_id[:4]}x", owners, runs * per_run)
-    path = log_dir / f"claimcost-{db_name}.txt"
-    path.write_text("".join(f"{action_id} {uid}\n" for action_id, uid in pool))
-    out = log_dir / f"claimcost-{db_name}.json"
-    prefix = f"bench:{run_id}:claimcost:"
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "bench.claimcost", str(path), str(runs), str(out)],
-            cwd=stack.ROOT,
-            env=stack.stack_env(db_name, prefix, stack.free_port()),
-            check=True,
-            timeout=120 + runs * per_run * 0.05,
-        )
-    finally:
-        stack.clear_prefix(prefix)
-    found = []
-    for run in json.loads(out.read_text()):
-        with_ms = [t * 1000 for t in run["with"]]
-        without_ms = [t * 1000 for t in run["without"]]
-        found.append(
-            {
-                "periods": run["periods"],
-                "failed": run["failed"],
-                "claims": len(with_ms) + len(without_ms),
-                "with_p50_ms": pct(with_ms, 50),
-                "with_p99_ms": pct(with_ms, 99),
-                "without_p50_ms": pct(without_ms, 50),
-                "without_p99_ms": pct(without_ms, 99),
-            }
-        )
+WAL_SAMPLES = 30  # claims of each statement in the WAL sample
+# Strides over the users for the scattered claims: coprime with the user count, unlike the users phase's 7,919.
+SCATTER = {1000: 7, 1_000_000: 104_729}
+
+
+def claim_cost(
+    db_name: str, users: int, run_id: str, owners: list[str], runs: int, per_run: int, log_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Time the claim statement with and without its period upserts (``bench.claimcost``), by pattern.
+
+    ``repeat``: the claims of the history users, ~10 each over a run (the pages their rows are on
+    stay cached, and a user's day and month rows exist after their first claim). ``scattered``: each
+    claim another user, strided over the whole database (each touches pages nobody touched lately,
+    and on the million's database nearly every claim creates the user's day and month rows).
+    """
+    count = runs * per_run + 2 * WAL_SAMPLES
+    pools = {
+        "repeat": dataset.add_completions_for(db_name, f"cr{run_id[:4]}x", owners, count),
+        "scattered": dataset.add_completions(
+            db_name, f"cs{run_id[:4]}x", count, users=users, spread=SCATTER.get(users, 1)
+        ),
+    }
+    found = {}
+    for pattern, pool in pools.items():
+        # The WAL sample comes first in the file (``bench.claimcost``), after the timed runs in time.
+        pool = pool[-2 * WAL_SAMPLES :] + pool[: -2 * WAL_SAMPLES]
+        path = log_dir / f"claimcost-{db_name}-{pattern}.txt"
+        path.write_text("".join(f"{action_id} {uid}\n" for action_id, uid in pool))
+        out = log_dir / f"claimcost-{db_name}-{pattern}.json"
+        prefix = f"bench:{run_id}:claimcost:"
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "bench.claimcost", str(path), str(runs), str(WAL_SAMPLES), str(out)],
+                cwd=stack.ROOT,
+                env=stack.stack_env(db_name, prefix, stack.free_port()),
+                check=True,
+                timeout=120 + count * 0.05,
+            )
+        finally:
+            stack.clear_prefix(prefix)
+        result = json.loads(out.read_text())
+        figures = []
+        for run in result["runs"]:
+            with_ms = [t * 1000 for t in run["with"]]
+            without_ms = [t * 1000 for t in run["without"]]
+            figures.append(
+                {
+                    "claims": len(with_ms) + len(without_ms),
+                    "with_p50_ms": pct(with_ms, 50),
+                    "with_p99_ms": pct(with_ms, 99),
+                    "without_p50_ms": pct(without_ms, 50),
+                    "without_p99_ms": pct(without_ms, 99),
+                }
+            )
+        found[pattern] = {
+            "periods": result["periods"],
+            "failed": result["failed"],
+            "runs": figures,
+            "wal_with_bytes": median(result["wal"]["with"]),
+            "wal_without_bytes": median(result["wal"]["without"]),
+        }
     return found
 
 
@@ -79,13 +108,15 @@ def prepare(db_name: str, users: int, run_id: str, runs: int, per_run: int, log_
     log(f"  {users:,} users: {week.key} holds {rows:,} users ({fill_seconds:.0f} s)")
     # Other users each run: the million's database is kept, and the last run's history users have claims already.
     owners = dataset.sample_users(users, HISTORY_USERS, seed=int(run_id, 16))
-    cost = claim_cost(db_name, run_id, owners, runs, per_run, log_dir)
-    w = median([r["with_p50_ms"] for r in cost])
-    wo = median([r["without_p50_ms"] for r in cost])
-    log(
-        f"  {users:,} users: claim statement p50 {w:.3f} ms with the period upserts, {wo:.3f} ms without "
-        f"({w / wo:.2f}x; {sum(r['failed'] for r in cost)} claims matched nothing)"
-    )
+    cost = claim_cost(db_name, users, run_id, owners, runs, per_run, log_dir)
+    for pattern, found in cost.items():
+        w = median([r["with_p50_ms"] for r in found["runs"]])
+        wo = median([r["without_p50_ms"] for r in found["runs"]])
+        log(
+            f"  {users:,} users, {pattern} claims: statement p50 {w:.3f} ms with the period upserts, {wo:.3f} ms "
+            f"without ({w / wo:.2f}x); WAL {found['wal_with_bytes']:,.0f} vs {found['wal_without_bytes']:,.0f} "
+            f"bytes; {found['failed']} claims matched nothing"
+        )
     return {
         "week": week.key,
         "week_rows": rows,

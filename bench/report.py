@@ -271,21 +271,22 @@ def ranks_figures(rank_runs: list[Results]) -> dict[str, Figure]:
         )
     parts, ratios = [], []
     for side in (small, big):
-        cost = side["claim_cost"]
-        p = {
-            k: median([r[k] for r in cost]) for k in ("with_p50_ms", "with_p99_ms", "without_p50_ms", "without_p99_ms")
-        }
-        ratio = p["with_p50_ms"] / p["without_p50_ms"]
-        ratios.append(ratio)
-        failed = sum(r["failed"] for r in cost)
-        parts.append(
-            f"{side['users']:,} users: {p['with_p50_ms']:.3f} ({p['with_p99_ms']:.3f}) ms vs "
-            f"{p['without_p50_ms']:.3f} ({p['without_p99_ms']:.3f}) ms = **{ratio:.2f}** "
-            f"(p99 {p['with_p99_ms'] / p['without_p99_ms']:.2f})"
-            + (f", {failed} claims matched nothing" if failed else "")
-        )
-    claims = median([r["claims"] for side in (small, big) for r in side["claim_cost"]])
-    found["claim cost"] = Figure("; ".join(parts) + f" ({claims:,.0f} claims a run, alternating)", max(ratios))
+        for pattern, cost in side["claim_cost"].items():
+            keys = ("with_p50_ms", "with_p99_ms", "without_p50_ms", "without_p99_ms")
+            p = {k: median([r[k] for r in cost["runs"]]) for k in keys}
+            ratio = p["with_p50_ms"] / p["without_p50_ms"]
+            ratios.append(ratio)
+            parts.append(
+                f"{side['users']:,} users, {pattern}: {p['with_p50_ms']:.2f} ({p['with_p99_ms']:.2f}) ms vs "
+                f"{p['without_p50_ms']:.2f} ({p['without_p99_ms']:.2f}) ms = **{ratio:.2f}** "
+                f"(p99 {p['with_p99_ms'] / p['without_p99_ms']:.2f}; WAL {cost['wal_with_bytes'] / 1024:.1f} vs "
+                f"{cost['wal_without_bytes'] / 1024:.1f} KiB)"
+                + (f", {cost['failed']} claims matched nothing" if cost["failed"] else "")
+            )
+    claims = median([r["claims"] for side in (small, big) for c in side["claim_cost"].values() for r in c["runs"]])
+    found["claim cost"] = Figure(
+        "; ".join(parts) + f" ({claims:,.0f} claims a run and pattern, alternating)", max(ratios)
+    )
     return found
 
 
