@@ -91,7 +91,9 @@ def handle_http_exception(error):
 
 def handle_database_down(error):
     """A database that cannot be reached is a 503, not a 500."""
-    log.warning("database unavailable: %s", error.__class__.__name__)
+    cause = getattr(error, "orig", None) or error
+    # The driver's first line says which failure it was (refused, timed out, too many clients); never the SQL.
+    log.warning("database unavailable: %s: %s", type(cause).__name__, str(cause).strip().partition("\n")[0][:200])
     return error_response(
         503, "database_unavailable", "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
     )

@@ -129,9 +129,11 @@ def compose_tops(rankings: list[Ranking], limit: int) -> list[list[dict]]:
     ]
 
 
-def _rebuild(stores: Stores, periods: Iterable[Period], reason: str) -> None:
-    for period in periods:
+def _rebuild(stores: Stores, periods: list[Period], reason: str) -> None:
+    """Reload these boards; one rebuild in the metrics, however many boards it reloads."""
+    if periods:
         metrics.REBUILDS.labels(reason=reason).inc()
+    for period in periods:
         rebuild_mirror(stores.ranking_for(period.board), period.board)
 
 
@@ -183,9 +185,9 @@ def refresh_board(rebuild: bool = False) -> int:
         db.session.commit()
         version = stores.board_cache.publish_if_changed(dumps(tops[0]), changed_at)
         if version:
-            metrics.BROADCASTS.inc()
+            metrics.BROADCASTS.labels(board=ALL_TIME.kind).inc()
             log.info("board broadcast", extra={"version": version})
         for period, top in zip(now, tops[1:], strict=True):
             if stores.board_cache_for(period.kind).publish_if_changed(dumps(top), period_changed_at, key=period.key):
-                metrics.BROADCASTS.inc()
+                metrics.BROADCASTS.labels(board=period.kind).inc()
         return version

@@ -48,11 +48,13 @@ RECOMPUTES = Counter(
 )
 BROADCASTS = Counter(
     "scoreboard_board_broadcasts_total",
-    "Recomputes whose top list changed and was broadcast.",
+    "Top lists that changed and were broadcast, by board (all, day, week, month).",
+    ["board"],
 )
 REBUILDS = Counter(
     "scoreboard_board_rebuilds_total",
-    "Full rebuilds of the Redis mirror from the database, by reason (reconcile, or mirror_missing).",
+    "Rebuilds of the Redis mirror from the database (each reloads every board found missing, or all of them on a"
+    " reconcile), by reason (reconcile, or mirror_missing).",
     ["reason"],
 )
 CACHE = Counter(
