@@ -60,8 +60,13 @@ WEBSOCKETS = {
             "with 4001 (`token expired`, `token revoked`) at the token's `exp` and within a second of its "
             "revocation; a socket opened without one on a public board never is. A refused handshake answers "
             "JSON like any error: 401 (`token_*`, `ticket_invalid`), 403 `origin_forbidden`, 429 "
-            "`too_many_sockets` (per client IP, across every process). The board is one-way: a client may send "
-            '`{"type": "resync"}` to get a fresh snapshot; anything else closes the socket.'
+            "`too_many_sockets` (per client IP, across every process), 400 `bad_period`. `?period=day|week|month` "
+            "streams that period's board instead of the all-time one (its messages carry `period` and `key`; at "
+            'midnight the new, empty period is broadcast). A client may send `{"type": "resync"}` to get a '
+            'fresh snapshot, and, on a socket opened with a credential, `{"type": "watch"}`: from then on it also '
+            'gets `{"type": "me", "version", "period", "rank", "score", "total"}` whenever the viewer\'s own '
+            "rank, score or the board's size changed, at most once a second (without a credential the answer is "
+            '`{"type": "error", "code": "sign_in_required"}`). Anything else closes the socket.'
         ),
         "parameters": [
             {
@@ -70,6 +75,13 @@ WEBSOCKETS = {
                 "required": False,
                 "description": "A ticket from `POST /api/socket-ticket`: single-use, valid for `expiresIn` seconds.",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            },
+            {
+                "name": "period",
+                "in": "query",
+                "required": False,
+                "description": "The board: `all` (the default), or the current `day`, ISO `week` or `month`.",
+                "schema": {"type": "string", "enum": ["all", "day", "week", "month"], "default": "all"},
             },
             {
                 "name": "token",
@@ -83,7 +95,7 @@ WEBSOCKETS = {
         "closeCodes": {
             "1000": "normal close",
             "1001": "`server restarting`: the process is stopping; reconnect (another instance answers)",
-            "1003": "`unsupported message`: the client sent something other than a resync request",
+            "1003": "`unsupported message`: the client sent something other than a resync or watch request",
             "1008": "`too many messages` (more than 10 client messages in 10 s), or `Ping/Pong timeout`",
             "1009": "a client frame over 4 KiB",
             "4001": "`token expired` or `token revoked`: the socket's token ended; get a fresh token and reconnect",

@@ -302,12 +302,38 @@ class TopEntry(Out):
     score: int
 
 
-class BoardMessage(Out):
-    """One message on ``/ws/scoreboard``: ``snapshot`` on connect, ``update`` on every change."""
+class TopMessage(Out):
+    """``snapshot`` on connect, ``update`` on every change; a day, week or month board names itself."""
 
     type: Literal["snapshot", "update"]
     version: int
+    period: Literal["day", "week", "month"] | None = Field(None, description="Absent on the all-time board.")
+    key: str | None = Field(None, description="The period's key, e.g. `week:2026-W49`; absent on the all-time board.")
+    changed_at: int | None = Field(None, description="Epoch ms of the oldest change the message carries.")
     top: list[TopEntry]
+
+
+class MeMessage(Out):
+    """After ``{"type": "watch"}``: the viewer's own place, sent when it changes (at most once a second)."""
+
+    type: Literal["me"]
+    version: int
+    period: Literal["all", "day", "week", "month"]
+    key: str | None = Field(None, description="The period's key; absent on the all-time board.")
+    rank: int | None = Field(description="Null while the viewer has no points on this board.")
+    score: int | None
+    total: int
+
+
+class SocketError(Out):
+    """The answer to a request the socket cannot serve, e.g. ``watch`` without a viewer (``sign_in_required``)."""
+
+    type: Literal["error"]
+    code: str
+    message: str
+
+
+BoardMessage = Annotated[TopMessage | MeMessage | SocketError, Field(discriminator="type")]
 
 
 class AdminUser(Out):

@@ -80,8 +80,16 @@ def test_websockets_are_described(offline_app, document):
     sockets = [rule.rule for rule in offline_app.url_map.iter_rules() if rule.websocket]
     assert sockets and set(sockets) <= set(document["x-websockets"])
     board = document["x-websockets"]["/ws/scoreboard"]
-    assert board["message"] == {"$ref": "#/components/schemas/BoardMessage"}
-    assert "snapshot" in document["components"]["schemas"]["BoardMessage"]["properties"]["type"]["enum"]
+    # One of three messages, told apart by "type": the board, the viewer's own place, an error.
+    refs = {option["$ref"].rsplit("/", 1)[1] for option in board["message"]["oneOf"]}
+    assert (
+        refs == {"TopMessage", "MeMessage", "SocketError"}
+        and board["message"]["discriminator"]["propertyName"] == "type"
+    )
+    schemas = document["components"]["schemas"]
+    assert set(schemas["TopMessage"]["properties"]["type"]["enum"]) == {"snapshot", "update"}
+    assert {"rank", "score", "total", "period"} <= set(schemas["MeMessage"]["properties"])
+    assert {p["name"] for p in board["parameters"]} >= {"ticket", "period"}
 
 
 @pytest.mark.unit
