@@ -6,7 +6,7 @@ PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -38,12 +38,17 @@ class UTCDateTime(TypeDecorator):
 
 
 class UserStatus:
-    """A user's standing: only ``ACTIVE`` users appear on public boards; ``BANNED`` ones may not claim."""
+    """A user's standing: only ``ACTIVE`` users appear on public boards; ``BANNED`` ones may not claim.
+
+    ``HELD`` is a suspect of the anomaly detection awaiting review: off every public board like a
+    hidden user, while their claims keep committing and their own view of their place is unchanged.
+    """
 
     ACTIVE = "active"
     HIDDEN = "hidden"
     BANNED = "banned"
-    ALL = (ACTIVE, HIDDEN, BANNED)
+    HELD = "held"
+    ALL = (ACTIVE, HIDDEN, BANNED, HELD)
 
 
 class CompletionStatus:
@@ -178,6 +183,8 @@ class Completion(db.Model):
 
     __table_args__ = (
         Index("ix_completions_user_created", "user_id", "created_at"),
+        # The anomaly scan reads the claims of its window (scoreboard.integrity).
+        Index("ix_completions_claimed_at", "claimed_at"),
         Index(
             "ix_completions_pending_expiry",
             "expires_at",
@@ -207,6 +214,54 @@ class Completion(db.Model):
             "clientIp": self.client_ip,
             "userAgent": self.user_agent,
         }
+
+
+class ClaimRefusal(db.Model):
+    """A refused claim (a replay, another user's id, an expired or void one): one of the anomaly scan's signals."""
+
+    __tablename__ = "claim_refusals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    # No foreign key: a token's user may have no row yet when its claim is refused.
+    user_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(String(32))  # the refusal's error code, e.g. already_claimed
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+
+    __table_args__ = (Index("ix_claim_refusals_user_at", "user_id", "at"), Index("ix_claim_refusals_at", "at"))
+
+
+class SuspectStatus:
+    """A suspect's review: ``HELD`` (off the boards) or ``FLAGGED`` (reported only), then ``CLEARED`` or
+    ``CONFIRMED`` by an admin."""
+
+    HELD = "held"
+    FLAGGED = "flagged"
+    CLEARED = "cleared"
+    CONFIRMED = "confirmed"
+    ALL = (HELD, FLAGGED, CLEARED, CONFIRMED)
+
+
+class Suspect(db.Model):
+    """A user the anomaly scan flagged: why, and what review made of it."""
+
+    __tablename__ = "suspects"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    anomaly_score: Mapped[float] = mapped_column(Float)
+    flagged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # JSON: [{"feature", "value", "typical": {"median", "p95"}}], the features that drove the flag.
+    reasons: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # JSON: every feature's value at the flag, so a cleared user is flagged again only if that changes markedly.
+    features: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    # The user's status before the hold, restored when cleared.
+    previous_status: Mapped[str | None] = mapped_column(String(16))
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review_reason: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_suspects_status_flagged", "status", "flagged_at"),)
 
 
 class AuditEntry(db.Model):

@@ -144,7 +144,7 @@ def reset_state(app, redis_client):
         # Test set-up, not a request: the sessions' statement and lock bounds do not apply to it.
         db.session.execute(text("SET LOCAL statement_timeout = 0"))
         db.session.execute(text("SET LOCAL lock_timeout = 0"))
-        db.session.execute(text("TRUNCATE audit_log, completions, scores, users, actions CASCADE"))
+        db.session.execute(text("TRUNCATE audit_log, claim_refusals, completions, scores, users, actions CASCADE"))
         db.session.commit()
         load_catalog(DEFAULT_CATALOG)
         if limiter.enabled:

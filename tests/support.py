@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("users", "scores", "period_scores", "actions", "completions", "audit_log")
+TABLES = ("users", "scores", "period_scores", "actions", "completions", "audit_log", "claim_refusals", "suspects")
 
 
 def bearer(token):

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect, text
 from tests.conftest import PG_ADMIN_URL
 from tests.support import ROOT, python_bin
 
-TABLES = {"users", "scores", "period_scores", "actions", "completions", "audit_log"}
+TABLES = {"users", "scores", "period_scores", "actions", "completions", "audit_log", "claim_refusals", "suspects"}
 
 
 def flask_db(env, *args):
