@@ -4,8 +4,11 @@
 
 The app is built as the servers build it, and every claim runs on ``db.engines["claims"]`` (the
 pool of autocommit connections the claim uses), as ``scoring.claims`` runs it: check a
-connection out, execute, scalar. Claims alternate between the two statements in pairs of
-opposite order (with, without, without, with, ...), so drift on the machine falls on both alike.
+connection out, execute, scalar. Three statements take turns, in triples whose order rotates
+(so drift on the machine falls on all alike): ``with``, the claim's ``CLAIM_ONE_STATEMENT``;
+``without``, the same without the period upserts; and ``compiled``, ``CLAIM_ONE_STATEMENT``
+compiled once, here, and sent as its SQL string (``exec_driver_sql``), which shows what the
+statement costs without SQLAlchemy compiling it on each execution.
 ``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order: the
 first ``2 * WAL_SAMPLES`` lines are kept for the WAL sample, the rest split into ``RUNS`` runs.
 Each claim must succeed (its new score returned). The first claims of each run are a warm-up and
@@ -28,8 +31,16 @@ LSN = text("SELECT pg_current_wal_insert_lsn()")
 DIFF = text("SELECT pg_wal_lsn_diff(:after, :before)")
 
 
+KINDS = ("with", "without", "compiled")
+
+
 def kind_of(i: int) -> str:
-    """The statement of claim ``i``: pairs in opposite order, with, without | without, with | with, without ..."""
+    """The statement of claim ``i``: triples in rotating order (with, without, compiled, then without, ...)."""
+    return KINDS[(i + i // 3) % 3]
+
+
+def wal_kind_of(i: int) -> str:
+    """The statement of the WAL sample's claim ``i``: pairs in opposite order, with, without | without, with | ..."""
     return "with" if (i % 2 == 0) == ((i // 2) % 2 == 0) else "without"
 
 
@@ -52,6 +63,9 @@ def main() -> None:
         engine = db.engines["claims"]
         keys = [p.key for p in current_periods()]
         results["periods"] = keys
+        compiled = CLAIM_ONE_STATEMENT.compile(dialect=engine.dialect)
+        compiled_sql = str(compiled)
+        results["cacheable"] = CLAIM_ONE_STATEMENT._generate_cache_key() is not None
 
         def params(action_id: str, user: str) -> dict:
             return {
@@ -64,13 +78,16 @@ def main() -> None:
             }
 
         for run in range(runs):
-            times: dict[str, list[float]] = {"with": [], "without": []}
+            times: dict[str, list[float]] = {kind: [] for kind in KINDS}
             for i, (action_id, user) in enumerate(lines[run * per_run : (run + 1) * per_run]):
                 kind = kind_of(i)
                 bound = params(action_id, user)
                 started = time.perf_counter()
                 with engine.connect() as conn:
-                    new_score = conn.execute(statements[kind], bound).scalar()
+                    if kind == "compiled":
+                        new_score = conn.exec_driver_sql(compiled_sql, compiled.construct_params(bound)).scalar()
+                    else:
+                        new_score = conn.execute(statements[kind], bound).scalar()
                 elapsed = time.perf_counter() - started
                 if new_score is None:
                     results["failed"] += 1
@@ -79,7 +96,7 @@ def main() -> None:
             results["runs"].append(times)
         with engine.connect() as conn:
             for i, (action_id, user) in enumerate(wal_lines):
-                kind = kind_of(i)
+                kind = wal_kind_of(i)
                 before = conn.execute(LSN).scalar()
                 new_score = conn.execute(statements[kind], params(action_id, user)).scalar()
                 after = conn.execute(LSN).scalar()

@@ -260,7 +260,7 @@ def users_phase(
     fresh_million: bool = False,
     measure_users: bool = True,
     measure_ranks: bool = True,
-    claim_cost_claims: int = 1600,
+    claim_cost_claims: int = 2400,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The users and ranks phases with 1,000 and with 1,000,000 users; ``(latency, ranks)``, each by database.
 
