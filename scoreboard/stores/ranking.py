@@ -118,6 +118,14 @@ class Ranking(Protocol):
         ``(None, [], total)`` when the user is not ranked.
         """
 
+    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+        """The standing ``member`` would have were it ranked, the ``radius`` standings either side of it, and
+        the total counting it (a held user's own view, see ``board.standings``).
+
+        The neighbours below it are ranked one lower than they are, as if it were there; a member that is
+        ranked after all gets its real place and total.
+        """
+
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user (reconcile's drift count)."""
 
@@ -215,6 +223,35 @@ return reply
 """
 )
 
+# KEYS: members. ARGV: a member (ranked or not), radius (>= 0).
+# Returns {total, members sorting above it, 1 if it is ranked else 0, how many above follow, those above (nearest
+# first), then those below (nearest first)}: each read is O(log n) plus the members returned.
+AROUND_AS_IF = """
+local total = redis.call('ZCARD', KEYS[1])
+local member, radius = ARGV[1], tonumber(ARGV[2])
+local above = redis.call('ZLEXCOUNT', KEYS[1], '(' .. member, '+')
+local ranked = redis.call('ZSCORE', KEYS[1], member) and 1 or 0
+local up, down = {}, {}
+if radius > 0 then
+  up = redis.call('ZRANGEBYLEX', KEYS[1], '(' .. member, '+', 'LIMIT', 0, radius)
+  down = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. member, '-', 'LIMIT', 0, radius)
+end
+local reply = {total, above, ranked, #up}
+for i = 1, #up do reply[#reply + 1] = up[i] end
+for i = 1, #down do reply[#reply + 1] = down[i] end
+return reply
+"""
+
+
+def as_if(
+    member: str, total: int, above: int, ranked: bool, up: Sequence[str], down: Sequence[str]
+) -> tuple[Standing, list[Standing], int]:
+    """:meth:`Ranking.around_as_if`'s answer from what either adapter read: ``up`` and ``down`` nearest first."""
+    rank = above + 1
+    me = standing_of(member, rank)
+    near = [*run_from(list(reversed(up)), rank - len(up)), me, *run_from(list(down), rank + 1)]
+    return me, near, total + (0 if ranked else 1)
+
 
 class RedisRanking:
     """The ranking as a sorted set plus a hash of per-user states; every write and read is one call.
@@ -237,6 +274,7 @@ class RedisRanking:
         self._standings = client.register_script(STANDINGS)
         self._page = client.register_script(PAGE)
         self._around = client.register_script(AROUND)
+        self._around_as_if = client.register_script(AROUND_AS_IF)
 
     def is_built(self) -> bool:
         """Whether the mirror holds the whole ranking, in this release's member format."""
@@ -295,6 +333,14 @@ class RedisRanking:
         rank, first, *members = found
         near = run_from(members, int(first) + 1)
         return near[int(rank) - int(first)], near, int(total)
+
+    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+        """Where ``member`` would rank, its neighbours as if it were there, and the total counting it; one script."""
+        total, above, ranked, count, *members = self._around_as_if(
+            keys=[self.members_key], args=[member, max(0, radius)]
+        )
+        up, down = members[: int(count)], members[int(count) :]
+        return as_if(member, int(total), int(above), bool(int(ranked)), up, down)
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user, in two round trips."""
@@ -421,6 +467,16 @@ class MemoryRanking:
             if rank is None:
                 return None, [], count
             return standing_of(member, rank), self._run(rank - radius, rank + radius), count
+
+    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+        """Where ``member`` would rank, its neighbours as if it were there, and the total counting it."""
+        radius = max(0, radius)
+        with self._lock:
+            members = self._members
+            low, high = members.bisect_left(member), members.bisect_right(member)
+            up = list(members.islice(high, high + radius))  # ascending: nearest above first
+            down = list(members.islice(max(0, low - radius), low, reverse=True))  # nearest below first
+            return as_if(member, len(members), len(members) - high, high > low, up, down)
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user."""

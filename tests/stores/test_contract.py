@@ -296,6 +296,41 @@ def test_around_clips_at_the_top_and_the_bottom(stores):
     assert ranking.around("nobody", 2) == (None, [], 10)
 
 
+def test_around_as_if_places_an_unranked_member_where_it_would_sort(stores):
+    ranking = stores.ranking
+    ranking.apply([entry(f"u{rank}", 100 - 10 * rank, reached_us=rank) for rank in range(1, 8)])  # 90 ... 30
+    ranking.apply([entry("held", 65, reached_us=1, visible=False)])  # in the state, not in the ranking
+
+    def as_if(score, radius, user="held", reached_us=1):
+        me, near, total = ranking.around_as_if(entry(user, score, reached_us=reached_us).member, radius)
+        assert me in near and (me.user_id, me.score) == (user, score)
+        assert [s.rank for s in near] == list(range(near[0].rank, near[0].rank + len(near)))
+        return me.rank, [s.user_id for s in near], total
+
+    # Between u3 (70) and u4 (60): rank 4 of 8, the ones below it one rank lower than they are.
+    assert as_if(65, 2) == (4, ["u2", "u3", "held", "u4", "u5"], 8)
+    me, near, _ = ranking.around_as_if(entry("held", 65).member, 1)
+    assert near == [Standing(3, "u3", 70, entry("u3", 70, reached_us=3).member), me,
+                    Standing(5, "u4", 60, entry("u4", 60, reached_us=4).member)]  # fmt: skip
+    assert as_if(65, 0) == (4, ["held"], 8)
+    assert as_if(500, 2) == (1, ["held", "u1", "u2"], 8)  # above everyone
+    assert as_if(1, 2) == (8, ["u6", "u7", "held"], 8)  # below everyone
+    assert as_if(65, 50) == (4, ["u1", "u2", "u3", "held", "u4", "u5", "u6", "u7"], 8)
+    # An equal score: who reached it first ranks first.
+    assert as_if(70, 1, reached_us=2)[:2] == (3, ["u2", "held", "u3"])
+    assert as_if(70, 1, reached_us=4)[:2] == (4, ["u3", "held", "u4"])
+    # A member that is ranked gets its own place and the real total.
+    assert as_if(60, 1, user="u4", reached_us=4) == (4, ["u3", "u4", "u5"], 7)
+    # The real ranking is untouched.
+    assert ranking.total() == 7 and ranking.standing("held") is None
+    empty = stores.ranking_for("day:2026-12-02")
+    assert empty.around_as_if(entry("held", 5).member, 3) == (
+        Standing(1, "held", 5, entry("held", 5).member),
+        [Standing(1, "held", 5, entry("held", 5).member)],
+        1,
+    )
+
+
 def test_each_board_has_a_ranking_of_its_own(stores):
     assert stores.ranking_for("") is stores.ranking
     day = stores.ranking_for("day:2026-12-02")
@@ -357,6 +392,7 @@ def test_memory_and_the_backend_agree_on_a_random_ranking_with_many_ties(stores)
     for _ in range(20):  # cursors of members no longer (or never) ranked
         cursor = entry(rng.choice(users), rng.choice([10, 20, 50, 300]), reached_us=rng.randrange(4)).member
         assert ranking.page(cursor, 9) == memory.page(cursor, 9)
+        assert ranking.around_as_if(cursor, 4) == memory.around_as_if(cursor, 4)
     assert ranking.compare(list(latest.values())) == memory.compare(list(latest.values()))
     assert ranking.size() == memory.size()
 
