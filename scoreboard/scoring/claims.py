@@ -14,19 +14,27 @@ claim. SQLite cannot modify data in a CTE, so the embedded database runs the
 same updates in one transaction. Every user with a completion has a score
 row (``ensure_user`` writes both in the transaction that records it), so the
 second update always matches when the first did.
+
+A refused claim (a replay, another user's id, an expired or void one, a banned user) is recorded
+as a ``claim_refusals`` row, one of the anomaly scan's signals; a successful claim writes nothing more.
 """
+
+import logging
+from datetime import datetime
 
 from sqlalchemy import String, bindparam, exists, func, literal, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
+from ..models import ClaimRefusal, Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..periods import clock, current_periods
 from .outbox import period_params, period_upsert, score_change
+
+log = logging.getLogger(__name__)
 
 completions = Completion.__table__
 scores = Score.__table__
@@ -102,6 +110,16 @@ def _refusal(action_id, user_id):
     return ApiError(410, "action_expired", "This actionId has expired.")
 
 
+def _record_refusal(user_id: str, code: str, client_ip: str | None, at: datetime) -> None:
+    """Keep the refusal for the anomaly scan, committed at once; a failure here never changes the answer."""
+    try:
+        db.session.add(ClaimRefusal(user_id=user_id, at=at, reason=code, client_ip=client_ip))
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("claim refusal not recorded: %s", exc.__class__.__name__)
+
+
 def _claim_in_one_statement(engine, params):
     """Claim and raise the score in one autocommitted statement (PostgreSQL).
 
@@ -150,5 +168,7 @@ def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent
     else:
         new_score = _claim_in_one_transaction({**params, "p_periods": periods})
     if new_score is None:
-        raise _refusal(action_id, user_id)
+        refusal = _refusal(action_id, user_id)
+        _record_refusal(user_id, refusal.code, client_ip, now)
+        raise refusal
     return int(new_score)
