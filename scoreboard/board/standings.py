@@ -5,6 +5,10 @@ rank ``GET /api/score/top`` shows: highest score first, equal scores by who reac
 only visible users with points, 1..N without gaps. A mirror that is not built (Redis lost its
 data, a period nobody has rebuilt yet) raises :class:`RankingNotBuilt` rather than answering
 from a partial ranking. A user's history is read from the ledger in PostgreSQL.
+
+A held user (``UserStatus.HELD``, a suspect of the anomaly scan awaiting review) is on no board,
+yet their own standing reads as if they were: the member their score row spells is placed in the
+ranking by an O(log n) read (``Ranking.around_as_if``), so nothing they see tips them off.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from typing import Any
 from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
 
 from ..extensions import db
-from ..models import Completion, CompletionStatus, User
+from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus
 from ..periods import Period
 from ..stores import get_stores
-from ..stores.ranking import Ranking, Standing
-from .source import display_names
+from ..stores.ranking import RankEntry, Ranking, Standing
+from .source import display_names, to_micros
 
 # A history event's kind; also its tie-break between events at one instant of one ledger row
 # (a claim and its void), in this (alphabetical) order.
@@ -86,9 +90,37 @@ def page(period: Period, after: str | None, limit: int) -> Page:
     )
 
 
+def held_members(board: str, user_ids: Sequence[str]) -> dict[str, str]:
+    """The ranking members the held users among ``user_ids`` would have on ``board`` (``""`` all time, else a
+    period's key): one read of their score rows by primary key. Users without points there are left out."""
+    if not user_ids:
+        return {}
+    table = Score if not board else PeriodScore
+    query = (
+        select(table.user_id, table.score, table.reached_at)
+        .join(User, User.id == table.user_id)
+        .where(table.user_id.in_(list(user_ids)), User.status == UserStatus.HELD, table.score > 0)
+    )
+    if board:
+        query = query.where(PeriodScore.period == board)
+    return {
+        r.user_id: RankEntry(r.user_id, int(r.score), to_micros(r.reached_at), 0, True).member
+        for r in db.session.execute(query)
+    }
+
+
 def around(period: Period, user_id: str, radius: int) -> tuple[Standing | None, list[dict[str, Any]], int]:
-    """``user_id``'s standing, the entries ``radius`` ranks either side of it, and the board's size."""
-    standing, near, total = ranking_of(period).around(user_id, radius)
+    """``user_id``'s standing, the entries ``radius`` ranks either side of it, and the board's size.
+
+    A held user gets the standing they would have, their neighbours around them and a total counting
+    them; the database is read only for a user the ranking does not hold.
+    """
+    ranking = ranking_of(period)
+    standing, near, total = ranking.around(user_id, radius)
+    if standing is None:
+        member = held_members(period.board, [user_id]).get(user_id)
+        if member is not None:
+            standing, near, total = ranking.around_as_if(member, radius)
     return standing, entries_of(near) if standing else [], total
 
 

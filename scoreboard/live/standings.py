@@ -13,7 +13,9 @@ change within that time.
 
 All of it runs on the relay's ticker thread, never on the fan-out path, so board frames are not
 delayed by it. A viewer without a rank (no points in the period yet, or hidden) gets ``rank`` and
-``score`` null.
+``score`` null. A held viewer (a suspect awaiting review, on no board) gets the rank, score and
+total they would have: the watchers a read finds unranked are looked up once in the database
+(``board.standings.held_members``) and each held one placed in the ranking (``around_as_if``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import time
 
 from flask import Flask
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..board.local_copy import LocalBoards
+from ..board.standings import held_members
+from ..extensions import db
 from ..periods import ALL, KINDS, resolve
 from ..stores import get_stores
 
@@ -75,12 +80,12 @@ class StandingsFeed:
             self._watchers[subscriber.period].add(subscriber)
             subscriber.me_last = None
         try:
-            standings, total = self._read(subscriber.period, [subscriber.holder.user_id])
+            standings, total, totals = self._read(subscriber.period, [subscriber.holder.user_id])
         except RedisError as exc:
             log.info("standing not read for a watching socket, the next read sends it: %s", exc)
             self.due(subscriber.period)
             return
-        self._offer(subscriber, standings, total, at_once=True)
+        self._offer(subscriber, standings, total, totals, at_once=True)
 
     def unwatch(self, subscriber) -> None:
         """Forget a closed socket."""
@@ -116,31 +121,53 @@ class StandingsFeed:
             self._due.discard(period)
             self._read_at[period] = now
             try:
-                standings, total = self._read(period, sorted({s.holder.user_id for s in watchers}))
+                standings, total, totals = self._read(period, sorted({s.holder.user_id for s in watchers}))
             except RedisError as exc:
                 log.info("standings of the %s board not read, retrying: %s", period, exc)
                 self._due.add(period)
                 wait = min(wait, INTERVAL)
                 continue
-            deferred = sum(not self._offer(s, standings, total) for s in watchers)
+            deferred = sum(not self._offer(s, standings, total, totals) for s in watchers)
             if deferred:
                 # Sent one less than a second ago: they get theirs at the next read.
                 self._due.add(period)
                 wait = min(wait, INTERVAL)
         return wait
 
-    def _read(self, period: str, user_ids: list[str]) -> tuple[dict, int]:
-        """The current period's standings of ``user_ids`` on the board ``period``, and its total."""
+    def _read(self, period: str, user_ids: list[str]) -> tuple[dict, int, dict]:
+        """The current period's standings of ``user_ids`` on the board ``period``, its total, and the totals
+        the held among them see (counting themselves)."""
         board = "" if period == ALL else resolve(period).board
         ranking = get_stores(self.app).ranking_for(board)
         standings: dict = {}
         for start in range(0, len(user_ids), CHUNK):
             standings.update(ranking.standings(user_ids[start : start + CHUNK]))
-        return standings, ranking.total()
+        total = ranking.total()
+        totals: dict = {}
+        for user_id, member in self._held(board, [u for u in user_ids if u not in standings]).items():
+            standings[user_id], _, totals[user_id] = ranking.around_as_if(member, 0)
+        return standings, total, totals
 
-    def _offer(self, subscriber, standings: dict, total: int, at_once: bool = False) -> bool:
+    @staticmethod
+    def _held(board: str, unranked: list[str]) -> dict[str, str]:
+        """The would-be members of the held users among ``unranked``; none while the database fails (logged)."""
+        found: dict[str, str] = {}
+        if not unranked:
+            return found
+        try:
+            for start in range(0, len(unranked), CHUNK):
+                found.update(held_members(board, unranked[start : start + CHUNK]))
+        except SQLAlchemyError as exc:
+            log.info("held watchers not looked up: %s", exc)
+        finally:
+            # The socket's own thread keeps its app context as long as the socket: never leave a transaction open.
+            db.session.remove()
+        return found
+
+    def _offer(self, subscriber, standings: dict, total: int, totals: dict, at_once: bool = False) -> bool:
         """Send ``subscriber`` its standing if it changed; False when it must wait (sent under a second ago)."""
         standing = standings.get(subscriber.holder.user_id)
+        total = totals.get(subscriber.holder.user_id, total)
         state = (standing.rank, standing.score, total) if standing is not None else (None, None, total)
         now = time.monotonic()
         with self._lock:
