@@ -202,6 +202,7 @@ def celery_settings(redis_url: str | None) -> dict[str, Any]:
         "RECONCILE_INTERVAL": env_float("RECONCILE_INTERVAL", 300.0),
         "EXPIRE_INTERVAL": env_float("EXPIRE_INTERVAL", 60.0),
         "PRUNE_INTERVAL": env_float("PRUNE_INTERVAL", 3600.0),
+        "ANOMALY_INTERVAL": parse_duration(env("ANOMALY_INTERVAL", "10m")).total_seconds(),
         # The worker's own /metrics endpoint (it serves no HTTP otherwise); unset: not served.
         "WORKER_METRICS_PORT": env("WORKER_METRICS_PORT"),
         "WORKER_METRICS_ADDR": env("WORKER_METRICS_ADDR", "0.0.0.0"),
@@ -318,6 +319,32 @@ def periods_kept(text: str) -> dict[str, int]:
     return kept
 
 
+ANOMALY_ACTIONS = ("hold", "flag")
+
+
+def integrity_settings() -> dict[str, Any]:
+    """The anomaly scan (scoreboard.integrity): the window it judges, how strict it is, what it does to a suspect.
+
+    The scan's period is beat's, with the other beat periods (``ANOMALY_INTERVAL``).
+    """
+    action = env("ANOMALY_ACTION", "hold").strip().lower()
+    if action not in ANOMALY_ACTIONS:
+        raise RefusedConfiguration(f"SCOREBOARD_ANOMALY_ACTION: {action!r} is not hold or flag")
+    threshold = env("ANOMALY_THRESHOLD")
+    return {
+        # The claims (and refusals) of this long before each scan are judged.
+        "ANOMALY_WINDOW": parse_duration(env("ANOMALY_WINDOW", "24h")),
+        # None: the detector's own default (scoreboard.integrity.detector.DEFAULT_THRESHOLD).
+        "ANOMALY_THRESHOLD": None if threshold is None else float(threshold),
+        # Fewer judged users than this and the scan flags nobody: "anomalous" means little in a small crowd.
+        "ANOMALY_MIN_POPULATION": env_int("ANOMALY_MIN_POPULATION", 100),
+        # A user is judged once they have this many claims in the window.
+        "ANOMALY_MIN_CLAIMS": env_int("ANOMALY_MIN_CLAIMS", 6),
+        # hold: a suspect leaves every public board until reviewed; flag: suspects are only reported.
+        "ANOMALY_ACTION": action,
+    }
+
+
 def socket_settings() -> dict[str, Any]:
     """Browser origins (CORS and sockets) and the board socket's limits."""
     return {
@@ -360,6 +387,7 @@ def load() -> dict[str, Any]:
         **limit_settings(redis["REDIS_URL"], redis["REDIS_PREFIX"]),
         **scoring_settings(),
         **board_settings(),
+        **integrity_settings(),
         **socket_settings(),
         **ops_settings(database["EMBEDDED_DATABASE"]),
     }

@@ -1,4 +1,7 @@
-"""``flask`` commands for operators: tokens, users, the action catalog, the board."""
+"""``flask`` commands for operators: tokens, users, the action catalog, the board, the anomaly scan."""
+
+import json
+from datetime import datetime
 
 import click
 from flask import current_app
@@ -15,11 +18,13 @@ from .scoring.catalog import CatalogError, load_catalog
 from .scoring.completions import ensure_user
 from .security.passwords import hash_password
 from .security.tokens import ROLES, mint_token
+from .stores import get_stores
 
 tokens = AppGroup("tokens", help="Mint access tokens for local use.")
 users = AppGroup("users", help="Manage local accounts.")
 actions = AppGroup("actions", help="Manage the action catalog.")
 board_cli = AppGroup("board", help="Maintain the Redis board mirror.")
+anomalies = AppGroup("anomalies", help="The anomaly scan: players that behave like bots.")
 
 
 @tokens.command("mint")
@@ -100,7 +105,43 @@ def rebuild():
     click.echo(f"board rebuilt (broadcast version {version or 'unchanged'})")
 
 
+@anomalies.command("scan")
+@click.option("--dry-run", is_flag=True, help="Judge and print, change nothing; also print the last real scan.")
+@click.option("--end", default=None, help="Judge the window ending at this ISO 8601 time with a zone (default: now).")
+def scan(dry_run, end):
+    """Judge the window's players now; one JSON line per new suspect, then the scan's summary."""
+    # Imported here: the model's libraries load only for this command, not for every flask command.
+    from .board.refresh import refresh_board
+    from .integrity.scan import last_scan, run_scan
+
+    moment = None
+    if end is not None:
+        try:
+            moment = datetime.fromisoformat(end)
+        except ValueError:
+            raise click.BadParameter("not an ISO 8601 time", param_hint="--end") from None
+        if moment.tzinfo is None:
+            raise click.BadParameter("give a zone, e.g. 2026-12-02T10:00:00+00:00", param_hint="--end")
+    if dry_run:
+        previous = last_scan()
+        click.echo(json.dumps({"lastScan": previous}))
+    summary = run_scan(dry_run=dry_run, now=moment)
+    for found in summary.flagged:
+        click.echo(json.dumps({"suspect": found}))
+    # The held leave the boards now (the beat sweep would within seconds). Not on the in-process stores: this
+    # process's mirror is not the server's, which picks the change up (still flagged) at its next refresh.
+    if summary.held and not get_stores().embedded:
+        refresh_board()
+    click.echo(json.dumps({"scan": summary.to_dict()}))
+    if summary.population_too_small:
+        click.echo(
+            f"{summary.judged} users judged, fewer than SCOREBOARD_ANOMALY_MIN_POPULATION={summary.min_population}: "
+            "nobody flagged",
+            err=True,
+        )
+
+
 def init_app(app):
     """Register the command groups."""
-    for group in (tokens, users, actions, board_cli):
+    for group in (tokens, users, actions, board_cli, anomalies):
         app.cli.add_command(group)

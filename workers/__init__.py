@@ -14,10 +14,12 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "reconcile-board": {"task": board.reconcile.name, "schedule": config["RECONCILE_INTERVAL"]},
         "expire-completions": {"task": maintenance.expire_completions.name, "schedule": config["EXPIRE_INTERVAL"]},
         "prune-periods": {"task": maintenance.prune_periods.name, "schedule": config["PRUNE_INTERVAL"]},
+        "scan-anomalies": {"task": maintenance.scan_anomalies.name, "schedule": config["ANOMALY_INTERVAL"]},
     }
 
 
 def task_routes(config: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Housekeeping goes to its own queue, so it never sits in front of a recompute."""
+    """Housekeeping (the anomaly scan too) goes to its own queue, so it never sits in front of a recompute."""
     queue = {"queue": config["CELERY_MAINTENANCE_QUEUE"]}
-    return {maintenance.expire_completions.name: queue, maintenance.prune_periods.name: queue}
+    tasks = (maintenance.expire_completions, maintenance.prune_periods, maintenance.scan_anomalies)
+    return {task.name: queue for task in tasks}

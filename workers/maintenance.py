@@ -1,4 +1,4 @@
-"""Housekeeping tasks run by beat."""
+"""Housekeeping tasks run by beat: expiry, the prune of old periods, the anomaly scan."""
 
 import logging
 
@@ -9,6 +9,8 @@ from scoreboard.extensions import db
 from scoreboard.models import Completion, CompletionStatus, PeriodScore, utcnow
 from scoreboard.periods import dropped
 from scoreboard.stores import get_stores
+
+from .board import request_refresh
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +45,17 @@ def prune_periods() -> int:
     if result.rowcount:
         log.info("pruned %d period rows", result.rowcount)
     return result.rowcount
+
+
+@shared_task(name="workers.maintenance.scan_anomalies", ignore_result=True)
+def scan_anomalies() -> int:
+    """Judge the window's players and hold (or flag) the anomalous ones (``scoreboard.integrity.scan``);
+    returns how many new suspects. Runs on the maintenance queue, never in a web process."""
+    # Imported here: the model's libraries (numpy, scikit-learn) load only in the process that scans,
+    # never in the web processes that import the task list.
+    from scoreboard.integrity.scan import run_scan
+
+    summary = run_scan()
+    if summary.held:
+        request_refresh()  # the held leave the boards now, not at the next sweep
+    return len(summary.flagged)

@@ -1,4 +1,7 @@
-"""The admin API (role ``admin``): ledgers, hide / ban, adjustments, voids, revocations, audit."""
+"""The admin API (role ``admin``): ledgers, hide / ban, adjustments, voids, revocations, audit, the anomaly
+scan's suspects and their review."""
+
+import json
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
@@ -18,14 +21,21 @@ from .schemas import (
     AdminTopEntry,
     AuditOut,
     AuditQuery,
+    ClearedSuspect,
+    ClearSuspectBody,
+    ConfirmedSuspect,
+    ConfirmSuspectBody,
     RevokeBody,
     RevokeResult,
     StatusBody,
     StatusResult,
+    SuspectsList,
+    SuspectsQuery,
     UserLedger,
     VoidBody,
     VoidResult,
     parse_body,
+    parse_query,
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -161,3 +171,89 @@ def audit_log():
     limit = min(max(request.args.get("limit", 100, type=int), 1), 500)
     entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
     return jsonify([entry.to_dict() for entry in entries])
+
+
+# --- the anomaly scan's suspects ------------------------------------------------------------------
+
+REVIEW_ERRORS = {
+    404: "`suspect_not_found`: the anomaly scan never flagged this user.",
+    409: "`already_reviewed`: the suspect was cleared or confirmed before (`suspectStatus` says which).",
+}
+
+
+def _suspect_dict(suspect, display_name):
+    return {
+        "userId": suspect.user_id,
+        "displayName": display_name,
+        "anomalyScore": suspect.anomaly_score,
+        "flaggedAt": suspect.flagged_at.isoformat(),
+        "status": suspect.status,
+        "reasons": json.loads(suspect.reasons or "[]"),
+        "reviewedBy": suspect.reviewed_by,
+        "reviewedAt": suspect.reviewed_at.isoformat() if suspect.reviewed_at else None,
+        "reviewReason": suspect.review_reason,
+    }
+
+
+@bp.get("/suspects")
+@documented(
+    "The anomaly scan's suspects, newest first",
+    auth="admin",
+    tags=("admin",),
+    query=SuspectsQuery,
+    responses={200: Reply(SuspectsList, "The latest `limit` suspects (of `status`, if given), newest flag first.")},
+    errors={400: "`invalid_query`: an unknown `status`, or `limit` not an integer from 1 to 500."},
+)
+def suspects():
+    """The anomaly scan's suspects: held or flagged ones await review; ``?status=`` and ``?limit=`` (at most 500)."""
+    query = parse_query(SuspectsQuery)
+    found = moderation.suspects(query.status, query.limit)
+    return jsonify(suspects=[_suspect_dict(suspect, name) for suspect, name in found])
+
+
+@bp.post("/suspects/<user_id>/clear")
+@documented(
+    "Clear a suspect: no bot; a held user is back on the boards",
+    auth="admin",
+    tags=("admin",),
+    body=ClearSuspectBody,
+    responses={200: ClearedSuspect},
+    errors=REVIEW_ERRORS,
+)
+def clear_suspect(user_id):
+    """Clear a suspect: a held user gets the status they had before, and every board shows them again."""
+    body = parse_body(ClearSuspectBody)
+    suspect, user = moderation.clear_suspect(user_id, body.reason, *_actor())
+    request_refresh()
+    return jsonify(userId=user_id, status=suspect.status, userStatus=user.status)
+
+
+@bp.post("/suspects/<user_id>/confirm")
+@documented(
+    "Confirm a suspect: ban the user, optionally voiding the window's claims",
+    auth="admin",
+    tags=("admin",),
+    body=ConfirmSuspectBody,
+    responses={200: ConfirmedSuspect},
+    errors={
+        **REVIEW_ERRORS,
+        409: REVIEW_ERRORS[409] + " `score_below_zero`: voiding the window's claims would take the score below zero "
+        "(an earlier adjustment took points already; nothing changed: confirm without `void`, or adjust first).",
+    },
+)
+def confirm_suspect(user_id):
+    """Confirm a suspect: ban them and, with ``void``, void their claims of the scan's window (the boards follow)."""
+    body = parse_body(ConfirmSuspectBody)
+    window = current_app.config["ANOMALY_WINDOW"]
+    suspect, user, (voided, points, new_score) = moderation.confirm_suspect(
+        user_id, body.reason, body.void, window, *_actor()
+    )
+    request_refresh()
+    return jsonify(
+        userId=user_id,
+        status=suspect.status,
+        userStatus=user.status,
+        voided=voided,
+        pointsVoided=points,
+        newScore=new_score,
+    )

@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from ..errors import ApiError
 from ..inputs import MAX_IDS, ActionId, ActionKey, DisplayName, QueryInt, Reason, UserId, UserIdList
-from ..models import CompletionStatus, UserStatus
+from ..models import CompletionStatus, SuspectStatus, UserStatus
 from ..periods import KINDS, Period, UnknownPeriod, resolve
 
 
@@ -74,6 +74,23 @@ class VoidBody(Body):
     """``POST /api/admin/completions/<actionId>/void``."""
 
     reason: Reason
+
+
+class ClearSuspectBody(Body):
+    """``POST /api/admin/suspects/<userId>/clear``: why the suspect is no bot."""
+
+    reason: Reason
+
+
+class ConfirmSuspectBody(Body):
+    """``POST /api/admin/suspects/<userId>/confirm``: why, and whether to void the window's claims."""
+
+    reason: Reason
+    void: bool = Field(
+        default=False,
+        description="Also void the user's claims from the start of the scan's window on (their points leave every "
+        "board).",
+    )
 
 
 class RevokeBody(Body):
@@ -173,6 +190,21 @@ class MyStandingQuery(PeriodQuery):
     """``GET /api/scores/me``: the caller's rank and neighbours."""
 
     radius: QueryInt = Field(default=5, ge=0, le=25, description="Neighbours shown on each side, 0 to 25.")
+
+
+class SuspectsQuery(Query):
+    """``GET /api/admin/suspects``: the anomaly scan's suspects, newest first."""
+
+    status: Annotated[
+        Literal[SuspectStatus.ALL] | None,
+        WithJsonSchema({"type": "string", "enum": list(SuspectStatus.ALL)}),
+        Field(
+            description="Only the suspects of this status: `held` or `flagged` (awaiting review), `cleared`, "
+            "`confirmed`.",
+            json_schema_extra=_no_default,
+        ),
+    ] = None
+    limit: QueryInt = Field(default=100, ge=1, le=500, description="How many, 1 to 500.")
 
 
 class UsersQuery(PeriodQuery):
@@ -414,6 +446,62 @@ class RevokeResult(Out):
 
     jti: str
     revoked: Literal[True]
+
+
+class TypicalValue(Out):
+    """What the judged population shows for a feature: its median and the 95th percentile on the suspicious side."""
+
+    model_config = ConfigDict(extra="allow")
+
+    median: float | None
+    p95: float | None
+
+
+class SuspectReason(Out):
+    """One feature that drove a flag: the user's value against the population's."""
+
+    feature: str = Field(description="A feature of docs/anomalies.md, e.g. `gap_cv`.")
+    value: float | None
+    typical: TypicalValue
+
+
+class SuspectOut(Out):
+    """A user the anomaly scan flagged."""
+
+    user_id: str
+    display_name: str
+    anomaly_score: float = Field(description="Higher is more anomalous; flagged above the threshold.")
+    flagged_at: datetime
+    status: Literal[SuspectStatus.ALL]
+    reasons: list[SuspectReason] = Field(description="The features that drove the flag, most telling first.")
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+
+
+class SuspectsList(Out):
+    """``GET /api/admin/suspects``."""
+
+    suspects: list[SuspectOut]
+
+
+class ClearedSuspect(Out):
+    """``POST /api/admin/suspects/<userId>/clear``."""
+
+    user_id: str
+    status: Literal["cleared"]
+    user_status: Literal[UserStatus.ALL] = Field(description="The user's status now: the one before the hold.")
+
+
+class ConfirmedSuspect(Out):
+    """``POST /api/admin/suspects/<userId>/confirm``."""
+
+    user_id: str
+    status: Literal["confirmed"]
+    user_status: Literal["banned"]
+    voided: int = Field(ge=0, description="Claims voided (0 without `void`).")
+    points_voided: int = Field(ge=0)
+    new_score: int
 
 
 class AdminTopEntry(TopEntry):

@@ -92,6 +92,28 @@ REDIS_BREAKER_OPEN = Gauge(
     multiprocess_mode="livemax",
 )
 
+ANOMALY_SCANS = Counter(
+    "scoreboard_anomaly_scans_total",
+    "Anomaly scans run (not dry runs), by outcome: judged, population_too_small (too few users to judge, nobody "
+    "flagged), or failed.",
+    ["outcome"],
+)
+ANOMALY_SCAN_SECONDS = Histogram(
+    "scoreboard_anomaly_scan_duration_seconds",
+    "Time an anomaly scan took: reading the window's features, judging them and recording the suspects.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+ANOMALY_USERS_SCORED = Counter(
+    "scoreboard_anomaly_users_scored_total",
+    "Users judged by anomaly scans (each scan adds its population).",
+)
+ANOMALY_SUSPECTS = Counter(
+    "scoreboard_anomaly_suspects_total",
+    "Suspects by event: flagged (a new suspect, whatever the action), held (taken off the boards), then reviewed: "
+    "cleared or confirmed.",
+    ["event"],
+)
+
 
 def multiprocess_dir():
     """The multiprocess directory, or None in single-process mode."""

@@ -13,11 +13,13 @@ pytestmark = pytest.mark.unit
 FOUNDATION = {"models", "extensions", "errors", "inputs", "config", "periods"}
 # Part -> the parts it may import. Entry points (api, demo, cli, live, workers) sit on top.
 ALLOWED = {
-    "api": {"scoring", "board", "workers", "security", "stores", "ops"},
+    "api": {"scoring", "board", "workers", "security", "stores", "ops", "integrity"},
     "demo": {"api", "scoring", "security", "ops"},
-    "cli": {"scoring", "board", "security", "stores"},
+    "cli": {"scoring", "board", "security", "stores", "integrity"},
     "live": {"board", "security", "stores", "ops"},
-    "workers": {"board", "scoring", "stores", "ops"},
+    "workers": {"board", "scoring", "stores", "ops", "integrity"},
+    # The anomaly scan: reads the ledger, judges it, holds suspects through moderation.
+    "integrity": {"scoring", "board", "stores", "ops"},
     "board": {"stores", "ops"},
     "scoring": {"ops"},
     "security": {"stores"},
