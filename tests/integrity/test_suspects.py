@@ -318,7 +318,7 @@ def test_the_review_api(app, client, mint, admin, anomaly):
         "reviewReason",
     }  # fmt: skip
     assert (first["displayName"], first["status"], first["reviewedBy"]) == ("Bot-Sharer", "held", None)
-    assert first["anomalyScore"] >= 0.66 and datetime.fromisoformat(first["flaggedAt"]) == made.end
+    assert first["anomalyScore"] >= made.threshold and datetime.fromisoformat(first["flaggedAt"]) == made.end
     assert [set(r) for r in first["reasons"]] == [{"feature", "value", "typical"}] * 3
     assert client.get("/api/admin/suspects?limit=1", headers=admin).get_json()["suspects"][0]["userId"] == "bot-login"
     assert client.get("/api/admin/suspects?status=cleared", headers=admin).get_json() == {"suspects": []}
