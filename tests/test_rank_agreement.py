@@ -74,15 +74,29 @@ def test_every_endpoint_page_walk_and_socket_agree_with_the_ledger(app, live_sta
     reader = bearer(mint("auditor"))
     top = expected[:10]
 
+    seen = {}
+
     def quiet():
         r = requests.get(f"{live_stack}/api/scores", params={"limit": 100}, headers=reader, timeout=10)
+        seen.update(status=r.status_code, body=r.json())
         return (
             r.status_code == 200
             and r.json()["total"] == len(expected)
             and triples(r.json()["entries"]) == expected[:100]
         )
 
-    wait_until(quiet, timeout=20, message="the board did not settle on the ledger's ranking")
+    def unsettled():
+        body = seen.get("body") or {}
+        shown = triples(body.get("entries", []))
+        first = next((i for i, (a, b) in enumerate(zip(shown, expected, strict=False)) if a != b), 0)
+        return (
+            f"the board did not settle on the ledger's ranking: {seen.get('status')}, total {body.get('total')}"
+            f" of {len(expected)}; from rank {first + 1}: {shown[first : first + 3]} against"
+            f" {expected[first : first + 3]}"
+        )
+
+    # Under load the worker may take a while to drain 700 claims into four boards.
+    wait_until(quiet, timeout=60, message=unsettled)
 
     r = requests.get(f"{live_stack}/api/score/top", headers=reader, timeout=10)
     assert triples(r.json()) == top
