@@ -19,12 +19,15 @@ A refused claim (a replay, another user's id, an expired or void one, a banned u
 as a ``claim_refusals`` row, one of the anomaly scan's signals; a successful claim writes nothing more.
 """
 
+import functools
 import logging
 from datetime import datetime
 
 from sqlalchemy import String, bindparam, exists, func, literal, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import ApiError
@@ -32,7 +35,7 @@ from ..extensions import db
 from ..models import ClaimRefusal, Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..periods import clock, current_periods
-from .outbox import period_params, period_upsert, score_change
+from .outbox import not_before, period_params, period_upsert, score_change
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +64,15 @@ _claimed = (
 )
 
 
+_NOW = bindparam("p_now", type_=UTCDateTime())
+
+
 def _raise_score(points, user_id):
     """The score increment, flagging the row for the board; ``points`` and ``user_id`` are SQL expressions."""
     return (
         update(scores)
         .where(scores.c.user_id == user_id)
-        .values(score_change(score=scores.c.score + points, reached_at=bindparam("p_now")))
+        .values(score_change(score=scores.c.score + points, reached_at=not_before(scores.c.reached_at, _NOW)))
         .returning(scores.c.score)
     )
 
@@ -85,7 +91,9 @@ def _raise_periods(claimed):
     return upsert.on_conflict_do_update(
         index_elements=[period_scores.c.period, period_scores.c.user_id],
         set_=score_change(
-            period_scores, score=period_scores.c.score + upsert.excluded.score, reached_at=upsert.excluded.reached_at
+            period_scores,
+            score=period_scores.c.score + upsert.excluded.score,
+            reached_at=not_before(period_scores.c.reached_at, upsert.excluded.reached_at),
         ),
     ).cte("raised_periods")
 
@@ -120,6 +128,13 @@ def _record_refusal(user_id: str, code: str, client_ip: str | None, at: datetime
         log.warning("claim refusal not recorded: %s", exc.__class__.__name__)
 
 
+@functools.cache
+def _compiled_claim(dialect: Dialect) -> Compiled:
+    """The claim's statement compiled once per dialect. SQLAlchemy has no cache key for PostgreSQL's
+    ``INSERT ... ON CONFLICT`` and would compile the whole statement again on every claim."""
+    return CLAIM_ONE_STATEMENT.compile(dialect=dialect)
+
+
 def _claim_in_one_statement(engine, params):
     """Claim and raise the score in one autocommitted statement (PostgreSQL).
 
@@ -132,7 +147,8 @@ def _claim_in_one_statement(engine, params):
     for attempt in (1, 2):
         try:
             with engine.connect() as conn:
-                return conn.execute(CLAIM_ONE_STATEMENT, params).scalar()
+                compiled = _compiled_claim(conn.dialect)
+                return conn.exec_driver_sql(compiled.string, compiled.construct_params(params)).scalar()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise

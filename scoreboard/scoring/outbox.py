@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert, Update
 
@@ -24,6 +24,13 @@ period_scores = PeriodScore.__table__
 def score_change(table: Table = scores, **values: Any) -> dict[str, Any]:
     """SET values for an UPDATE of ``table`` (``scores`` or ``period_scores``): ``values`` plus the marker."""
     return {**values, "version": table.c.version + 1, "board_pending": True}
+
+
+def not_before(column: ColumnElement, moment: ColumnElement) -> ColumnElement:
+    """``moment``, unless ``column`` is already later: a score's ``reached_at`` never moves back. Two claims of
+    one user commit in turn, and the second may carry the earlier clock reading; the score was reached when the
+    later of them was made (what the ledger's ``max(claimed_at)`` says too)."""
+    return case((column > moment, column), else_=moment)
 
 
 def period_upsert(dialect: str) -> Insert:
@@ -42,7 +49,7 @@ def period_upsert(dialect: str) -> Insert:
         set_=score_change(
             period_scores,
             score=period_scores.c.score + statement.excluded.score,
-            reached_at=statement.excluded.reached_at,
+            reached_at=not_before(period_scores.c.reached_at, statement.excluded.reached_at),
         ),
     )
 
