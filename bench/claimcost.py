@@ -4,11 +4,12 @@
 
 The app is built as the servers build it, and every claim runs on ``db.engines["claims"]`` (the
 pool of autocommit connections the claim uses), as ``scoring.claims`` runs it: check a
-connection out, execute, scalar. Three statements take turns, in triples whose order rotates
-(so drift on the machine falls on all alike): ``with``, the claim's ``CLAIM_ONE_STATEMENT``;
-``without``, the same without the period upserts; and ``compiled``, ``CLAIM_ONE_STATEMENT``
-compiled once, here, and sent as its SQL string (``exec_driver_sql``), which shows what the
-statement costs without SQLAlchemy compiling it on each execution.
+connection out, execute, scalar. Two statements take turns, in pairs of opposite order (with,
+without, without, with, ...; so drift on the machine falls on both alike): ``with``, the claim's
+``CLAIM_ONE_STATEMENT``, and ``without``, the same without the period upserts. Both are sent the
+way the claim sends its statement: compiled once (``scoring.claims._compiled_claim``, since
+SQLAlchemy has no cache key for PostgreSQL's ``INSERT ... ON CONFLICT``) and executed as their SQL
+string with ``exec_driver_sql``, so the difference is the period upserts alone.
 ``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order: the
 first ``2 * WAL_SAMPLES`` lines are kept for the WAL sample, the rest split into ``RUNS`` runs.
 Each claim must succeed (its new score returned). The first claims of each run are a warm-up and
@@ -31,16 +32,11 @@ LSN = text("SELECT pg_current_wal_insert_lsn()")
 DIFF = text("SELECT pg_wal_lsn_diff(:after, :before)")
 
 
-KINDS = ("with", "without", "compiled")
+KINDS = ("with", "without")
 
 
 def kind_of(i: int) -> str:
-    """The statement of claim ``i``: triples in rotating order (with, without, compiled, then without, ...)."""
-    return KINDS[(i + i // 3) % 3]
-
-
-def wal_kind_of(i: int) -> str:
-    """The statement of the WAL sample's claim ``i``: pairs in opposite order, with, without | without, with | ..."""
+    """The statement of claim ``i``: pairs in opposite order, with, without | without, with | with, without ..."""
     return "with" if (i % 2 == 0) == ((i // 2) % 2 == 0) else "without"
 
 
@@ -54,7 +50,6 @@ def main() -> None:
 
     # The statement as it was before the period boards: the claimed CTE and the score's increment alone.
     without_periods = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
-    statements = {"with": CLAIM_ONE_STATEMENT, "without": without_periods}
     lines = [line.split() for line in claims_file.read_text().splitlines() if line.strip()]
     wal_lines, lines = lines[: 2 * samples], lines[2 * samples :]
     per_run = len(lines) // runs
@@ -63,9 +58,14 @@ def main() -> None:
         engine = db.engines["claims"]
         keys = [p.key for p in current_periods()]
         results["periods"] = keys
-        compiled = CLAIM_ONE_STATEMENT.compile(dialect=engine.dialect)
-        compiled_sql = str(compiled)
-        results["cacheable"] = CLAIM_ONE_STATEMENT._generate_cache_key() is not None
+        compiled = {
+            "with": CLAIM_ONE_STATEMENT.compile(dialect=engine.dialect),
+            "without": without_periods.compile(dialect=engine.dialect),
+        }
+        sql = {kind: c.string for kind, c in compiled.items()}
+
+        def claim(conn, kind: str, bound: dict):
+            return conn.exec_driver_sql(sql[kind], compiled[kind].construct_params(bound)).scalar()
 
         def params(action_id: str, user: str) -> dict:
             return {
@@ -84,10 +84,7 @@ def main() -> None:
                 bound = params(action_id, user)
                 started = time.perf_counter()
                 with engine.connect() as conn:
-                    if kind == "compiled":
-                        new_score = conn.exec_driver_sql(compiled_sql, compiled.construct_params(bound)).scalar()
-                    else:
-                        new_score = conn.execute(statements[kind], bound).scalar()
+                    new_score = claim(conn, kind, bound)
                 elapsed = time.perf_counter() - started
                 if new_score is None:
                     results["failed"] += 1
@@ -96,9 +93,9 @@ def main() -> None:
             results["runs"].append(times)
         with engine.connect() as conn:
             for i, (action_id, user) in enumerate(wal_lines):
-                kind = wal_kind_of(i)
+                kind = kind_of(i)
                 before = conn.execute(LSN).scalar()
-                new_score = conn.execute(statements[kind], params(action_id, user)).scalar()
+                new_score = claim(conn, kind, params(action_id, user))
                 after = conn.execute(LSN).scalar()
                 if new_score is None:
                     results["failed"] += 1

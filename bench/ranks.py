@@ -81,12 +81,9 @@ def claim_cost(
         for run in result["runs"]:
             with_ms = [t * 1000 for t in run["with"]]
             without_ms = [t * 1000 for t in run["without"]]
-            compiled_ms = [t * 1000 for t in run.get("compiled", [])]
             figures.append(
                 {
-                    "claims": len(with_ms) + len(without_ms) + len(compiled_ms),
-                    "compiled_p50_ms": pct(compiled_ms, 50),
-                    "compiled_p99_ms": pct(compiled_ms, 99),
+                    "claims": len(with_ms) + len(without_ms),
                     "with_p50_ms": pct(with_ms, 50),
                     "with_p99_ms": pct(with_ms, 99),
                     "without_p50_ms": pct(without_ms, 50),
@@ -96,7 +93,6 @@ def claim_cost(
         found[pattern] = {
             "periods": result["periods"],
             "failed": result["failed"],
-            "cacheable": result["cacheable"],
             "runs": figures,
             "wal_with_bytes": median(result["wal"]["with"]),
             "wal_without_bytes": median(result["wal"]["without"]),
@@ -116,12 +112,9 @@ def prepare(db_name: str, users: int, run_id: str, runs: int, per_run: int, log_
     for pattern, found in cost.items():
         w = median([r["with_p50_ms"] for r in found["runs"]])
         wo = median([r["without_p50_ms"] for r in found["runs"]])
-        wc = median([r["compiled_p50_ms"] for r in found["runs"]])
         log(
             f"  {users:,} users, {pattern} claims: statement p50 {w:.3f} ms with the period upserts, {wo:.3f} ms "
-            f"without ({w / wo:.2f}x), {wc:.3f} ms with them compiled once ({wc / wo:.2f}x; SQLAlchemy "
-            f"{'caches' if found['cacheable'] else 'cannot cache'} the statement); "
-            f"WAL {found['wal_with_bytes']:,.0f} vs {found['wal_without_bytes']:,.0f} "
+            f"without ({w / wo:.2f}x); WAL {found['wal_with_bytes']:,.0f} vs {found['wal_without_bytes']:,.0f} "
             f"bytes; {found['failed']} claims matched nothing"
         )
     return {
