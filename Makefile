@@ -1,14 +1,15 @@
 # make run   - the service on embedded defaults (SQLite, in-process Redis stand-ins) at http://127.0.0.1:5000
 # make test  - the lint gate, then every test, against real PostgreSQL and Redis (started here if installed but not running)
 # make lint  - ruff check and ruff format --check on the whole tree
-# make bench - the benchmark suite (see bench/README.md)
+# make bench - the benchmark suite (see bench/README.md), then the anomaly detection's (make bench-anomalies)
+# make bench-anomalies - the anomaly detection's benchmark alone: detection and scan time (docs/anomalies.md)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint services chromium bench clean
+.PHONY: run test lint services chromium bench bench-anomalies clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -55,9 +56,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
-# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick".
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--quick"; the anomaly benchmark runs last.
 bench: $(VENV)/.bench-installed services
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.anomalies $(ANOMALY_ARGS)
+
+# ANOMALY_ARGS passes options through, e.g. make bench-anomalies ANOMALY_ARGS="--users 100000 --seed 2".
+bench-anomalies: $(VENV)/.bench-installed services
+	$(BIN)/python -m bench.anomalies $(ANOMALY_ARGS)
 
 # make stack - the Procfile's production processes (gunicorn, a Celery worker, Celery beat) under honcho,
 # on the local PostgreSQL (database STACK_DB, created if missing) and Redis, after migrating and loading

@@ -1,0 +1,1 @@
+"""The anomaly detection's benchmark: a simulated population of people and automated players, scanned."""

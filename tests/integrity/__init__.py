@@ -1,0 +1,1 @@
+"""Tests of the anomaly detection's features and model (scoreboard.integrity)."""
