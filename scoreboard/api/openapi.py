@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 from werkzeug.routing import IntegerConverter
 
 from ..ops import health
+from ..periods import ALL, KINDS
 from ..security.tokens import MAX_TOKEN_BYTES, ROLES
 from .schemas import BoardMessage, Error, Health, Ready
 
@@ -81,7 +82,7 @@ WEBSOCKETS = {
                 "in": "query",
                 "required": False,
                 "description": "The board: `all` (the default), or the current `day`, ISO `week` or `month`.",
-                "schema": {"type": "string", "enum": ["all", "day", "week", "month"], "default": "all"},
+                "schema": {"type": "string", "enum": list(KINDS), "default": ALL},
             },
             {
                 "name": "token",

@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 from ..errors import ApiError
 from ..inputs import MAX_IDS, ActionId, ActionKey, DisplayName, QueryInt, Reason, UserId, UserIdList
 from ..models import CompletionStatus, SuspectStatus, UserStatus
-from ..periods import KINDS, Period, UnknownPeriod, resolve
+from ..periods import KINDS, TIMED, Period, UnknownPeriod, resolve
 
 
 class Body(BaseModel):
@@ -339,7 +339,7 @@ class TopMessage(Out):
 
     type: Literal["snapshot", "update"]
     version: int
-    period: Literal["day", "week", "month"] | None = Field(None, description="Absent on the all-time board.")
+    period: Literal[TIMED] | None = Field(None, description="Absent on the all-time board.")
     key: str | None = Field(None, description="The period's key, e.g. `week:2026-W49`; absent on the all-time board.")
     changed_at: int | None = Field(None, description="Epoch ms of the oldest change the message carries.")
     top: list[TopEntry]
@@ -350,7 +350,7 @@ class MeMessage(Out):
 
     type: Literal["me"]
     version: int
-    period: Literal["all", "day", "week", "month"]
+    period: Literal[KINDS]
     key: str | None = Field(None, description="The period's key; absent on the all-time board.")
     rank: int | None = Field(description="Null while the viewer has no points on this board.")
     score: int | None
