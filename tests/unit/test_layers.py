@@ -13,13 +13,17 @@ pytestmark = pytest.mark.unit
 FOUNDATION = {"models", "extensions", "errors", "inputs", "config", "periods"}
 # Part -> the parts it may import. Entry points (api, demo, cli, live, workers) sit on top.
 ALLOWED = {
-    "api": {"scoring", "board", "workers", "security", "stores", "ops", "integrity"},
+    "api": {"scoring", "board", "workers", "security", "stores", "ops", "integrity", "analytics"},
     "demo": {"api", "scoring", "security", "ops"},
-    "cli": {"scoring", "board", "security", "stores", "integrity"},
+    "cli": {"scoring", "board", "security", "stores", "integrity", "analytics"},
     "live": {"board", "security", "stores", "ops"},
-    "workers": {"board", "scoring", "stores", "ops", "integrity"},
+    "workers": {"board", "scoring", "stores", "ops", "integrity", "analytics"},
+    # The admin console: a page and its static files; everything it does goes through the admin API.
+    "console": {"security", "ops"},
     # The anomaly scan: reads the ledger, judges it, holds suspects through moderation.
     "integrity": {"scoring", "board", "stores", "ops"},
+    # Figures of the ledger for the people who run the board, and the rollups the worker keeps for them.
+    "analytics": {"stores", "ops"},
     "board": {"stores", "ops"},
     "scoring": {"ops"},
     "security": {"stores"},
