@@ -4,9 +4,9 @@ PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -77,6 +77,19 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     score: Mapped["Score"] = relationship(back_populates="user", uselist=False)
+
+    # The admin search (scoring.moderation.search_users), PostgreSQL only (SQLite matches with LIKE): id and
+    # name prefixes as ranges in code point order, names by substring through trigrams (pg_trgm).
+    __table_args__ = (
+        Index("ix_users_id_lower", text('lower(id) COLLATE "C"')).ddl_if(dialect="postgresql"),
+        Index("ix_users_display_name_lower", text('lower(display_name) COLLATE "C"')).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_users_display_name_trgm",
+            "display_name",
+            postgresql_using="gin",
+            postgresql_ops={"display_name": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
 
 
 class Score(db.Model):
@@ -274,10 +287,17 @@ class AuditEntry(db.Model):
     actor: Mapped[str] = mapped_column(String(64))
     actor_ip: Mapped[str | None] = mapped_column(String(45))
     act: Mapped[str] = mapped_column(String(32))
-    target_user: Mapped[str | None] = mapped_column(String(64), index=True)
+    target_user: Mapped[str | None] = mapped_column(String(64))
     target_completion: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(500))
     details: Mapped[str] = mapped_column(String(2000), default="{}", server_default="{}")
+
+    # Each filter of the audit view, newest first and paged by id (scoring.moderation.audit_page).
+    __table_args__ = (
+        Index("ix_audit_log_target_id", "target_user", "id"),
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ix_audit_log_act_id", "act", "id"),
+    )
 
     def to_dict(self):
         """The JSON shape of an audit entry."""
@@ -292,3 +312,101 @@ class AuditEntry(db.Model):
             "reason": self.reason,
             "details": json.loads(self.details or "{}"),
         }
+
+
+# --- analytics: rollups of the ledger kept by the worker (scoreboard.analytics) ---------------------------------
+
+# Two partial indexes no claim ever writes to: a claimed row matches neither predicate, so the claim's
+# update adds no entry to them. The analytics read the never-claimed rows and the voided ones by recording time.
+Index(
+    "ix_completions_unclaimed_created",
+    Completion.created_at,
+    postgresql_where=text("claimed_at IS NULL"),
+    sqlite_where=text("claimed_at IS NULL"),
+)
+Index(
+    "ix_completions_void_created",
+    Completion.created_at,
+    postgresql_where=text("status = 'void'"),
+    sqlite_where=text("status = 'void'"),
+)
+
+
+class AnalyticsState(db.Model):
+    """The rollups' watermarks: ``claims`` (every claim and refusal before it is rolled up) and ``settled``
+    (the never-claimed completions recorded before it are counted and can no longer be claimed)."""
+
+    __tablename__ = "analytics_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AnalyticsHour(db.Model):
+    """One hour of one action: the claims made in it, and the completions recorded in it."""
+
+    __tablename__ = "analytics_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    action_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Claims made (claimed_at) in the hour, whatever became of them later, and their points.
+    claims: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Completions recorded (created_at) in the hour: claimed before the claims watermark ...
+    recorded_claimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # ... and never claimed, counted once the hour is settled.
+    recorded_unclaimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class AnalyticsDelay(db.Model):
+    """The claims made in one hour by how long after their recording: a histogram (``bucket`` is its lower
+    bound in seconds; the widths are in ``scoreboard.analytics.buckets``)."""
+
+    __tablename__ = "analytics_delays"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    claims: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class AnalyticsRefusal(db.Model):
+    """The refused claims of one hour, by reason."""
+
+    __tablename__ = "analytics_refusals"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    refusals: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class AnalyticsPlayer(db.Model):
+    """A user's first and last claim before the claims watermark: new players and the active ones."""
+
+    __tablename__ = "analytics_players"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_claim_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_claim_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_analytics_players_first", "first_claim_at"),
+        Index("ix_analytics_players_last", "last_claim_at"),
+    )
+
+
+class AnalyticsActivity(db.Model):
+    """A user who claimed on a UTC day (before the claims watermark): each day's distinct claimers, exactly."""
+
+    __tablename__ = "analytics_activity"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class AnalyticsDay(db.Model):
+    """How many distinct users claimed on a UTC day (before the claims watermark)."""
+
+    __tablename__ = "analytics_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    users: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -10,7 +10,26 @@ from sqlalchemy import create_engine, inspect, text
 from tests.conftest import PG_ADMIN_URL
 from tests.support import ROOT, python_bin
 
-TABLES = {"users", "scores", "period_scores", "actions", "completions", "audit_log", "claim_refusals", "suspects"}
+ANALYTICS_TABLES = {
+    "analytics_state",
+    "analytics_hours",
+    "analytics_delays",
+    "analytics_refusals",
+    "analytics_players",
+    "analytics_activity",
+    "analytics_days",
+}
+TABLES = {
+    "users",
+    "scores",
+    "period_scores",
+    "actions",
+    "completions",
+    "audit_log",
+    "claim_refusals",
+    "suspects",
+    *ANALYTICS_TABLES,
+}
 
 
 def flask_db(env, *args):
