@@ -148,6 +148,30 @@ def test_a_walk_in_pages_of_seven_is_the_ranking_and_starts_like_the_top_list(cl
     assert [e["displayName"] for e in first_page[:10]] == [e["displayName"] for e in top]
 
 
+def test_every_board_read_shows_a_new_display_name_once_the_board_has_swept(
+    app, client, mint, record, record_and_claim, viewer
+):
+    from workers.board import sweep
+
+    record_and_claim("renamer", displayName="Before")
+    record_and_claim("other", displayName="Other")
+    own = bearer(mint("renamer"))
+
+    def names_read():
+        page = client.get("/api/scores?limit=10", headers=viewer).get_json()["entries"]
+        week = client.get("/api/scores?period=week&limit=10", headers=viewer).get_json()["entries"]
+        chosen = client.get("/api/scores/users?ids=renamer", headers=viewer).get_json()["entries"]
+        mine = client.get("/api/scores/me?radius=1", headers=own).get_json()["around"]
+        top = client.get("/api/score/top?period=day", headers=viewer).get_json()
+        return {e["displayName"] for e in [*page, *week, *chosen, *mine, *top] if e["userId"] == "renamer"}
+
+    assert names_read() == {"Before"}
+    record("renamer", displayName="After")  # the recording service renames; no claim, no score change
+    with app.app_context():
+        sweep()  # the beat's sweep finds the flagged rows, as it would within SWEEP_INTERVAL
+    assert names_read() == {"After"}
+
+
 def test_a_page_size_that_divides_the_board_ends_without_an_empty_page(client, claim, ledger, viewer):
     for user in ("a", "b", "c", "d"):
         claim(user)

@@ -158,6 +158,10 @@ def _described(period: Period, **rest: Any) -> Response:
     return jsonify({**period.to_dict(), **rest})
 
 
+def _could_be_user(user_id: str) -> bool:
+    return len(user_id) <= MAX_ID_LENGTH and USER_ID.fullmatch(user_id) is not None
+
+
 @bp.get("")
 @documented(
     "One page of a board, in rank order",
@@ -260,8 +264,9 @@ def history(user_id):
     period = requested_period(query)
     before = read_history_cursor(period, user_id, query.cursor)
     # An id that could name no user is not looked up.
-    if not (len(user_id) <= MAX_ID_LENGTH and USER_ID.fullmatch(user_id)) or not standings.user_exists(user_id):
+    found = standings.history(user_id, period, before, query.limit) if _could_be_user(user_id) else None
+    if found is None:
         raise ApiError(404, "user_not_found", "No such user.")
-    entries, last = standings.history(user_id, period, before, query.limit)
+    entries, last = found
     following = history_cursor(period, user_id, last) if last else None
     return _described(period, userId=user_id, entries=entries, next=following)

@@ -74,8 +74,8 @@ def unbounded_statement() -> None:
 
 
 def mirror_rows() -> Select:
-    """The columns the all-time mirror needs, for every user."""
-    return select(Score.user_id, Score.score, Score.reached_at, Score.version, User.status).join(
+    """The columns the all-time mirror needs (the display name too, kept beside the ranking), for every user."""
+    return select(Score.user_id, Score.score, Score.reached_at, Score.version, User.status, User.display_name).join(
         User, User.id == Score.user_id
     )
 
@@ -89,6 +89,7 @@ def period_rows() -> Select:
         PeriodScore.reached_at,
         PeriodScore.version,
         User.status,
+        User.display_name,
     ).join(User, User.id == PeriodScore.user_id)
 
 
@@ -106,6 +107,7 @@ def to_entries(rows: Iterable[Any]) -> list[RankEntry]:
             reached_us=to_micros(r.reached_at),
             version=int(r.version),
             visible=r.status == UserStatus.ACTIVE and r.score > 0,
+            name=r.display_name,
         )
         for r in rows
     ]

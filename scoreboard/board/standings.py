@@ -4,7 +4,10 @@ The boards are read from their ranking mirrors (``stores.ranking_for``), so ever
 rank ``GET /api/score/top`` shows: highest score first, equal scores by who reached them first,
 only visible users with points, 1..N without gaps. A mirror that is not built (Redis lost its
 data, a period nobody has rebuilt yet) raises :class:`RankingNotBuilt` rather than answering
-from a partial ranking. A user's history is read from the ledger in PostgreSQL.
+from a partial ranking. Each read is one script, which checks the built flag and returns the
+display names kept beside the ranking, so a board read makes one Redis round trip and none to
+PostgreSQL (the database is asked only for a name the mirror lacks, or for a held user's own
+place). A user's history is read from the ledger in PostgreSQL, in one query.
 
 A held user (``UserStatus.HELD``, a suspect of the anomaly scan awaiting review) is on no board,
 yet their own standing reads as if they were: the member their score row spells is placed in the
@@ -18,14 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select, tuple_, union_all
+from sqlalchemy import Select, and_, func, literal, or_, select, true, tuple_, union_all
+from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus
+from ..ops.db_waits import timed_out
 from ..periods import Period
 from ..stores import get_stores
-from ..stores.ranking import RankEntry, Ranking, Standing
+from ..stores.ranking import RankEntry, Ranking, RankingNotBuilt, Standing
 from .source import display_names, to_micros
+
+__all__ = ["RankingNotBuilt"]  # raised by the reads here; the API answers it with a 503
 
 # A history event's kind; also its tie-break between events at one instant of one ledger row
 # (a claim and its void), in this (alphabetical) order.
@@ -33,35 +40,32 @@ CLAIM, ADJUSTMENT, VOID = "claim", "adjustment", "void"
 EVENT_KINDS = (ADJUSTMENT, CLAIM, VOID)
 
 
-class RankingNotBuilt(Exception):
-    """The board's mirror is being rebuilt: its ranks would be partial."""
-
-    def __init__(self, board: str) -> None:
-        super().__init__(f"the ranking of {board or 'all'} is not built")
-        self.board = board
-
-
 def ranking_of(period: Period) -> Ranking:
-    """The ranking mirror of ``period``'s board; raises :class:`RankingNotBuilt` when it is not built."""
-    ranking = get_stores().ranking_for(period.board)
-    if not ranking.is_built():
-        raise RankingNotBuilt(period.board)
-    return ranking
+    """The ranking mirror of ``period``'s board; its reads here pass ``checked=True`` (a :class:`RankingNotBuilt`
+    when it is not built, found by the read itself)."""
+    return get_stores().ranking_for(period.board)
 
 
 def entries_of(standings: Sequence[Standing]) -> list[dict[str, Any]]:
-    """Standings shaped like the top list's rows, with display names (one query)."""
-    names = display_names(sorted({s.user_id for s in standings}))
+    """Standings shaped like the top list's rows, with the display names the mirror returned; the database is
+    asked (one query) only for names it did not hold."""
+    missing = sorted({s.user_id for s in standings if s.name is None})
+    names = display_names(missing) if missing else {}
     return [
-        {"rank": s.rank, "userId": s.user_id, "displayName": names.get(s.user_id, s.user_id), "score": s.score}
+        {
+            "rank": s.rank,
+            "userId": s.user_id,
+            "displayName": s.name or names.get(s.user_id, s.user_id),
+            "score": s.score,
+        }
         for s in standings
     ]
 
 
 def top(period: Period, limit: int) -> list[dict[str, Any]]:
     """The first ``limit`` entries of ``period``'s board."""
-    pairs = ranking_of(period).top(limit)
-    return entries_of([Standing(rank, user_id, score, "") for rank, (user_id, score) in enumerate(pairs, start=1)])
+    standings, _ = ranking_of(period).page(None, limit, checked=True)
+    return entries_of(standings)
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def page(period: Period, after: str | None, limit: int) -> Page:
     Keyset on the member, not an offset: a claim only moves its user up, so a walk that goes on
     while scores change never shows a user twice and never skips a user whose score held still.
     """
-    standings, total = ranking_of(period).page(after, limit)
+    standings, total = ranking_of(period).page(after, limit, checked=True)
     last = standings[-1] if standings else None
     return Page(
         entries=entries_of(standings),
@@ -116,7 +120,7 @@ def around(period: Period, user_id: str, radius: int) -> tuple[Standing | None, 
     them; the database is read only for a user the ranking does not hold.
     """
     ranking = ranking_of(period)
-    standing, near, total = ranking.around(user_id, radius)
+    standing, near, total = ranking.around(user_id, radius, checked=True)
     if standing is None:
         member = held_members(period.board, [user_id]).get(user_id)
         if member is not None:
@@ -126,7 +130,7 @@ def around(period: Period, user_id: str, radius: int) -> tuple[Standing | None, 
 
 def of_users(period: Period, user_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The entries of the ranked users among ``user_ids``, in rank order (the others left out)."""
-    found = ranking_of(period).standings(list(user_ids))
+    found = ranking_of(period).standings(list(user_ids), checked=True)
     return entries_of(sorted(found.values(), key=lambda s: s.rank))
 
 
@@ -140,11 +144,6 @@ class HistoryKey:
     at: datetime
     row_id: str
     kind: str
-
-
-def user_exists(user_id: str) -> bool:
-    """Whether ``user_id`` names a user."""
-    return db.session.scalar(select(User.id).where(User.id == user_id)) is not None
 
 
 def _events(user_id: str) -> Select:
@@ -176,14 +175,36 @@ def _events(user_id: str) -> Select:
     return union_all(claims, adjustments, voids)
 
 
+def _run_read(query: Select) -> list[Any]:
+    """Run one read on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind):
+    the query is then the request's only round trip (no ``SELECT 1``, ``BEGIN`` or ``COMMIT``). A connection left
+    dead by a database restart fails its first use; the read is simply run once more on a fresh one."""
+    engine = db.engines.get("claims")
+    if engine is None:
+        rows = db.session.execute(query).all()
+        db.session.commit()
+        return rows
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as conn:
+                return conn.execute(query).all()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
 def history(
     user_id: str, period: Period, before: HistoryKey | None, limit: int
-) -> tuple[list[dict], HistoryKey | None]:
-    """A page of ``user_id``'s score changes inside ``period``, newest first, starting after ``before``.
+) -> tuple[list[dict], HistoryKey | None] | None:
+    """A page of ``user_id``'s score changes inside ``period``, newest first, starting after ``before``; None when
+    there is no such user.
 
     Each entry's ``score`` is the running total after it: the sum of the user's changes in the
     period up to it, in time order (the period's score; for all time, the score). Returns the
-    entries and the key of the last one when there may be more.
+    entries and the key of the last one when there may be more. One query: the user's row,
+    joined to the page of their ledger (through ``ix_completions_user_created``), so an unknown
+    user is a query that finds no row rather than a query of its own.
     """
     events = _events(user_id).subquery("events")
     where = []
@@ -198,15 +219,24 @@ def history(
         .where(*where)
         .subquery("running")
     )
-    query = select(running)
+    newest_first = (running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc())
+    page = select(running)
     if before is not None:
-        query = query.where(
+        page = page.where(
             tuple_(running.c.at, running.c.row_id, running.c.kind) < tuple_(before.at, before.row_id, before.kind)
         )
-    rows = db.session.execute(
-        query.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc()).limit(limit + 1)
-    ).all()
-    db.session.commit()
+    page = page.order_by(*newest_first).limit(limit + 1).subquery("page")
+    users = User.__table__
+    query = (
+        select(users.c.id.label("user"), page)
+        .select_from(users.outerjoin(page, true()))
+        .where(users.c.id == user_id)
+        .order_by(page.c.at.desc(), page.c.row_id.desc(), page.c.kind.desc())
+    )
+    rows = _run_read(query)
+    if not rows:
+        return None
+    rows = [r for r in rows if r.at is not None]  # a user without events: their row alone, joined to nothing
     more = len(rows) > limit
     rows = rows[:limit]
     entries = [

@@ -4,7 +4,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Action, Completion, CompletionStatus, Score, User, UserStatus, utcnow
+from ..periods import all_kept
+from .outbox import flag_periods, score_change
 
 
 def new_action_id() -> str:
@@ -33,11 +35,15 @@ def ensure_user(user_id: str, display_name: str | None = None) -> None:
     )
     _insert_ignore(Score.__table__, user_id=user_id, score=0, reached_at=now, version=0, board_pending=False)
     if display_name:
-        db.session.execute(
+        renamed = db.session.execute(
             User.__table__.update()
             .where(User.id == user_id, User.display_name != display_name)
             .values(display_name=display_name)
-        )
+        ).rowcount
+        if renamed:
+            # The boards keep names beside their rankings: flag every board row so the mirror carries the new name.
+            db.session.execute(update(Score.__table__).where(Score.user_id == user_id).values(score_change()))
+            db.session.execute(flag_periods(user_id, [p.key for p in all_kept()]))
 
 
 def _existing_for_ref(ref, user_id, action_key):

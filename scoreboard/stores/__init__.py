@@ -10,11 +10,12 @@ Redis keys (``<p>`` is ``SCOREBOARD_REDIS_PREFIX``, default ``scoreboard:``):
 ==========================  ======  ===========================================================
 ``<p>rank``                 zset    0 -> ``<score:019d><inverted reached time:017d>:<user id>``, visible users
 ``<p>rank:state``           hash    user id -> ``<version>|<member>``: guards against stale writes
-``<p>rank:built``           string  the member format (``2``) once ``rank`` has been rebuilt from the database
+``<p>rank:built``           string  the mirror's format (``3``) once ``rank`` has been rebuilt from the database
+``<p>rank:names``           hash    ranked user id -> display name, written with the member (one read, no database)
 ``<p>top``                  string  the last broadcast message (JSON), TTL ``SCOREBOARD_TOP_CACHE_TTL``
 ``<p>top:published``        string  the last broadcast top list, to publish only on change
 ``<p>top:version``          string  broadcast version: max(previous + 1, now in ms)
-``<p>rank:<period>``        zset    a period's board (``day:2026-12-02`` ...), and its ``:state`` and ``:built``
+``<p>rank:<period>``        zset    a period's board (``day:2026-12-02`` ...); its ``:state``, ``:built``, ``:names``
 ``<p>top:<kind>``           string  a timed board's (day, week, month) last message, with ``:published``, ``:version``
 ``<p>refresh:pending``      string  single-flight flag: a recompute is queued (TTL 30 s)
 ``<p>refresh:lock``         lock    held while a recompute runs
@@ -31,10 +32,11 @@ Every member of a ranking has score 0, so Redis orders them by member alone: the
 rank (highest score, then whoever reached it first, then the higher user id), and ranks, pages after a
 member and a user's neighbours are each one O(log n) script (:mod:`.ranking`).
 
-On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first seven carry the board's
+On a Redis Cluster (``redis+cluster://``, see :mod:`.cluster`) the first eight carry the board's
 hash tag, so the scripts and multi-key commands over them stay in one slot: ``<p>{board}:rank``,
-``<p>{board}:rank:state``, ``<p>{board}:rank:built``, ``<p>{board}:top``, ``<p>{board}:top:published``,
-``<p>{board}:top:version`` (a named board ``<b>``, such as a period's: ``<p>{board:<b>}:rank`` ...).
+``<p>{board}:rank:state``, ``<p>{board}:rank:built``, ``<p>{board}:rank:names``, ``<p>{board}:top``,
+``<p>{board}:top:published``, ``<p>{board}:top:version`` (a named board ``<b>``, such as a period's:
+``<p>{board:<b>}:rank`` ...).
 The others are each used alone and keep their names. A timed board's cache carries its kind's tag:
 ``<p>{board:<kind>}:top``, ``<p>{board:<kind>}:top:published``, ``<p>{board:<kind>}:top:version``.
 """
@@ -154,7 +156,7 @@ def memory_stores() -> Stores:
         socket_slots=MemorySocketSlots(),
         ping=lambda: None,
         embedded=True,
-        make_ranking=lambda board: MemoryRanking(),
+        make_ranking=MemoryRanking,
         timed_board_caches={kind: MemoryBoardCache(bus, period=kind) for kind in TIMED},
     )
 

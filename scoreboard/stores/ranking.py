@@ -6,6 +6,10 @@ Higher scores sort higher, then whoever reached the score first, then the higher
 database's tie order (``board.source``). Ranks, pages after a member (the keyset cursor) and
 the neighbours of a user are then each one O(log n) script. Each user's mirrored state carries
 the score row's ``version``, so a late or repeated write never replaces a newer state.
+
+Each board also keeps the display names of its ranked users (written by the same mirror path,
+from the same rows), and every read script checks the built flag and returns the names of the
+users it returns: a read of a board is one round trip to Redis and none to the database.
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from .cluster import board_tag, on_cluster
 
 INVERTED_TIME_BASE = 10**17 - 1
 SCORE_DIGITS = 19  # a non-negative 64-bit integer
-# The member format the mirror was built with: a mirror built in another one (an older release's)
-# reads as not built, so the next refresh rebuilds it rather than ranking two formats together.
-FORMAT = "2"
+# The format the mirror was built with (the members' spelling; since "3" also the names beside them): a
+# mirror built in another one (an older release's) reads as not built, so the next refresh rebuilds it
+# rather than ranking two formats together.
+FORMAT = "3"
+
+
+class RankingNotBuilt(Exception):
+    """A board's mirror is not built (being rebuilt, or lost with Redis's data): its ranks would be partial."""
+
+    def __init__(self, board: str) -> None:
+        super().__init__(f"the ranking of {board or 'all'} is not built")
+        self.board = board
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,7 @@ class RankEntry:
     reached_us: int
     version: int
     visible: bool
+    name: str | None = None  # the display name, kept beside the ranking while the user is ranked
 
     @property
     def member(self) -> str:
@@ -43,12 +57,16 @@ class RankEntry:
 
 
 class Standing(NamedTuple):
-    """One ranked user: ``rank`` is 1-based with no gaps; ``member`` is the keyset cursor after them."""
+    """One ranked user: ``rank`` is 1-based with no gaps; ``member`` is the keyset cursor after them.
+
+    ``name`` is the display name the mirror holds, None where it holds none (the caller then asks the database).
+    """
 
     rank: int
     user_id: str
     score: int
     member: str
+    name: str | None = None
 
 
 class Mirrored(NamedTuple):
@@ -69,14 +87,18 @@ def score_of(member: str) -> int:
     return int(member[:SCORE_DIGITS])
 
 
-def standing_of(member: str, rank: int) -> Standing:
+def standing_of(member: str, rank: int, name: str | None = None) -> Standing:
     """The standing of ``member`` at ``rank``."""
-    return Standing(rank, user_of(member), score_of(member), member)
+    return Standing(rank, user_of(member), score_of(member), member, name or None)
 
 
-def run_from(members: Sequence[str], first_rank: int) -> list[Standing]:
-    """Consecutive members, best first, the first at ``first_rank``."""
-    return [standing_of(member, rank) for rank, member in enumerate(members, start=first_rank)]
+def run_from(members: Sequence[str], first_rank: int, names: Sequence[str | None] | None = None) -> list[Standing]:
+    """Consecutive members, best first, the first at ``first_rank`` (with their names, when given)."""
+    names = names if names is not None else [None] * len(members)
+    return [
+        standing_of(member, rank, name)
+        for rank, (member, name) in enumerate(zip(members, names, strict=True), start=first_rank)
+    ]
 
 
 class Ranking(Protocol):
@@ -103,22 +125,26 @@ class Ranking(Protocol):
     def standing(self, user_id: str) -> Standing | None:
         """The user's rank and score; None when not ranked."""
 
-    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
-        """The standings of the ranked users among ``user_ids``; the others are left out."""
+    def standings(self, user_ids: Sequence[str], checked: bool = False) -> dict[str, Standing]:
+        """The standings of the ranked users among ``user_ids``; the others are left out.
 
-    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+        With ``checked``, every read here raises :class:`RankingNotBuilt` when the mirror is not built
+        (checked in the same call as the read).
+        """
+
+    def page(self, after: str | None, limit: int, checked: bool = False) -> tuple[list[Standing], int]:
         """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total.
 
         ``after`` need not be ranked any more: the page starts where it would sort.
         """
 
-    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+    def around(self, user_id: str, radius: int, checked: bool = False) -> tuple[Standing | None, list[Standing], int]:
         """The user's standing, those from ``radius`` ranks above to ``radius`` below, and the total.
 
         ``(None, [], total)`` when the user is not ranked.
         """
 
-    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+    def around_as_if(self, member: str, radius: int, checked: bool = False) -> tuple[Standing, list[Standing], int]:
         """The standing ``member`` would have were it ranked, the ``radius`` standings either side of it, and
         the total counting it (a held user's own view, see ``board.standings``).
 
@@ -133,11 +159,12 @@ class Ranking(Protocol):
         """``(users with a state, ranked members)``."""
 
 
-# KEYS: members, state. ARGV: (user id, member, version, visible "1"/"0") per entry.
+# KEYS: members, state, names. ARGV: (user id, member, version, visible "1"/"0", display name or "") per entry.
+# A ranked user's name is kept beside the member; a hidden one's is dropped with it.
 APPLY = """
 local applied = 0
-for i = 1, #ARGV, 4 do
-  local uid, member, ver, visible = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+for i = 1, #ARGV, 5 do
+  local uid, member, ver, visible, name = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
   local cur = redis.call('HGET', KEYS[2], uid)
   local curver, curmember = -1, ''
   if cur then
@@ -147,7 +174,13 @@ for i = 1, #ARGV, 4 do
   end
   if ver > curver then
     if curmember ~= '' then redis.call('ZREM', KEYS[1], curmember) end
-    if visible == '1' then redis.call('ZADD', KEYS[1], 0, member) else member = '' end
+    if visible == '1' then
+      redis.call('ZADD', KEYS[1], 0, member)
+      if name ~= '' then redis.call('HSET', KEYS[3], uid, name) end
+    else
+      member = ''
+      redis.call('HDEL', KEYS[3], uid)
+    end
     redis.call('HSET', KEYS[2], uid, ver .. '|' .. member)
     applied = applied + 1
   end
@@ -155,8 +188,12 @@ end
 return applied
 """
 
-# The member a user's state names, or false when the user has no state or is hidden.
-MEMBER_OF = """
+# Shared by the read scripts. KEYS: members, state, built, names; ARGV[1]: the format the mirror must have been
+# built in, or "" to read without checking. Each read answers {0} when the mirror is not built, else 1 first.
+READ_HELPERS = """
+local function unbuilt()
+  return ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1]
+end
 local function member_of(uid)
   local cur = redis.call('HGET', KEYS[2], uid)
   if not cur then return false end
@@ -164,20 +201,31 @@ local function member_of(uid)
   if member == '' then return false end
   return member
 end
+local function name_of(member)
+  return redis.call('HGET', KEYS[4], string.sub(member, string.find(member, ':', 1, true) + 1)) or ''
+end
+local function push_run(reply, members)
+  for i = 1, #members do
+    reply[#reply + 1] = members[i]
+    reply[#reply + 1] = name_of(members[i])
+  end
+end
+if unbuilt() then return {0} end
 """
 
-# KEYS: members, state. ARGV: user ids. Returns {member, 0-based rank} per ranked user, flat.
+# ARGV[2..]: user ids. Returns {1, (member, 0-based rank, name) per ranked user...}.
 STANDINGS = (
-    MEMBER_OF
+    READ_HELPERS
     + """
-local found = {}
-for i = 1, #ARGV do
+local found = {1}
+for i = 2, #ARGV do
   local member = member_of(ARGV[i])
   if member then
     local rank = redis.call('ZREVRANK', KEYS[1], member)
     if rank then
       found[#found + 1] = member
       found[#found + 1] = rank
+      found[#found + 1] = name_of(member)
     end
   end
 end
@@ -185,50 +233,54 @@ return found
 """
 )
 
-# KEYS: members. ARGV: "1" and the member to start after, or "0" (from the top); limit.
-# Returns {total, 0-based rank of the first, members...}.
-PAGE = """
+# ARGV[2..4]: "1" and the member to start after, or "0" (from the top); limit.
+# Returns {1, total, 0-based rank of the first, (member, name)...}.
+PAGE = (
+    READ_HELPERS
+    + """
 local total = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[3])
-if limit <= 0 then return {total, 0} end
+local limit = tonumber(ARGV[4])
+if limit <= 0 then return {1, total, 0} end
 local members
-if ARGV[1] == '1' then
-  members = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ARGV[2], '-', 'LIMIT', 0, limit)
+if ARGV[2] == '1' then
+  members = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. ARGV[3], '-', 'LIMIT', 0, limit)
 else
   members = redis.call('ZREVRANGE', KEYS[1], 0, limit - 1)
 end
-if #members == 0 then return {total, 0} end
-local first = redis.call('ZREVRANK', KEYS[1], members[1])
-local reply = {total, first}
-for i = 1, #members do reply[#reply + 1] = members[i] end
-return reply
-"""
-
-# KEYS: members, state. ARGV: user id, radius (>= 0).
-# Returns {total} when the user is not ranked, else {total, 0-based rank of the user, of the first, members...}.
-AROUND = (
-    MEMBER_OF
-    + """
-local total = redis.call('ZCARD', KEYS[1])
-local member = member_of(ARGV[1])
-if not member then return {total} end
-local rank = redis.call('ZREVRANK', KEYS[1], member)
-if not rank then return {total} end
-local radius = tonumber(ARGV[2])
-local first = math.max(0, rank - radius)
-local reply = {total, rank, first}
-local members = redis.call('ZREVRANGE', KEYS[1], first, rank + radius)
-for i = 1, #members do reply[#reply + 1] = members[i] end
+if #members == 0 then return {1, total, 0} end
+local reply = {1, total, redis.call('ZREVRANK', KEYS[1], members[1])}
+push_run(reply, members)
 return reply
 """
 )
 
-# KEYS: members. ARGV: a member (ranked or not), radius (>= 0).
-# Returns {total, members sorting above it, 1 if it is ranked else 0, how many above follow, those above (nearest
-# first), then those below (nearest first)}: each read is O(log n) plus the members returned.
-AROUND_AS_IF = """
+# ARGV[2..3]: user id, radius (>= 0).
+# Returns {1, total} when the user is not ranked, else {1, total, 0-based rank of the user, of the first,
+# (member, name)...}.
+AROUND = (
+    READ_HELPERS
+    + """
 local total = redis.call('ZCARD', KEYS[1])
-local member, radius = ARGV[1], tonumber(ARGV[2])
+local member = member_of(ARGV[2])
+if not member then return {1, total} end
+local rank = redis.call('ZREVRANK', KEYS[1], member)
+if not rank then return {1, total} end
+local radius = tonumber(ARGV[3])
+local first = math.max(0, rank - radius)
+local reply = {1, total, rank, first}
+push_run(reply, redis.call('ZREVRANGE', KEYS[1], first, rank + radius))
+return reply
+"""
+)
+
+# ARGV[2..3]: a member (ranked or not), radius (>= 0).
+# Returns {1, total, members sorting above it, 1 if it is ranked else 0, how many above follow, those above (nearest
+# first), then those below (nearest first), each (member, name)}: each read is O(log n) plus the members returned.
+AROUND_AS_IF = (
+    READ_HELPERS
+    + """
+local total = redis.call('ZCARD', KEYS[1])
+local member, radius = ARGV[2], tonumber(ARGV[3])
 local above = redis.call('ZLEXCOUNT', KEYS[1], '(' .. member, '+')
 local ranked = redis.call('ZSCORE', KEYS[1], member) and 1 or 0
 local up, down = {}, {}
@@ -236,25 +288,44 @@ if radius > 0 then
   up = redis.call('ZRANGEBYLEX', KEYS[1], '(' .. member, '+', 'LIMIT', 0, radius)
   down = redis.call('ZREVRANGEBYLEX', KEYS[1], '(' .. member, '-', 'LIMIT', 0, radius)
 end
-local reply = {total, above, ranked, #up}
-for i = 1, #up do reply[#reply + 1] = up[i] end
-for i = 1, #down do reply[#reply + 1] = down[i] end
+local reply = {1, total, above, ranked, #up}
+push_run(reply, up)
+push_run(reply, down)
 return reply
 """
+)
+
+
+def _pairs(flat: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(members, names)`` of a script's flat ``member, name, member, name ...`` run."""
+    return list(flat[::2]), list(flat[1::2])
 
 
 def as_if(
-    member: str, total: int, above: int, ranked: bool, up: Sequence[str], down: Sequence[str]
+    member: str,
+    total: int,
+    above: int,
+    ranked: bool,
+    up: Sequence[str],
+    down: Sequence[str],
+    up_names: Sequence[str | None] | None = None,
+    down_names: Sequence[str | None] | None = None,
 ) -> tuple[Standing, list[Standing], int]:
     """:meth:`Ranking.around_as_if`'s answer from what either adapter read: ``up`` and ``down`` nearest first."""
     rank = above + 1
     me = standing_of(member, rank)
-    near = [*run_from(list(reversed(up)), rank - len(up)), me, *run_from(list(down), rank + 1)]
+    up_names = list(up_names) if up_names is not None else [None] * len(up)
+    down_names = list(down_names) if down_names is not None else [None] * len(down)
+    near = [
+        *run_from(list(reversed(up)), rank - len(up), list(reversed(up_names))),
+        me,
+        *run_from(list(down), rank + 1, down_names),
+    ]
     return me, near, total + (0 if ranked else 1)
 
 
 class RedisRanking:
-    """The ranking as a sorted set plus a hash of per-user states; every write and read is one call.
+    """The ranking as a sorted set plus a hash of per-user states and one of names; every write and read is one call.
 
     ``board`` names the ranking (the all-time board is ``""``, keyed ``<p>rank``); other boards
     (a period's key, such as ``day:2026-12-02``) get keys of their own (``<p>rank:<board>``), so
@@ -265,24 +336,33 @@ class RedisRanking:
 
     def __init__(self, client, prefix: str, board: str = "", cluster: bool | None = None) -> None:
         self.redis = client
+        self.board = board
         cluster = on_cluster(client) if cluster is None else cluster
         named = f":{board}" if board else ""
         base = f"{prefix}{board_tag(board)}:rank" if cluster else f"{prefix}rank{named}"
         self.members_key, self.state_key, self.built_key = base, f"{base}:state", f"{base}:built"
-        self._keys = [self.members_key, self.state_key]
+        self.names_key = f"{base}:names"
+        self._keys = [self.members_key, self.state_key, self.built_key, self.names_key]
         self._apply = client.register_script(APPLY)
         self._standings = client.register_script(STANDINGS)
         self._page = client.register_script(PAGE)
         self._around = client.register_script(AROUND)
         self._around_as_if = client.register_script(AROUND_AS_IF)
 
+    def _read(self, script, checked: bool, args: list) -> list:
+        """Run a read script; its reply without the leading 1, or :class:`RankingNotBuilt`."""
+        reply = script(keys=self._keys, args=[FORMAT if checked else "", *args])
+        if not int(reply[0]):
+            raise RankingNotBuilt(self.board)
+        return reply[1:]
+
     def is_built(self) -> bool:
-        """Whether the mirror holds the whole ranking, in this release's member format."""
+        """Whether the mirror holds the whole ranking, in this release's format."""
         return self.redis.get(self.built_key) == FORMAT
 
     def reset(self) -> None:
         """Drop the mirror before a rebuild."""
-        self.redis.delete(self.members_key, self.state_key, self.built_key)
+        self.redis.delete(self.members_key, self.state_key, self.built_key, self.names_key)
 
     def mark_built(self) -> None:
         """Record that a rebuild finished."""
@@ -292,10 +372,10 @@ class RedisRanking:
         """Upsert entries newer than what is mirrored; returns how many were applied."""
         args: list[object] = []
         for e in entries:
-            args += [e.user_id, e.member if e.visible else "", e.version, "1" if e.visible else "0"]
+            args += [e.user_id, e.member if e.visible else "", e.version, "1" if e.visible else "0", e.name or ""]
         if not args:
             return 0
-        return int(self._apply(keys=self._keys, args=args))
+        return int(self._apply(keys=[self.members_key, self.state_key, self.names_key], args=args))
 
     def top(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` ``(user_id, score)`` pairs, best first."""
@@ -311,36 +391,43 @@ class RedisRanking:
         """The user's rank and score; None when not ranked."""
         return self.standings([user_id]).get(user_id)
 
-    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
+    def standings(self, user_ids: Sequence[str], checked: bool = False) -> dict[str, Standing]:
         """The standings of the ranked users among ``user_ids``, in one script."""
         if not user_ids:
+            if checked and not self.is_built():
+                raise RankingNotBuilt(self.board)
             return {}
-        flat = self._standings(keys=self._keys, args=list(user_ids))
-        found = (standing_of(member, int(rank) + 1) for member, rank in zip(flat[::2], flat[1::2], strict=True))
+        flat = self._read(self._standings, checked, list(user_ids))
+        found = (
+            standing_of(member, int(rank) + 1, name)
+            for member, rank, name in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+        )
         return {s.user_id: s for s in found}
 
-    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+    def page(self, after: str | None, limit: int, checked: bool = False) -> tuple[list[Standing], int]:
         """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total."""
         args = ["0", "", limit] if after is None else ["1", after, limit]
-        total, first, *members = self._page(keys=[self.members_key], args=args)
-        return run_from(members, int(first) + 1), int(total)
+        total, first, *run = self._read(self._page, checked, args)
+        members, names = _pairs(run)
+        return run_from(members, int(first) + 1, names), int(total)
 
-    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+    def around(self, user_id: str, radius: int, checked: bool = False) -> tuple[Standing | None, list[Standing], int]:
         """The user's standing, those within ``radius`` ranks of it, and the total; one script."""
-        total, *found = self._around(keys=self._keys, args=[user_id, max(0, radius)])
+        total, *found = self._read(self._around, checked, [user_id, max(0, radius)])
         if not found:
             return None, [], int(total)
-        rank, first, *members = found
-        near = run_from(members, int(first) + 1)
+        rank, first, *run = found
+        members, names = _pairs(run)
+        near = run_from(members, int(first) + 1, names)
         return near[int(rank) - int(first)], near, int(total)
 
-    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+    def around_as_if(self, member: str, radius: int, checked: bool = False) -> tuple[Standing, list[Standing], int]:
         """Where ``member`` would rank, its neighbours as if it were there, and the total counting it; one script."""
-        total, above, ranked, count, *members = self._around_as_if(
-            keys=[self.members_key], args=[member, max(0, radius)]
-        )
+        total, above, ranked, count, *run = self._read(self._around_as_if, checked, [member, max(0, radius)])
+        members, names = _pairs(run)
         up, down = members[: int(count)], members[int(count) :]
-        return as_if(member, int(total), int(above), bool(int(ranked)), up, down)
+        up_names, down_names = names[: int(count)], names[int(count) :]
+        return as_if(member, int(total), int(above), bool(int(ranked)), up, down, up_names, down_names)
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user, in two round trips."""
@@ -370,11 +457,20 @@ class MemoryRanking:
     The list ascends, as Redis stores a sorted set; rank order is its reverse (rank 1 is the last).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, board: str = "") -> None:
+        self.board = board
         self._lock = threading.Lock()
         self._members: SortedList = SortedList()
         self._state: dict[str, tuple[int, str | None]] = {}  # user id -> (version, member or None)
+        self._names: dict[str, str] = {}  # ranked user id -> display name
         self._built = False
+
+    def _check(self, checked: bool) -> None:
+        if checked and not self._built:
+            raise RankingNotBuilt(self.board)
+
+    def _name(self, member: str) -> str | None:
+        return self._names.get(user_of(member))
 
     def is_built(self) -> bool:
         """Whether the mirror holds the whole ranking."""
@@ -383,7 +479,7 @@ class MemoryRanking:
     def reset(self) -> None:
         """Drop the mirror before a rebuild."""
         with self._lock:
-            self._members, self._state, self._built = SortedList(), {}, False
+            self._members, self._state, self._names, self._built = SortedList(), {}, {}, False
 
     def mark_built(self) -> None:
         """Record that a rebuild finished."""
@@ -402,6 +498,10 @@ class MemoryRanking:
                 self._state[e.user_id] = (e.version, e.member if e.visible else None)
                 if e.visible:
                     self._members.add(e.member)
+                    if e.name:
+                        self._names[e.user_id] = e.name
+                else:
+                    self._names.pop(e.user_id, None)
                 applied += 1
         return applied
 
@@ -420,8 +520,8 @@ class MemoryRanking:
         first_rank, last_rank = max(1, first_rank), min(count, last_rank)
         if first_rank > last_rank:
             return []
-        members = self._members.islice(count - last_rank, count - first_rank + 1, reverse=True)
-        return run_from(list(members), first_rank)
+        members = list(self._members.islice(count - last_rank, count - first_rank + 1, reverse=True))
+        return run_from(members, first_rank, [self._name(m) for m in members])
 
     def top(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` ``(user_id, score)`` pairs, best first."""
@@ -437,46 +537,51 @@ class MemoryRanking:
         """The user's rank and score; None when not ranked."""
         return self.standings([user_id]).get(user_id)
 
-    def standings(self, user_ids: Sequence[str]) -> dict[str, Standing]:
+    def standings(self, user_ids: Sequence[str], checked: bool = False) -> dict[str, Standing]:
         """The standings of the ranked users among ``user_ids``."""
         found = {}
         with self._lock:
+            self._check(checked)
             for user_id in user_ids:
                 member = self._state.get(user_id, (0, None))[1]
                 rank = self._rank(member)
                 if rank is not None:
-                    found[user_id] = standing_of(member, rank)
+                    found[user_id] = standing_of(member, rank, self._name(member))
         return found
 
-    def page(self, after: str | None, limit: int) -> tuple[list[Standing], int]:
+    def page(self, after: str | None, limit: int, checked: bool = False) -> tuple[list[Standing], int]:
         """The ``limit`` standings right after the member ``after`` (None: from rank 1), and the total."""
         with self._lock:
+            self._check(checked)
             count = len(self._members)
             # Those after `after` in rank order are the members below it: the first `below` of the list.
             below = count if after is None else self._members.bisect_left(after)
             first_rank = count - below + 1
             return self._run(first_rank, first_rank + limit - 1), count
 
-    def around(self, user_id: str, radius: int) -> tuple[Standing | None, list[Standing], int]:
+    def around(self, user_id: str, radius: int, checked: bool = False) -> tuple[Standing | None, list[Standing], int]:
         """The user's standing, those within ``radius`` ranks of it, and the total."""
         radius = max(0, radius)
         with self._lock:
+            self._check(checked)
             count = len(self._members)
             member = self._state.get(user_id, (0, None))[1]
             rank = self._rank(member)
             if rank is None:
                 return None, [], count
-            return standing_of(member, rank), self._run(rank - radius, rank + radius), count
+            return standing_of(member, rank, self._name(member)), self._run(rank - radius, rank + radius), count
 
-    def around_as_if(self, member: str, radius: int) -> tuple[Standing, list[Standing], int]:
+    def around_as_if(self, member: str, radius: int, checked: bool = False) -> tuple[Standing, list[Standing], int]:
         """Where ``member`` would rank, its neighbours as if it were there, and the total counting it."""
         radius = max(0, radius)
         with self._lock:
+            self._check(checked)
             members = self._members
             low, high = members.bisect_left(member), members.bisect_right(member)
             up = list(members.islice(high, high + radius))  # ascending: nearest above first
             down = list(members.islice(max(0, low - radius), low, reverse=True))  # nearest below first
-            return as_if(member, len(members), len(members) - high, high > low, up, down)
+            names_up, names_down = [self._name(m) for m in up], [self._name(m) for m in down]
+            return as_if(member, len(members), len(members) - high, high > low, up, down, names_up, names_down)
 
     def compare(self, entries: Sequence[RankEntry]) -> list[Mirrored]:
         """What the mirror holds for each entry's user."""

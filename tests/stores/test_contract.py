@@ -19,7 +19,7 @@ from redis.exceptions import LockError
 
 from scoreboard.stores import Stores, memory_stores, redis_stores
 from scoreboard.stores.board_cache import RedisBoardCache, board_message, dumps, message_parts, parse_message
-from scoreboard.stores.ranking import MemoryRanking, RankEntry, RedisRanking, Standing, user_of
+from scoreboard.stores.ranking import MemoryRanking, RankEntry, RankingNotBuilt, RedisRanking, Standing, user_of
 from tests.conftest import REDIS_URL
 from tests.faults.servers import shared_redis_cluster
 from tests.support import wait_until
@@ -237,6 +237,48 @@ def test_standings_of_a_mix_leave_out_the_unranked(stores):
     }
     assert ranking.standings([]) == {}
     assert ranking.standings(["nobody"]) == {}
+
+
+def test_every_read_returns_the_names_kept_beside_the_ranking(stores):
+    ranking = stores.ranking_for("week:2026-W49")
+    named = [RankEntry(f"u{i}", 10 * i, 1, version=1, visible=True, name=f"Name {i}") for i in range(1, 6)]
+    ranking.apply([*named, RankEntry("nameless", 1, 1, version=1, visible=True)])
+    ranking.mark_built()
+    names = {s.user_id: s.name for s in ranking.page(None, 10, checked=True)[0]}
+    assert names == {"u5": "Name 5", "u4": "Name 4", "u3": "Name 3", "u2": "Name 2", "u1": "Name 1", "nameless": None}
+    assert ranking.standings(["u2"], checked=True)["u2"].name == "Name 2"
+    me, near, _ = ranking.around("u3", 1, checked=True)
+    assert me.name == "Name 3" and [s.name for s in near] == ["Name 4", "Name 3", "Name 2"]
+    me, near, _ = ranking.around_as_if(entry("held", 35).member, 1, checked=True)
+    assert me.name is None and [s.name for s in near] == ["Name 4", None, "Name 3"]
+    # A rename arrives as a newer state of the same user; a hidden user's name leaves with them.
+    ranking.apply([RankEntry("u2", 20, 1, version=2, visible=True, name="Renamed")])
+    ranking.apply([RankEntry("u4", 40, 1, version=2, visible=False, name="Name 4")])
+    assert ranking.standings(["u2"])["u2"].name == "Renamed"
+    ranking.apply([RankEntry("u4", 40, 1, version=3, visible=True)])  # back, with no name given
+    assert ranking.standings(["u4"])["u4"].name is None
+    ranking.reset()
+    ranking.apply([entry("u1", 10)])
+    ranking.mark_built()
+    assert ranking.standings(["u1"])["u1"].name is None  # a reset drops the names with the ranking
+
+
+def test_checked_reads_refuse_a_ranking_that_is_not_built(stores):
+    ranking = stores.ranking_for("day:2026-12-02")
+    ranking.apply([entry("a", 10), entry("b", 20)])
+    for read in (
+        lambda: ranking.page(None, 5, checked=True),
+        lambda: ranking.standings(["a"], checked=True),
+        lambda: ranking.around("a", 2, checked=True),
+        lambda: ranking.around_as_if(entry("c", 15).member, 2, checked=True),
+    ):
+        with pytest.raises(RankingNotBuilt) as raised:
+            read()
+        assert raised.value.board == "day:2026-12-02"
+    assert [s.user_id for s in ranking.page(None, 5)[0]] == ["b", "a"]  # unchecked reads still answer
+    ranking.mark_built()
+    assert [s.user_id for s in ranking.page(None, 5, checked=True)[0]] == ["b", "a"]
+    assert ranking.standings(["a"], checked=True)["a"].rank == 2
 
 
 def test_pages_of_seven_walk_the_whole_ranking_in_order(stores):
