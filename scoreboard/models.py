@@ -6,7 +6,7 @@ PostgreSQL is the source of truth; Redis only mirrors it and can be rebuilt.
 import json
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -78,11 +78,9 @@ class User(db.Model):
 
     score: Mapped["Score"] = relationship(back_populates="user", uselist=False)
 
-    # The admin search (scoring.moderation.search_users), PostgreSQL only (SQLite matches with LIKE): id and
-    # name prefixes as ranges in code point order, names by substring through trigrams (pg_trgm).
+    # The admin search (scoring.moderation.search_users), PostgreSQL only (SQLite matches with LIKE): names by
+    # substring through trigrams (pg_trgm); the id and name prefix indexes follow the class.
     __table_args__ = (
-        Index("ix_users_id_lower", text('lower(id) COLLATE "C"')).ddl_if(dialect="postgresql"),
-        Index("ix_users_display_name_lower", text('lower(display_name) COLLATE "C"')).ddl_if(dialect="postgresql"),
         Index(
             "ix_users_display_name_trgm",
             "display_name",
@@ -90,6 +88,15 @@ class User(db.Model):
             postgresql_ops={"display_name": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
     )
+
+
+# Id and name prefixes as byte-order ranges (text_pattern_ops), whatever the database's collation.
+for _column in (User.id, User.display_name):
+    Index(
+        f"ix_users_{_column.key}_lower",
+        func.lower(_column).label(f"{_column.key}_lower"),
+        postgresql_ops={f"{_column.key}_lower": "text_pattern_ops"},
+    ).ddl_if(dialect="postgresql")
 
 
 class Score(db.Model):
