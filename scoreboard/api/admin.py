@@ -1,21 +1,26 @@
-"""The admin API (role ``admin``): ledgers, hide / ban, adjustments, voids, revocations, audit, the anomaly
-scan's suspects and their review."""
+"""The admin API (role ``admin``): search, ledgers, standings, activity, hide / ban, adjustments, voids,
+revocations (one token, or every token of a user), audit, the anomaly scan's suspects and their review."""
 
 import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import select
 
 from workers.board import request_refresh
 
+from ..board import standings
 from ..board.source import top_of_everyone
 from ..extensions import db
-from ..models import AuditEntry, CompletionStatus
+from ..models import CompletionStatus, UserStatus
+from ..periods import ALL, KINDS, TIMED, clock, resolve
 from ..scoring import moderation
-from ..security.revocations import revoke_jti
+from ..security.revocations import revoke_jti, revoke_user
 from ..security.tokens import current_user_id, role_required
 from .openapi import Reply, documented
 from .schemas import (
+    ACTIVITY_RANGES,
+    ActivityQuery,
     AdjustBody,
     AdjustmentResult,
     AdminTopEntry,
@@ -25,18 +30,28 @@ from .schemas import (
     ClearSuspectBody,
     ConfirmedSuspect,
     ConfirmSuspectBody,
+    LedgerPage,
+    LedgerQuery,
+    PeriodQuery,
     RevokeBody,
     RevokeResult,
     StatusBody,
     StatusResult,
     SuspectsList,
     SuspectsQuery,
+    UserActivity,
     UserLedger,
+    UserRevokeBody,
+    UserRevokeResult,
+    UserSearch,
+    UserSearchQuery,
     VoidBody,
     VoidResult,
     parse_body,
     parse_query,
+    requested_period,
 )
+from .scores import PERIOD_ERRORS, _bad_cursor, _load, _serializer
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -51,17 +66,64 @@ def _actor():
     return current_user_id(), request.remote_addr
 
 
+NOT_FOUND = {404: "`user_not_found`: no such user."}
+REBUILDING = {503: PERIOD_ERRORS[503]}
+LEDGER_SALT = "scoreboard.admin-ledger-cursor"
+
+
+@bp.get("/users")
+@documented(
+    "Find users by id or display name",
+    auth="admin",
+    tags=("admin",),
+    query=UserSearchQuery,
+    responses={
+        200: Reply(
+            UserSearch,
+            "The exact id first, then ids starting with `q`, then display names holding it (starting with it when "
+            "`q` is 1 or 2 characters), ignoring case; each group by score, highest first, then id.",
+        )
+    },
+    errors={400: "`invalid_query`: `q` missing, empty or over 64 characters, or `limit` not 1 to 50."},
+)
+def search_users():
+    """Users by id or name, for the console's search box (bounded index reads, see README)."""
+    query = parse_query(UserSearchQuery)
+    return jsonify(users=moderation.search_users(query.q, query.limit))
+
+
+def _standings(user_id: str, status: str, all_time_score: int) -> dict[str, dict[str, Any]]:
+    """The user's place on the all-time board and each current period's, from the public rankings (a held
+    user's as if ranked, marked ``held``)."""
+    periods = {kind: resolve(kind) for kind in KINDS}
+    scores = moderation.period_scores_of(user_id, [periods[kind].key for kind in TIMED])
+    held = status == UserStatus.HELD
+    found = {}
+    for kind, period in periods.items():
+        standing, _, total = standings.around(period, user_id, 0)
+        score = all_time_score if kind == ALL else scores.get(period.key, 0)
+        found[kind] = {
+            "period": period.key,
+            "rank": standing.rank if standing else None,
+            "score": standing.score if standing else score,
+            "total": total,
+            "held": held,
+        }
+    return found
+
+
 @bp.get("/users/<user_id>")
 @documented(
-    "A user's status, score, ledger and audit",
+    "A user's status, score, standings, latest ledger rows and audit",
     auth="admin",
     tags=("admin",),
     responses={200: UserLedger},
-    errors={404: "`user_not_found`: no such user."},
+    errors={**NOT_FOUND, **REBUILDING},
 )
 def user_ledger(user_id):
-    """A user's status, score, ledger and the admin acts about them."""
+    """A user's status, score, rank on every current board, ledger and the admin acts about them."""
     user, score, rows, audits = moderation.ledger(user_id)
+    total = int(score.score) if score else 0
     return jsonify(
         user={
             "userId": user.id,
@@ -69,10 +131,114 @@ def user_ledger(user_id):
             "status": user.status,
             "createdAt": user.created_at.isoformat(),
         },
-        score=int(score.score) if score else 0,
+        score=total,
+        standings=_standings(user.id, user.status, total),
         ledger=[row.to_ledger_dict() for row in rows],
         audit=[entry.to_dict() for entry in audits],
     )
+
+
+def _ledger_cursor(user_id: str, key: tuple[datetime, str]) -> str:
+    return _serializer(LEDGER_SALT).dumps({"u": user_id, "t": key[0].isoformat(), "i": key[1]})
+
+
+def _read_ledger_cursor(user_id: str, cursor: str | None) -> tuple[datetime, str] | None:
+    """The row a ledger cursor resumes after (signed like the board's cursors); 400 ``bad_cursor`` otherwise."""
+    if cursor is None:
+        return None
+    payload = _load(LEDGER_SALT, cursor)
+    at, row_id = payload.get("t"), payload.get("i")
+    if payload.get("u") != user_id or not isinstance(at, str) or not isinstance(row_id, str):
+        raise _bad_cursor()
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise _bad_cursor() from None
+    if moment.tzinfo is None:
+        raise _bad_cursor()
+    return moment, row_id
+
+
+@bp.get("/users/<user_id>/ledger")
+@documented(
+    "One page of a user's ledger, newest recorded first",
+    auth="admin",
+    tags=("admin",),
+    query=LedgerQuery,
+    responses={
+        200: Reply(
+            LedgerPage,
+            "Completions and adjustments, newest recorded first; `next` walks on to older rows.",
+            links={
+                "OlderLedgerPage": {
+                    "operationId": "admin.user_ledger_page",
+                    "parameters": {"user_id": "$request.path.user_id", "cursor": "$response.body#/next"},
+                }
+            },
+        )
+    },
+    errors={
+        400: "`invalid_query`: `limit` not 1 to 200; `bad_cursor`: a cursor this endpoint did not hand out for "
+        "this user (tampered, truncated, foreign).",
+        **NOT_FOUND,
+    },
+)
+def user_ledger_page(user_id):
+    """A page of the user's ledger after ``cursor`` (a signed keyset on when the row was recorded)."""
+    query = parse_query(LedgerQuery)
+    after = _read_ledger_cursor(user_id, query.cursor)
+    moderation.known_user(user_id)
+    rows, last = moderation.ledger_page(user_id, after, query.limit)
+    following = _ledger_cursor(user_id, last) if last else None
+    return jsonify(entries=[row.to_ledger_dict() for row in rows], next=following)
+
+
+@bp.get("/users/<user_id>/activity")
+@documented(
+    "A user's claims, points and refused claims per hour",
+    auth="admin",
+    tags=("admin",),
+    query=ActivityQuery,
+    responses={200: Reply(UserActivity, "Every hour of the range, oldest first, zeros included.")},
+    errors={400: "`invalid_query`: `range` not `24h`, `7d` or `30d`.", **NOT_FOUND},
+)
+def user_activity(user_id):
+    """The user's claim timeline: claims, their points and refusals per UTC hour, up to the current hour."""
+    query = parse_query(ActivityQuery)
+    moderation.known_user(user_id)
+    now = clock().astimezone(UTC)
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=ACTIVITY_RANGES[query.range])
+    points = moderation.activity(user_id, start, end, current_app.config["COMPLETION_TTL"])
+    return jsonify(
+        {"range": query.range, "from": start.isoformat(), "to": end.isoformat(), "bucket": "hour", "points": points}
+    )
+
+
+@bp.post("/users/<user_id>/tokens/revoke")
+@documented(
+    "Revoke every token a user holds now",
+    auth="admin",
+    tags=("admin",),
+    body=UserRevokeBody,
+    responses={
+        200: Reply(
+            UserRevokeResult,
+            "Every token of the user issued before `revokedBefore` (the next whole second) is refused from now on, "
+            "on every process within a second; tokens issued from then on work.",
+        )
+    },
+    errors=NOT_FOUND,
+)
+def revoke_user_tokens(user_id):
+    """Refuse every token of a user issued before now (a per-user cutoff on ``iat``), audited."""
+    body = parse_body(UserRevokeBody)
+    moderation.known_user(user_id)
+    db.session.rollback()  # the lookup's transaction must not stay open while Redis is asked
+    cutoff = revoke_user(user_id, current_app.config["REVOCATION_TTL"])
+    revoked_before = datetime.fromtimestamp(cutoff, UTC)
+    moderation.record_user_revocation(user_id, revoked_before, body.reason, *_actor())
+    return jsonify(userId=user_id, revokedBefore=revoked_before.isoformat())
 
 
 @bp.post("/users/<user_id>/status")
@@ -151,25 +317,47 @@ def revoke_token():
     "The top list of every user, whatever their status",
     auth="admin",
     tags=("admin",),
-    responses={200: Reply(list[AdminTopEntry], "Highest score first, hidden and banned users included.")},
+    query=PeriodQuery,
+    responses={
+        200: Reply(
+            list[AdminTopEntry], "Highest score first, hidden, banned and held users included, each with `status`."
+        )
+    },
+    errors={
+        400: "`bad_period`: an unknown `period`, a malformed `at`, `at` with `all`, a day in the future or in a "
+        "period older than those kept."
+    },
 )
 def full_board():
-    """The top list including hidden and banned users, with their status."""
-    return jsonify(top_of_everyone(current_app.config["BOARD_SIZE"]))
+    """The top list of ``period`` (all time by default) including hidden, banned and held users, with their status."""
+    period = requested_period(parse_query(PeriodQuery))
+    size = current_app.config["BOARD_SIZE"]
+    if period.kind == ALL:
+        return jsonify(top_of_everyone(size))
+    return jsonify(moderation.period_board_of_everyone(period.key, size))
 
 
 @bp.get("/audit")
 @documented(
-    "The latest admin acts, newest first",
+    "The admin acts, newest first, filtered by actor, target and kind",
     auth="admin",
     tags=("admin",),
     query=AuditQuery,
-    responses={200: list[AuditOut]},
+    responses={
+        200: Reply(
+            list[AuditOut],
+            "Newest first; with `before`, only acts older than that id (pass the last id seen for the next page).",
+        )
+    },
+    errors={
+        400: "`invalid_query`: an unknown `act`, `before` or `limit` not a whole number in range, an empty or "
+        "over-long `actor` or `target`."
+    },
 )
 def audit_log():
-    """The latest admin acts, newest first (``?limit=``, at most 500)."""
-    limit = min(max(request.args.get("limit", 100, type=int), 1), 500)
-    entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
+    """The admin acts, newest first: ``actor``, ``target`` and ``act`` filter exactly, ``before`` pages."""
+    query = parse_query(AuditQuery)
+    entries = moderation.audit_page(query.actor, query.target, query.act, query.before, query.limit)
     return jsonify([entry.to_dict() for entry in entries])
 
 

@@ -11,6 +11,7 @@ from ..errors import ApiError
 from ..inputs import MAX_IDS, ActionId, ActionKey, DisplayName, QueryInt, Reason, UserId, UserIdList
 from ..models import CompletionStatus, SuspectStatus, UserStatus
 from ..periods import KINDS, TIMED, Period, UnknownPeriod, resolve
+from ..scoring.moderation import AUDIT_ACTS
 
 
 class Body(BaseModel):
@@ -97,6 +98,12 @@ class RevokeBody(Body):
     """``POST /api/admin/tokens/revoke``."""
 
     jti: str = Field(min_length=1, max_length=128)
+    reason: Reason
+
+
+class UserRevokeBody(Body):
+    """``POST /api/admin/users/<userId>/tokens/revoke``: why every token the user holds now is refused."""
+
     reason: Reason
 
 
@@ -201,6 +208,73 @@ class SuspectsQuery(Query):
         Field(
             description="Only the suspects of this status: `held` or `flagged` (awaiting review), `cleared`, "
             "`confirmed`.",
+            json_schema_extra=_no_default,
+        ),
+    ] = None
+    limit: QueryInt = Field(default=100, ge=1, le=500, description="How many, 1 to 500.")
+
+
+class UserSearchQuery(Query):
+    """``GET /api/admin/users``: find users by id or display name."""
+
+    q: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The exact id, the start of an id, or part of a display name (the start of one for 1 or 2 "
+        "characters); case-insensitive.",
+    )
+    limit: QueryInt = Field(default=20, ge=1, le=50, description="How many, 1 to 50.")
+
+
+class LedgerQuery(Query):
+    """``GET /api/admin/users/<userId>/ledger``: one page of a user's ledger, newest first."""
+
+    limit: QueryInt = Field(default=50, ge=1, le=200, description="Rows per page, 1 to 200.")
+    cursor: Cursor = None
+
+
+ACTIVITY_RANGES = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}  # hours in each range
+
+
+class ActivityQuery(Query):
+    """``GET /api/admin/users/<userId>/activity``: a user's claims per hour."""
+
+    range: Literal[tuple(ACTIVITY_RANGES)] = Field(
+        default="24h", description="The last `24h`, `7d` or `30d`, in whole hours up to the current one."
+    )
+
+
+class AuditQuery(Query):
+    """``GET /api/admin/audit``: the admin acts, newest first, filtered and paged."""
+
+    actor: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="Only the acts of this actor (exact).",
+            json_schema_extra=_no_default,
+        ),
+    ] = None
+    target: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="Only the acts about this user (exact).",
+            json_schema_extra=_no_default,
+        ),
+    ] = None
+    act: Annotated[
+        Literal[AUDIT_ACTS] | None,
+        WithJsonSchema({"type": "string", "enum": list(AUDIT_ACTS)}),
+        Field(description="Only acts of this kind.", json_schema_extra=_no_default),
+    ] = None
+    before: Annotated[
+        QueryInt | None,
+        Field(
+            ge=1,
+            description="Only acts with an id below this (the last id seen: the next page).",
             json_schema_extra=_no_default,
         ),
     ] = None
@@ -400,11 +474,30 @@ class AuditOut(Out):
     at: datetime
     actor: str
     actor_ip: str | None
-    act: str
+    act: Literal[AUDIT_ACTS]
     target_user: str | None
     target_completion: str | None
     reason: str
     details: dict[str, Any]
+
+
+class PeriodStanding(Out):
+    """A user's place on one public board."""
+
+    period: str = Field(description="`all`, or the current period's key (`day:2026-12-02`, `week:2026-W49` ...).")
+    rank: int | None = Field(ge=1, description="Null when not on the board: hidden, banned, or no points there.")
+    score: int = Field(description="The user's score in the period (0 without points there).")
+    total: int = Field(ge=0, description="How many users the board ranks (a held user counted, as they see it).")
+    held: bool = Field(description="The user is held: `rank` is where they would be, off the public board.")
+
+
+class UserStandings(Out):
+    """A user's place on the all-time board and the current day's, week's and month's."""
+
+    all: PeriodStanding
+    day: PeriodStanding
+    week: PeriodStanding
+    month: PeriodStanding
 
 
 class UserLedger(Out):
@@ -412,8 +505,58 @@ class UserLedger(Out):
 
     user: AdminUser
     score: int
-    ledger: list[LedgerRow]
+    standings: UserStandings
+    ledger: list[LedgerRow] = Field(description="The latest 200 rows, newest recorded first.")
     audit: list[AuditOut]
+
+
+class UserHit(Out):
+    """A user found by a search."""
+
+    user_id: str
+    display_name: str
+    status: Literal[UserStatus.ALL]
+    score: int
+    created_at: datetime
+
+
+class UserSearch(Out):
+    """``GET /api/admin/users``."""
+
+    users: list[UserHit]
+
+
+class LedgerPage(Out):
+    """``GET /api/admin/users/<id>/ledger``: one page, newest recorded first."""
+
+    entries: list[LedgerRow]
+    next: str | None = Field(description="The cursor of the next (older) page; null on the last one.")
+
+
+class ActivityPoint(Out):
+    """One hour of a user's activity."""
+
+    at: datetime = Field(description="The hour's start (UTC).")
+    claims: int = Field(ge=0, description="Claims made in the hour (voided ones since included).")
+    points: int = Field(description="The points those claims gave.")
+    refused: int = Field(ge=0, description="Claims refused in the hour.")
+
+
+class UserActivity(Out):
+    """``GET /api/admin/users/<id>/activity``: every hour of the range, oldest first."""
+
+    range: Literal[tuple(ACTIVITY_RANGES)]
+    from_: datetime = Field(alias="from", description="The first hour's start (inclusive).")
+    to: datetime = Field(description="The last hour's end (exclusive): the end of the current hour.")
+    bucket: Literal["hour"]
+    points: list[ActivityPoint]
+
+
+class UserRevokeResult(Out):
+    """``POST /api/admin/users/<id>/tokens/revoke``."""
+
+    user_id: str
+    revoked_before: datetime = Field(description="Every token of the user issued (`iat`) before this is refused.")
 
 
 class StatusResult(Out):
@@ -508,12 +651,6 @@ class AdminTopEntry(TopEntry):
     """A row of the admin board: every user, with their status."""
 
     status: Literal[UserStatus.ALL]
-
-
-class AuditQuery(Out):
-    """``GET /api/admin/audit`` query: how many acts, newest first."""
-
-    limit: int = Field(default=100, ge=1, le=500)
 
 
 class Health(Out):

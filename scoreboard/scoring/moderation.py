@@ -14,15 +14,16 @@ claims of the scan's window, all in one transaction.
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, literal, select, tuple_, update
 
 from ..errors import ApiError
 from ..extensions import db
 from ..models import (
     AuditEntry,
+    ClaimRefusal,
     Completion,
     CompletionStatus,
     PeriodScore,
@@ -346,3 +347,222 @@ def ledger(user_id: str, limit: int = 200) -> tuple[User, Score | None, list[Com
         select(AuditEntry).where(AuditEntry.target_user == user_id).order_by(AuditEntry.id.desc()).limit(limit)
     ).all()
     return user, score, rows, audits
+
+
+# --- the admin console's reads: search, ledger pages, activity, audit, the board of everyone -------
+
+# Every kind of act the audit log holds (the anomaly scan writes ``suspect:flag`` and ``status:held``).
+AUDIT_ACTS = (
+    *(f"status:{status}" for status in UserStatus.ALL),
+    "adjust",
+    "void",
+    "revoke",
+    "revoke:user",
+    "suspect:flag",
+    "suspect:clear",
+    "suspect:confirm",
+)
+# A search looks at no more than this many matches per group (exact id, id prefix, name), then orders
+# those by score: a one-letter prefix on a million users reads a bounded slice of an index, not the table.
+SEARCH_CANDIDATES = 1000
+# Shorter than a trigram: a name matches by its start (an index range) rather than anywhere in it.
+MIN_SUBSTRING = 3
+# Past every character: a prefix range's upper end in byte (and so code point) order.
+LAST_CHARACTER = 0x10FFFF
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _starts_with(column, q: str, dialect: str):
+    """``column`` starts with ``q``, ignoring case: a byte-order range on ``lower(column)`` (its
+    ``text_pattern_ops`` index) on PostgreSQL, LIKE (case-blind for ASCII) on SQLite."""
+    if dialect != "postgresql":
+        return column.like(_like_escaped(q) + "%", escape="\\")
+    lowered = func.lower(column)
+    start = func.lower(literal(q))
+    end = start.concat(func.chr(LAST_CHARACTER)).self_group()
+    return and_(lowered.op("~>=~", is_comparison=True)(start), lowered.op("~<~", is_comparison=True)(end))
+
+
+def _contains(column, q: str):
+    """``column`` holds ``q`` anywhere, ignoring case (a trigram index serves it on PostgreSQL)."""
+    return column.ilike("%" + _like_escaped(q) + "%", escape="\\")
+
+
+def search_users(q: str, limit: int) -> list[dict[str, Any]]:
+    """Users matching ``q``: the exact id first, then ids starting with it, then names holding it (names
+    starting with it when ``q`` is shorter than :data:`MIN_SUBSTRING`), case-insensitive; each group by
+    score (highest first) then id, every user once."""
+    dialect = db.session.get_bind().dialect.name
+    name_match = (
+        _contains(User.display_name, q) if len(q) >= MIN_SUBSTRING else _starts_with(User.display_name, q, dialect)
+    )
+    groups = (User.id == q, _starts_with(User.id, q, dialect), name_match)
+    score = func.coalesce(Score.score, 0)
+    found: dict[str, dict[str, Any]] = {}
+    for condition in groups:
+        if len(found) >= limit:
+            break
+        candidates = select(User.id).where(condition).limit(SEARCH_CANDIDATES).subquery("candidates")
+        rows = db.session.execute(
+            select(User.id, User.display_name, User.status, User.created_at, score.label("score"))
+            .join(candidates, candidates.c.id == User.id)
+            .outerjoin(Score, Score.user_id == User.id)
+            .order_by(score.desc(), User.id)
+            .limit(limit + len(found))
+        ).all()
+        for r in rows:
+            if r.id not in found and len(found) < limit:
+                found[r.id] = {
+                    "userId": r.id,
+                    "displayName": r.display_name,
+                    "status": r.status,
+                    "score": int(r.score),
+                    "createdAt": r.created_at.isoformat(),
+                }
+    db.session.commit()
+    return list(found.values())
+
+
+def known_user(user_id: str) -> User:
+    """The user ``user_id``; 404 ``user_not_found`` if there is none."""
+    return _user(user_id)
+
+
+def period_scores_of(user_id: str, keys: list[str]) -> dict[str, int]:
+    """``user_id``'s score in each of the period ``keys`` that has a row (primary-key reads)."""
+    if not keys:
+        return {}
+    rows = db.session.execute(
+        select(PeriodScore.period, PeriodScore.score).where(
+            PeriodScore.user_id == user_id, PeriodScore.period.in_(keys)
+        )
+    )
+    return {r.period: int(r.score) for r in rows}
+
+
+def ledger_page(
+    user_id: str, after: tuple[datetime, str] | None, limit: int
+) -> tuple[list[Completion], tuple[datetime, str] | None]:
+    """A page of ``user_id``'s ledger, newest recorded first, after the row ``(created_at, id)`` (keyset on
+    ix_completions_user_created); returns the rows and the key of the last one when there are more."""
+    query = select(Completion).where(Completion.user_id == user_id)
+    if after is not None:
+        query = query.where(
+            Completion.created_at <= after[0], tuple_(Completion.created_at, Completion.id) < tuple_(*after)
+        )
+    rows = db.session.scalars(query.order_by(Completion.created_at.desc(), Completion.id.desc()).limit(limit + 1)).all()
+    db.session.commit()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].created_at, rows[-1].id) if more and rows else None
+
+
+def _hour_of(column, dialect: str):
+    """The UTC hour a timestamp falls in, grouped on (a naive UTC datetime on PostgreSQL, text on SQLite)."""
+    if dialect == "postgresql":
+        return func.date_trunc("hour", func.timezone("UTC", column))
+    return func.strftime("%Y-%m-%d %H:00:00", column)
+
+
+def _as_hour(value) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def activity(user_id: str, start: datetime, end: datetime, claimable_for: timedelta) -> list[dict[str, Any]]:
+    """``user_id``'s claims, their points and refused claims per UTC hour of ``[start, end)`` (whole hours),
+    oldest first, every hour present.
+
+    A claim is a ledger row claimed in the hour (one voided since included: it was made then); an
+    adjustment is no claim. A completion can be claimed for ``claimable_for`` after it is recorded
+    (``SCOREBOARD_COMPLETION_TTL``), so the claims are read along ix_completions_user_created from that
+    long before ``start``: the user's rows of the range, not their whole ledger, and no index more for a
+    claim to write. Refusals are read along ix_claim_refusals_user_at.
+    """
+    dialect = db.session.get_bind().dialect.name
+    claim_hour = _hour_of(Completion.claimed_at, dialect).label("hour")
+    claims = db.session.execute(
+        select(claim_hour, func.count(), func.coalesce(func.sum(Completion.points), 0))
+        .where(
+            Completion.user_id == user_id,
+            Completion.created_at >= start - claimable_for,
+            Completion.created_at < end,
+            Completion.claimed_at >= start,
+            Completion.claimed_at < end,
+            Completion.status.in_((CompletionStatus.CLAIMED, CompletionStatus.VOID)),
+        )
+        .group_by(claim_hour)
+    ).all()
+    refusal_hour = _hour_of(ClaimRefusal.at, dialect).label("hour")
+    refused = db.session.execute(
+        select(refusal_hour, func.count())
+        .where(ClaimRefusal.user_id == user_id, ClaimRefusal.at >= start, ClaimRefusal.at < end)
+        .group_by(refusal_hour)
+    ).all()
+    db.session.commit()
+    by_hour: dict[datetime, dict[str, int]] = {}
+    for hour, count, points in claims:
+        by_hour.setdefault(_as_hour(hour), {}).update(claims=int(count), points=int(points))
+    for hour, count in refused:
+        by_hour.setdefault(_as_hour(hour), {})["refused"] = int(count)
+    points = []
+    hour = start
+    while hour < end:
+        seen = by_hour.get(hour, {})
+        points.append(
+            {
+                "at": hour.isoformat(),
+                "claims": seen.get("claims", 0),
+                "points": seen.get("points", 0),
+                "refused": seen.get("refused", 0),
+            }
+        )
+        hour += timedelta(hours=1)
+    return points
+
+
+def audit_page(
+    actor: str | None, target: str | None, act: str | None, before: int | None, limit: int
+) -> list[AuditEntry]:
+    """The audit log, newest first, filtered by exact actor, target user and act, with ids below ``before``
+    (each filter has an index ending in the id: ix_audit_log_actor_id, _target_id, _act_id)."""
+    query = select(AuditEntry)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    if target is not None:
+        query = query.where(AuditEntry.target_user == target)
+    if act is not None:
+        query = query.where(AuditEntry.act == act)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit)).all()
+    db.session.commit()
+    return list(entries)
+
+
+def period_board_of_everyone(key: str, limit: int) -> list[dict[str, Any]]:
+    """The top ``limit`` of one period (``day:2026-12-02`` ...) of every user with points there, whatever
+    their status (the admin's view; read along ix_period_scores_rank)."""
+    rows = db.session.execute(
+        select(PeriodScore.user_id, User.display_name, PeriodScore.score, User.status)
+        .join(User, User.id == PeriodScore.user_id)
+        .where(PeriodScore.period == key, PeriodScore.score > 0)
+        .order_by(PeriodScore.score.desc(), PeriodScore.reached_at.asc(), PeriodScore.user_id.desc())
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    return [
+        {"rank": rank, "userId": r.user_id, "displayName": r.display_name, "score": int(r.score), "status": r.status}
+        for rank, r in enumerate(rows, start=1)
+    ]
+
+
+def record_user_revocation(
+    user_id: str, revoked_before: datetime, reason: str, actor: str, actor_ip: str | None
+) -> None:
+    """Audit the revocation of every token ``user_id`` was issued before ``revoked_before`` (and commit)."""
+    record_audit(actor, actor_ip, "revoke:user", reason, target_user=user_id, revoked_before=revoked_before.isoformat())
+    db.session.commit()

@@ -14,7 +14,7 @@ from jwt.exceptions import DecodeError
 from ..errors import ApiError, error_response
 from ..extensions import jwt
 from ..inputs import MAX_ID_LENGTH, USER_ID_PATTERN
-from .revocations import is_revoked
+from .revocations import is_refused
 
 log = logging.getLogger(__name__)
 USER_ID = re.compile(USER_ID_PATTERN)
@@ -175,9 +175,8 @@ def _key_for(header, payload):
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(header, payload):
-    """Revoked by ``jti`` (logout, bans)."""
-    jti = payload.get("jti")
-    return bool(jti) and is_revoked(jti)
+    """Revoked by ``jti`` (logout, bans), or issued before its user's tokens were all revoked."""
+    return is_refused(payload)
 
 
 def _refuse_oversized_tokens():
