@@ -203,6 +203,10 @@ def celery_settings(redis_url: str | None) -> dict[str, Any]:
         "EXPIRE_INTERVAL": env_float("EXPIRE_INTERVAL", 60.0),
         "PRUNE_INTERVAL": env_float("PRUNE_INTERVAL", 3600.0),
         "ANOMALY_INTERVAL": parse_duration(env("ANOMALY_INTERVAL", "10m")).total_seconds(),
+        # The analytics rollup (workers/analytics.py): how often, and how far behind now it stops (claims that
+        # commit late, by at most their own timeouts, still land before it).
+        "ANALYTICS_INTERVAL": parse_duration(env("ANALYTICS_INTERVAL", "5m")).total_seconds(),
+        "ANALYTICS_LAG": parse_duration(env("ANALYTICS_LAG", "5m")),
         # The worker's own /metrics endpoint (it serves no HTTP otherwise); unset: not served.
         "WORKER_METRICS_PORT": env("WORKER_METRICS_PORT"),
         "WORKER_METRICS_ADDR": env("WORKER_METRICS_ADDR", "0.0.0.0"),

@@ -4,7 +4,7 @@ from flask import abort, request
 from flask_cors import CORS
 
 from ..board.standings import RankingNotBuilt
-from . import actions, admin, board, claims, login, openapi, scores, sockets
+from . import actions, admin, analytics, board, claims, login, openapi, scores, sockets
 
 
 def _api_headers(response):
@@ -23,7 +23,7 @@ def _no_nul_in_path():
 
 def init_app(app):
     """Register every API blueprint, security headers and the CORS allow-list."""
-    for module in (login, actions, claims, board, scores, admin, sockets, openapi):
+    for module in (login, actions, claims, board, scores, admin, analytics, sockets, openapi):
         app.register_blueprint(module.bp)
     # Every board read (the period top lists included) answers the same way while a ranking is rebuilt.
     app.register_error_handler(RankingNotBuilt, scores.answer_rebuilding)
