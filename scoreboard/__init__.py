@@ -31,7 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import api, board, cli, demo, errors, ops, security, stores
+    from . import api, board, cli, console, demo, errors, ops, security, stores
+    from .api.openapi import Reply, documented
     from .extensions import db, jwt, limiter, migrate, sock
     from .live import relay as live_relay
     from .live import socket as live_socket
@@ -59,8 +60,16 @@ def create_app(config: dict | None = None) -> Flask:
         with app.app_context():
             _tune_sqlite(db.engine)
 
-    for part in (errors, stores, security, ops, board, api, live_relay, live_socket, cli, demo):
+    for part in (errors, stores, security, ops, board, api, live_relay, live_socket, cli, demo, console):
         part.init_app(app)
+    # The console imports nothing of the API (everything it does goes through it over HTTP), so its
+    # page's entry in the OpenAPI document is declared here, where both are in reach.
+    documented(
+        "The admin console",
+        auth="public",
+        tags=("console",),
+        responses={200: Reply(str, "The console page; its data comes from the admin API.", media_type="text/html")},
+    )(console.page)
     celery_init_app(app)
     return app
 
