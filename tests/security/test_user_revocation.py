@@ -1,0 +1,86 @@
+"""Revoking every token of a user (``POST /api/admin/users/<id>/tokens/revoke``) on the production server:
+tokens issued before the cutoff are refused on REST and at the socket handshake, by every process within a
+second and by a process started afterwards (its copy loaded from Redis), with no Redis round trip per check;
+tokens issued from the cutoff on work."""
+
+import json
+import time
+from datetime import datetime
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.security.test_revocation_copies import _settled, _top, _zscore_calls
+from tests.support import bearer, start_web, wait_until, ws_url
+
+pytestmark = pytest.mark.live
+
+
+def handshake(base, token):
+    """The socket handshake with ``token``: ``(200, "snapshot")`` when accepted, else the refusal's status and code."""
+    try:
+        with connect(ws_url(base, f"?token={token}"), open_timeout=5) as ws:
+            return 200, json.loads(ws.recv(timeout=5))["type"]
+    except InvalidStatus as refused:
+        return refused.response.status_code, json.loads(refused.response.body)["error"]["code"]
+
+
+def refused(base, token):
+    answer = _top(base, token)
+    return answer.status_code == 401 and answer.json()["error"]["code"] == "token_revoked"
+
+
+def test_a_users_tokens_issued_before_are_refused_everywhere_and_after_a_restart(
+    stack_env, tmp_path, mint, record, redis_client
+):
+    record("victim")
+    web_a, base_a = start_web(stack_env, tmp_path, name="user-revoke-a", workers=1)
+    web_b, base_b = start_web(stack_env, tmp_path, name="user-revoke-b", workers=1)
+    web_c = None
+    try:
+        reader, old, admin = mint("reader"), mint("victim"), mint("boss", "admin")
+        _settled(base_a, reader)
+        _settled(base_b, reader)
+        assert _top(base_b, old).status_code == 200
+        assert handshake(base_b, old) == (200, "snapshot")
+
+        answer = requests.post(
+            f"{base_a}/api/admin/users/victim/tokens/revoke",
+            json={"reason": "account taken over"},
+            headers=bearer(admin),
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        revoked = time.monotonic()
+        cutoff = datetime.fromisoformat(answer.json()["revokedBefore"]).timestamp()
+
+        assert refused(base_a, old)  # the process that revoked, at once
+        wait_until(lambda: refused(base_b, old), timeout=1, interval=0.01, message="B still accepts the old token")
+        assert time.monotonic() - revoked < 1.0
+        assert handshake(base_b, old) == (401, "token_revoked")
+        assert _top(base_b, reader).status_code == 200  # another user's token is untouched
+
+        # Issued from the cutoff on (iat counts whole seconds): accepted, on REST and at the handshake.
+        wait_until(lambda: time.time() >= cutoff, timeout=3, message="the cutoff never passed")
+        new = mint("victim")
+        assert _top(base_b, new).status_code == 200
+        assert handshake(base_a, new) == (200, "snapshot")
+
+        # A process started afterwards loads the cutoff with the revocations in force, and checks from memory.
+        web_a.stop()
+        web_b.stop()
+        web_a = web_b = None
+        web_c, base_c = start_web(stack_env, tmp_path, name="user-revoke-c", workers=1)
+        _settled(base_c, reader)
+        before = _zscore_calls(redis_client)
+        assert refused(base_c, old)
+        assert handshake(base_c, old) == (401, "token_revoked")
+        assert _top(base_c, new).status_code == 200
+        assert handshake(base_c, new) == (200, "snapshot")
+        assert _zscore_calls(redis_client) == before
+    finally:
+        for web in (web_a, web_b, web_c):
+            if web is not None:
+                web.stop()
