@@ -84,3 +84,57 @@ def test_a_users_tokens_issued_before_are_refused_everywhere_and_after_a_restart
         for web in (web_a, web_b, web_c):
             if web is not None:
                 web.stop()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+def test_a_cutoff_is_kept_announced_and_loaded_like_a_jti(app, redis_client, backend):
+    """Both stores: a cutoff only moves later, one check answers the jti and the cutoff, it is announced on
+    the revocations channel as a jti would be and listed among the revocations in force, and a process copy
+    takes it from either."""
+    from scoreboard.security.revocations import RevocationCopy
+    from scoreboard.stores import get_stores, memory_stores
+    from scoreboard.stores.revocation_list import read_user_mark
+    from tests.conftest import PREFIX
+
+    stores = get_stores(app) if backend == "redis" else memory_stores()
+    revocations = stores.revocations
+    heard = []
+    if backend == "redis":
+        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(f"{PREFIX}revoked")
+    else:
+        stores.channels._listeners.append(lambda kind, payload: heard.append(payload))
+    now = int(time.time())
+    assert revocations.revoke_user("victim", now + 1, 60) == now + 1
+    assert revocations.revoke_user("victim", now - 100, 60) == now + 1  # never moved back
+    revocations.revoke("jti-1", 60)
+    assert revocations.check("jti-1", "victim") == (True, now + 1)
+    assert revocations.check("jti-2", "bystander") == (False, None)
+    assert revocations.check(None, "victim") == (False, now + 1)
+
+    if backend == "redis":
+
+        def three_heard():
+            message = pubsub.get_message(timeout=0.1)  # the first call only takes the subscription's reply
+            if message is not None:
+                heard.append(message["data"])
+            return len(heard) == 3
+
+        wait_until(three_heard, timeout=5, message=lambda: f"announcements heard: {heard}")
+        pubsub.close()
+    announced = RevocationCopy()
+    announced.current = True
+    for payload in heard:
+        message = json.loads(payload)
+        announced.note(message["jti"], float(message["exp"]))
+    assert announced.cutoff("victim") == now + 1 and announced.is_revoked("jti-1")
+
+    loaded = RevocationCopy()
+    loaded.current = True
+    loaded.load(revocations.in_force())
+    assert loaded.cutoff("victim") == now + 1 and loaded.cutoff("bystander") == 0
+    assert loaded.is_revoked("jti-1") and not loaded.is_revoked("jti-2")
+    marks = [read_user_mark(name) for name in revocations.in_force() if read_user_mark(name)]
+    assert marks == [("victim", now + 1)]
+    # A jti that merely looks like one is a jti: only names led by NUL (which no request carries) are cutoffs.
+    assert read_user_mark("user:victim:123") is None
