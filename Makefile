@@ -3,13 +3,14 @@
 # make lint  - ruff check and ruff format --check on the whole tree
 # make bench - the benchmark suite (see bench/README.md), then the anomaly detection's (make bench-anomalies)
 # make bench-anomalies - the anomaly detection's benchmark alone: detection and scan time (docs/anomalies.md)
+# make bench-analytics - the analytics on a 10-million-row ledger: ranges' latency, the claim's cost (docs/analytics.md)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint services chromium bench bench-anomalies clean
+.PHONY: run test lint services chromium bench bench-anomalies bench-analytics clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,11 @@ bench: $(VENV)/.bench-installed services
 # ANOMALY_ARGS passes options through, e.g. make bench-anomalies ANOMALY_ARGS="--users 100000 --seed 2".
 bench-anomalies: $(VENV)/.bench-installed services
 	$(BIN)/python -m bench.anomalies $(ANOMALY_ARGS)
+
+# The analytics on a 10-million-row ledger in a database of its own, dropped after (docs/analytics.md);
+# ANALYTICS_ARGS passes options through, e.g. make bench-analytics ANALYTICS_ARGS="--rows 1000000".
+bench-analytics: $(VENV)/.bench-installed services
+	$(BIN)/python -m bench.analytics $(ANALYTICS_ARGS)
 
 # make stack - the Procfile's production processes (gunicorn, a Celery worker, Celery beat) under honcho,
 # on the local PostgreSQL (database STACK_DB, created if missing) and Redis, after migrating and loading
