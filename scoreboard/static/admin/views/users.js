@@ -11,7 +11,6 @@ const MIN_REASON = 3;
 
 let userId = null;
 let ledgerNext = null;
-let summary = null; // the last GET /api/admin/users/<id> answer
 let generation = 0;
 
 // ---- search ----------------------------------------------------------------------------------
@@ -98,16 +97,9 @@ function ledgerRow(entry) {
 async function loadLedger(reset) {
   const tbody = $("#ledger-table tbody");
   const mine = generation;
-  let page;
-  try {
-    page = await get(
-      `/api/admin/users/${encodeURIComponent(userId)}/ledger${query({ limit: LEDGER_PAGE, cursor: reset ? "" : ledgerNext })}`,
-    );
-  } catch (problem) {
-    // A service without the paged ledger route: the user's latest rows from their summary, without "more".
-    if (!(reset && problem.status === 404 && problem.code === "not_found" && summary)) throw problem;
-    page = { entries: summary.ledger || [], next: null };
-  }
+  const page = await get(
+    `/api/admin/users/${encodeURIComponent(userId)}/ledger${query({ limit: LEDGER_PAGE, cursor: reset ? "" : ledgerNext })}`,
+  );
   if (mine !== generation) return;
   const rows = (page.entries || []).map(ledgerRow);
   if (reset) fillRows(tbody, rows, "No ledger rows.");
@@ -167,7 +159,6 @@ async function loadSummary() {
   const mine = generation;
   const found = await get(`/api/admin/users/${encodeURIComponent(userId)}`);
   if (mine !== generation) return;
-  summary = found;
   const user = found.user;
   $("#user-heading").textContent = `${user.displayName} (${user.userId})`;
   const badge = $("#user-status");
@@ -194,7 +185,7 @@ async function loadSummary() {
             );
           })
       : [],
-    "Ranks per board are not available from this service yet.",
+    "No ranks.",
   );
   return found;
 }
@@ -202,9 +193,7 @@ async function loadSummary() {
 /** Load (or reload) everything on the user's page; each part fails on its own. */
 async function loadUser() {
   showError($("#user-error"), "");
-  summary = null;
-  const first = await Promise.allSettled([loadSummary()]);
-  const parts = [...first, ...(await Promise.allSettled([loadLedger(true), loadHistory(), loadAudit()]))];
+  const parts = await Promise.allSettled([loadSummary(), loadLedger(true), loadHistory(), loadAudit()]);
   const failed = parts.filter((p) => p.status === "rejected").map((p) => p.reason.message);
   if (failed.length) showError($("#user-error"), [...new Set(failed)].join(" "));
 }
@@ -233,7 +222,12 @@ async function act(button) {
       announce(`Voided the completion; the score is now ${num(answer.newScore)}.`);
     } else {
       answer = await ACTS[kind].call(reason);
-      const score = answer && answer.newScore !== undefined ? `; the score is now ${num(answer.newScore)}` : "";
+      const score =
+        answer && answer.newScore !== undefined
+          ? `; the score is now ${num(answer.newScore)}`
+          : answer && answer.revokedBefore
+            ? `: every token issued before ${when(answer.revokedBefore)} is refused`
+            : "";
       announce(`${ACTS[kind].verb} ${userId}${score}.`);
     }
     $("#act-reason").value = "";
