@@ -16,16 +16,19 @@ ranking by an O(log n) read (``Ranking.around_as_if``), so nothing they see tips
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select, true, tuple_, union_all
+from sqlalchemy import Integer, Select, and_, bindparam, func, literal, or_, select, true, tuple_, union_all
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
-from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus
+from ..models import Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..periods import Period
 from ..stores import get_stores
@@ -146,8 +149,9 @@ class HistoryKey:
     kind: str
 
 
-def _events(user_id: str) -> Select:
-    """Every change of ``user_id``'s score in the ledger: ``(at, row_id, kind, delta, action)``."""
+def _events(user_id: Any) -> Select:
+    """Every change of ``user_id``'s score (a value or a bound parameter) in the ledger:
+    ``(at, row_id, kind, delta, action)``."""
     c = Completion.__table__
     mine = c.c.user_id == user_id
     claims = select(
@@ -175,19 +179,63 @@ def _events(user_id: str) -> Select:
     return union_all(claims, adjustments, voids)
 
 
-def _run_read(query: Select) -> list[Any]:
-    """Run one read on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind):
-    the query is then the request's only round trip (no ``SELECT 1``, ``BEGIN`` or ``COMMIT``). A connection left
-    dead by a database restart fails its first use; the read is simply run once more on a fresh one."""
+@functools.cache
+def _history_statement(bounded: bool, keyset: bool) -> Select:
+    """The history page as one statement, built once per shape: a period's bounds or none, a cursor or none.
+
+    Bound by name: ``h_user``, ``h_limit`` (one more than the page), ``h_start`` and ``h_end`` (a period's),
+    ``h_at``, ``h_row`` and ``h_kind`` (the cursor's event). The user's row is joined to the page, so an
+    unknown user is a page with no row at all and a user without events one row of nulls.
+    """
+    events = _events(bindparam("h_user")).subquery("events")
+    where = []
+    if bounded:
+        at = UTCDateTime()
+        where += [events.c.at >= bindparam("h_start", type_=at), events.c.at < bindparam("h_end", type_=at)]
+    order = (events.c.at, events.c.row_id, events.c.kind)
+    running = (
+        select(*events.c, func.sum(events.c.delta).over(order_by=order, rows=(None, 0)).label("score"))
+        .where(*where)
+        .subquery("running")
+    )
+    page = select(running)
+    if keyset:
+        before = tuple_(bindparam("h_at", type_=UTCDateTime()), bindparam("h_row"), bindparam("h_kind"))
+        page = page.where(tuple_(running.c.at, running.c.row_id, running.c.kind) < before)
+    page = (
+        page.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc())
+        .limit(bindparam("h_limit", type_=Integer()))
+        .subquery("page")
+    )
+    users = User.__table__
+    return (
+        select(users.c.id.label("user"), page)
+        .select_from(users.outerjoin(page, true()))
+        .where(users.c.id == bindparam("h_user"))
+        .order_by(page.c.at.desc(), page.c.row_id.desc(), page.c.kind.desc())
+    )
+
+
+@functools.cache
+def _compiled(statement: Select, dialect: Dialect) -> Compiled:
+    return statement.compile(dialect=dialect)
+
+
+def _run_read(statement: Select, params: dict[str, Any]) -> list[Any]:
+    """Run one read on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind),
+    compiled once and sent as its SQL: the query is then the request's only round trip (no ``SELECT 1``,
+    ``BEGIN`` or ``COMMIT``). A connection left dead by a database restart fails its first use; the read is
+    then run once more on a fresh one."""
     engine = db.engines.get("claims")
     if engine is None:
-        rows = db.session.execute(query).all()
+        rows = db.session.execute(statement, params).all()
         db.session.commit()
         return rows
+    compiled = _compiled(statement, engine.dialect)
     for attempt in (1, 2):
         try:
             with engine.connect() as conn:
-                return conn.execute(query).all()
+                return conn.exec_driver_sql(compiled.string, compiled.construct_params(params)).all()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise
@@ -202,38 +250,16 @@ def history(
 
     Each entry's ``score`` is the running total after it: the sum of the user's changes in the
     period up to it, in time order (the period's score; for all time, the score). Returns the
-    entries and the key of the last one when there may be more. One query: the user's row,
-    joined to the page of their ledger (through ``ix_completions_user_created``), so an unknown
-    user is a query that finds no row rather than a query of its own.
+    entries and the key of the last one when there may be more. One query (:func:`_history_statement`),
+    through ``ix_completions_user_created``.
     """
-    events = _events(user_id).subquery("events")
-    where = []
-    if period.start is not None:
-        where += [events.c.at >= period.start, events.c.at < period.end]
-    order = (events.c.at, events.c.row_id, events.c.kind)
-    running = (
-        select(
-            *events.c,
-            func.sum(events.c.delta).over(order_by=order, rows=(None, 0)).label("score"),
-        )
-        .where(*where)
-        .subquery("running")
-    )
-    newest_first = (running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc())
-    page = select(running)
+    bounded = period.start is not None
+    params: dict[str, Any] = {"h_user": user_id, "h_limit": limit + 1}
+    if bounded:
+        params.update(h_start=period.start, h_end=period.end)
     if before is not None:
-        page = page.where(
-            tuple_(running.c.at, running.c.row_id, running.c.kind) < tuple_(before.at, before.row_id, before.kind)
-        )
-    page = page.order_by(*newest_first).limit(limit + 1).subquery("page")
-    users = User.__table__
-    query = (
-        select(users.c.id.label("user"), page)
-        .select_from(users.outerjoin(page, true()))
-        .where(users.c.id == user_id)
-        .order_by(page.c.at.desc(), page.c.row_id.desc(), page.c.kind.desc())
-    )
-    rows = _run_read(query)
+        params.update(h_at=before.at, h_row=before.row_id, h_kind=before.kind)
+    rows = _run_read(_history_statement(bounded, before is not None), params)
     if not rows:
         return None
     rows = [r for r in rows if r.at is not None]  # a user without events: their row alone, joined to nothing
