@@ -583,3 +583,59 @@ def test_the_system_dark_scheme_and_a_narrow_screen(demo_stack, new_page, make_u
     assert view["y"] >= nav["y"] + nav["height"] - 1
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert_clean(page)
+
+
+# WCAG contrast of every visible piece of text against its composited background (disabled controls exempt).
+LOW_CONTRAST = """
+() => {
+  const parse = (c) => {
+    const m = c.match(/[\\d.]+/g).map(Number);
+    return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1];
+  };
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = (c) => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+  const background = (el) => {
+    const chain = [];
+    for (let n = el; n; n = n.parentElement) chain.push(parse(getComputedStyle(n).backgroundColor));
+    return chain.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+  };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('[hidden], .sr-only, .uplot, :disabled')) continue;
+    const text = Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    if (!text || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden') continue;
+    const fg = over(parse(style.color), background(el));
+    const [a, b] = [lum(fg), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) low.push(`${text.slice(0, 30)}: ${ratio.toFixed(2)} < ${needed}`);
+  }
+  return low;
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_meets_wcag_aa_contrast_in_both_themes(demo_stack, new_page, make_user, give, make_admin, hold, scheme):
+    seed(make_user, give, make_admin)
+    hold("li")
+    page = watched_page(new_page, color_scheme=scheme)
+    page.goto(demo_stack + "/admin")
+    assert page.evaluate(LOW_CONTRAST) == []
+    sign_in_admin(page, demo_stack)
+    expect(page.locator("html")).to_have_attribute("data-theme", scheme)
+    for route, ready in [
+        ("#/board", "#board-table tbody tr[data-status='held']"),
+        ("#/users/maya", "#ledger-table tbody tr[data-action-id]"),
+        ("#/suspects", "#suspects-list li figcaption p"),
+        ("#/analytics", "#an-actions tbody tr"),
+        ("#/audit", "#audit-table tbody tr[data-audit-id]"),
+    ]:
+        page.goto(demo_stack + "/admin" + route)
+        expect(page.locator(ready).first).to_be_visible()
+        assert page.evaluate(LOW_CONTRAST) == [], route
+    assert_clean(page)
