@@ -30,6 +30,7 @@ from scoreboard.api.schemas import (
     LoginBody,
     RevokeBody,
     StatusBody,
+    UserRevokeBody,
     VoidBody,
 )
 from scoreboard.extensions import db
@@ -478,6 +479,7 @@ BODY_ENDPOINTS = [
     ("/api/admin/users/<user_id>/adjustments", AdjustBody, "admin", lambda w: {}),
     ("/api/admin/completions/<action_id>/void", VoidBody, "admin", lambda w: {}),
     ("/api/admin/tokens/revoke", RevokeBody, "admin", lambda w: {}),
+    ("/api/admin/users/<user_id>/tokens/revoke", UserRevokeBody, "admin", lambda w: {}),
     ("/api/admin/suspects/<user_id>/clear", ClearSuspectBody, "admin", lambda w: {}),
     ("/api/admin/suspects/<user_id>/confirm", ConfirmSuspectBody, "admin", lambda w: {}),
 ]
