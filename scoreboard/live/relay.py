@@ -14,8 +14,9 @@ watching that kind only.
 
 The relay also keeps the process's in-memory boards, one per kind (for ``GET
 /api/score/top`` and snapshots), and revocation copy (for token checks) current for
-as long as it is subscribed, and indexes sockets by their token's ``jti``: a
-revocation it hears ends every socket opened with that token (4001 ``token revoked``).
+as long as it is subscribed, and indexes sockets by their token's ``jti`` and user: a
+revocation it hears ends every socket opened with that token, and a user's cutoff every
+socket of theirs opened with a token issued before it (4001 ``token revoked``).
 A ticker thread, off the fan-out path, sends ``me`` messages to the sockets that asked
 for their own standing (``live.standings``) and replaces a timed board whose period
 has ended (at midnight) with the new period's, even before the worker broadcasts it.
@@ -43,6 +44,7 @@ from ..security.revocations import revocation_copy
 from ..security.socket_tickets import SocketHolder
 from ..stores import get_stores
 from ..stores.board_cache import board_message, dumps, parse_message
+from ..stores.revocation_list import read_user_mark
 from .guard import CLOSE_TOKEN_ENDED
 from .standings import StandingsFeed
 
@@ -335,6 +337,7 @@ class Relay:
         self.standings = StandingsFeed(app, self.boards)
         self._subscribers: dict[str, set[Subscriber]] = {kind: set() for kind in KINDS}  # by the board watched
         self._by_jti: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its jti
+        self._by_user: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its user
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
@@ -367,8 +370,10 @@ class Relay:
         subscriber = Subscriber(ws, send_timeout, holder, period)
         with self._lock:
             self._subscribers[period].add(subscriber)
-            if holder is not None and holder.jti is not None:
-                self._by_jti.setdefault(holder.jti, set()).add(subscriber)
+            if holder is not None:
+                self._by_user.setdefault(holder.user_id, set()).add(subscriber)
+                if holder.jti is not None:
+                    self._by_jti.setdefault(holder.jti, set()).add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -376,12 +381,15 @@ class Relay:
         self.standings.unwatch(subscriber)
         with self._lock:
             self._subscribers[subscriber.period].discard(subscriber)
-            jti = subscriber.holder.jti if subscriber.holder is not None else None
-            same_token = self._by_jti.get(jti) if jti is not None else None
-            if same_token is not None:
-                same_token.discard(subscriber)
-                if not same_token:
-                    del self._by_jti[jti]
+            holder = subscriber.holder
+            if holder is None:
+                return
+            for index, name in ((self._by_jti, holder.jti), (self._by_user, holder.user_id)):
+                same = index.get(name) if name is not None else None
+                if same is not None:
+                    same.discard(subscriber)
+                    if not same:
+                        del index[name]
 
     def end_revoked(self, jtis: Iterable[str]) -> int:
         """Close every socket opened with a token of these ids (4001 ``token revoked``); returns how many."""
@@ -390,6 +398,26 @@ class Relay:
         for subscriber in ending:
             subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
         return len(ending)
+
+    def end_issued_before(self, user_id: str, cutoff: float) -> int:
+        """Close every socket of ``user_id`` opened with a token issued before ``cutoff`` (or without ``iat``)."""
+        with self._lock:
+            ending = [
+                subscriber
+                for subscriber in self._by_user.get(user_id, ())
+                if subscriber.holder.issued_at is None or subscriber.holder.issued_at < cutoff
+            ]
+        for subscriber in ending:
+            subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
+        return len(ending)
+
+    def _end_refused(self, name: str) -> None:
+        """End the sockets a revocation announced as ``name`` (a token id, or a user's cutoff) refuses."""
+        cut = read_user_mark(name)
+        if cut is None:
+            self.end_revoked([name])
+        else:
+            self.end_issued_before(*cut)
 
     @property
     def socket_count(self) -> int:
@@ -451,6 +479,9 @@ class Relay:
         with self._lock:
             revoked_while_away = [jti for jti in self._by_jti if jti in in_force]
         self.end_revoked(revoked_while_away)
+        for name in in_force:
+            if read_user_mark(name) is not None:
+                self._end_refused(name)
         with self.app.app_context():
             for kind in KINDS:
                 self._deliver_read(kind)
@@ -506,7 +537,7 @@ class Relay:
         elif kind == "revoked":
             revocation = json.loads(payload)
             self.revocations.note(revocation["jti"], float(revocation["exp"]))
-            self.end_revoked([revocation["jti"]])
+            self._end_refused(revocation["jti"])
         else:
             started = time.monotonic()
             self.deliver(payload)

@@ -24,7 +24,7 @@ from ..board.reads import current_board
 from ..extensions import db, sock
 from ..ops.request_log import long_lived
 from ..periods import ALL
-from ..security.revocations import is_revoked
+from ..security.revocations import is_refused
 from ..stores.board_cache import board_message
 from .guard import CLOSE_TOKEN_ENDED, ClientPolicy, PolicyViolation, check_handshake, release_slot
 from .relay import get_relay
@@ -86,7 +86,7 @@ def scoreboard_socket(ws: Server) -> None:
     peer = request.remote_addr
     policy = ClientPolicy(app.config["WS_MAX_CLIENT_MESSAGES"])
     try:
-        if holder is not None and holder.jti is not None and is_revoked(holder.jti):
+        if holder is not None and is_refused(holder.claims()):
             # Revoked between the handshake and the subscription, too early for the relay's index to see it.
             subscriber.end(CLOSE_TOKEN_ENDED, "token revoked")
         else:

@@ -1,7 +1,7 @@
 """Revoking every token of a user (``POST /api/admin/users/<id>/tokens/revoke``) on the production server:
 tokens issued before the cutoff are refused on REST and at the socket handshake, by every process within a
 second and by a process started afterwards (its copy loaded from Redis), with no Redis round trip per check;
-tokens issued from the cutoff on work."""
+tokens issued from the cutoff on work; the user's open sockets of older tokens close and their tickets open nothing."""
 
 import json
 import time
@@ -13,6 +13,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.security.test_revocation_copies import _settled, _top, _zscore_calls
+from tests.security.test_socket_findings import close_of, ticket_for
+from tests.security.test_socket_findings import refused as refused_socket
 from tests.support import bearer, start_web, wait_until, ws_url
 
 pytestmark = pytest.mark.live
@@ -138,3 +140,51 @@ def test_a_cutoff_is_kept_announced_and_loaded_like_a_jti(app, redis_client, bac
     assert marks == [("victim", now + 1)]
     # A jti that merely looks like one is a jti: only names led by NUL (which no request carries) are cutoffs.
     assert read_user_mark("user:victim:123") is None
+
+
+def test_revoking_a_users_tokens_closes_their_open_sockets_and_spends_their_tickets(stack_env, tmp_path, mint, record):
+    record("victim")
+    web_a, base_a = start_web(stack_env, tmp_path, name="user-sockets-a", workers=1)
+    web_b, base_b = start_web(stack_env, tmp_path, name="user-sockets-b", workers=1)
+    try:
+        old, bystander, admin = mint("victim"), mint("bystander"), mint("boss", "admin")
+        _settled(base_a, bystander)
+        _settled(base_b, bystander)
+        # On B: the victim's sockets opened with a ticket and with the token, a ticket not yet redeemed, and a
+        # bystander's socket.
+        ticketed = connect(ws_url(base_b, f"?ticket={ticket_for(base_b, old)['ticket']}"), open_timeout=5)
+        by_token = connect(ws_url(base_b, f"?token={old}"), open_timeout=5)
+        other = connect(ws_url(base_b, f"?ticket={ticket_for(base_b, bystander)['ticket']}"), open_timeout=5)
+        unspent = ticket_for(base_b, old)["ticket"]
+        victims = (ticketed, by_token)
+        try:
+            for ws in (*victims, other):
+                assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+            started = time.time()
+            answer = requests.post(
+                f"{base_a}/api/admin/users/victim/tokens/revoke",
+                json={"reason": "account taken over"},
+                headers=bearer(admin),
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            for ws in victims:
+                code, reason, at = close_of(ws, timeout=3)
+                assert (code, reason) == (4001, "token revoked")
+                assert at - started < 1.0, at - started
+            # A ticket bought with the old token opens nothing now.
+            assert refused_socket(ws_url(base_b, f"?ticket={unspent}")) == (401, "token_revoked")
+            other.send(json.dumps({"type": "resync"}))
+            assert json.loads(other.recv(timeout=5))["type"] == "snapshot"
+
+            cutoff = datetime.fromisoformat(answer.json()["revokedBefore"]).timestamp()
+            wait_until(lambda: time.time() >= cutoff, timeout=3, message="the cutoff never passed")
+            new = mint("victim")
+            with connect(ws_url(base_b, f"?ticket={ticket_for(base_b, new)['ticket']}"), open_timeout=5) as fresh:
+                assert json.loads(fresh.recv(timeout=5))["type"] == "snapshot"
+        finally:
+            for ws in (*victims, other):
+                ws.close()
+    finally:
+        web_a.stop()
+        web_b.stop()
