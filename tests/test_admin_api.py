@@ -146,25 +146,81 @@ def test_standings_per_period_for_an_active_a_hidden_a_banned_and_a_held_user(cl
     for kind, key in (("all", "all"), ("day", day), ("week", week), ("month", month)):
         public = get(client, f"/api/scores/me?period={kind}", bearer(mint("mid")))[1]
         assert public["rank"] == 2 and public["total"] == 2  # top and mid are public; held is not
-        assert standings("top")[kind] == {"period": key, "rank": 1, "score": 250, "total": 2, "held": False}
-        assert standings("mid")[kind] == {"period": key, "rank": 2, "score": 50, "total": 2, "held": False}
+        assert standings("top")[kind] == {
+            "period": key,
+            "rank": 1,
+            "score": 250,
+            "total": 2,
+            "held": False,
+            "rankUnknown": False,
+        }
+        assert standings("mid")[kind] == {
+            "period": key,
+            "rank": 2,
+            "score": 50,
+            "total": 2,
+            "held": False,
+            "rankUnknown": False,
+        }
         # Held: the rank they would have, as their own view shows it, and the total counting them.
         mine = get(client, f"/api/scores/me?period={kind}", bearer(mint("held")))[1]
-        assert standings("held")[kind] == {"period": key, "rank": 2, "score": 100, "total": 3, "held": True}
+        assert standings("held")[kind] == {
+            "period": key,
+            "rank": 2,
+            "score": 100,
+            "total": 3,
+            "held": True,
+            "rankUnknown": False,
+        }
         assert (mine["rank"], mine["total"]) == (2, 3)
-        assert standings("hidden")[kind] == {"period": key, "rank": None, "score": 100, "total": 2, "held": False}
-        assert standings("banned")[kind] == {"period": key, "rank": None, "score": 250, "total": 2, "held": False}
+        assert standings("hidden")[kind] == {
+            "period": key,
+            "rank": None,
+            "score": 100,
+            "total": 2,
+            "held": False,
+            "rankUnknown": False,
+        }
+        assert standings("banned")[kind] == {
+            "period": key,
+            "rank": None,
+            "score": 250,
+            "total": 2,
+            "held": False,
+            "rankUnknown": False,
+        }
 
 
 def test_standings_of_a_user_without_points(client, admin, record):
     record("fresh")
-    # Nobody has points yet, so no board was built: 503 board_rebuilding, and the rebuild is queued.
+    # Nobody has points yet, so no board was built: the page still answers from the database, the ranks are
+    # marked unknown, and the rebuild is queued.
     status, body = get(client, "/api/admin/users/fresh", admin)
-    assert (status, body["error"]["code"]) == (503, "board_rebuilding")
+    assert status == 200, body
+    assert body["user"]["userId"] == "fresh" and len(body["ledger"]) == 1
+    assert body["standings"]["all"] == {
+        "period": "all",
+        "rank": None,
+        "score": 0,
+        "total": None,
+        "held": False,
+        "rankUnknown": True,
+    }
     status, body = wait_until(
-        lambda: (found := get(client, "/api/admin/users/fresh", admin))[0] == 200 and found, timeout=10
+        lambda: (
+            (found := get(client, "/api/admin/users/fresh", admin))[1]["standings"]["all"]["total"] is not None
+            and found
+        ),
+        timeout=10,
     )
-    assert body["standings"]["all"] == {"period": "all", "rank": None, "score": 0, "total": 0, "held": False}
+    assert body["standings"]["all"] == {
+        "period": "all",
+        "rank": None,
+        "score": 0,
+        "total": 0,
+        "held": False,
+        "rankUnknown": False,
+    }
     assert get(client, "/api/admin/users/nobody", admin)[0] == 404
 
 

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from redis.exceptions import RedisError
 
 from workers.board import request_refresh
 
 from ..board import standings
 from ..board.source import top_of_everyone
+from ..board.standings import RankingNotBuilt
 from ..extensions import db
 from ..models import CompletionStatus, UserStatus
 from ..periods import ALL, KINDS, TIMED, clock, resolve
@@ -51,7 +53,7 @@ from .schemas import (
     parse_query,
     requested_period,
 )
-from .scores import PERIOD_ERRORS, _bad_cursor, _load, _serializer
+from .scores import _bad_cursor, _load, _serializer
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -67,7 +69,6 @@ def _actor():
 
 
 NOT_FOUND = {404: "`user_not_found`: no such user."}
-REBUILDING = {503: PERIOD_ERRORS[503]}
 LEDGER_SALT = "scoreboard.admin-ledger-cursor"
 
 
@@ -99,16 +100,28 @@ def _standings(user_id: str, status: str, all_time_score: int) -> dict[str, dict
     scores = moderation.period_scores_of(user_id, [periods[kind].key for kind in TIMED])
     held = status == UserStatus.HELD
     found = {}
+    rebuild = False
     for kind, period in periods.items():
-        standing, _, total = standings.around(period, user_id, 0)
         score = all_time_score if kind == ALL else scores.get(period.key, 0)
+        try:
+            standing, _, total = standings.around(period, user_id, 0)
+        except (RankingNotBuilt, RedisError) as exc:
+            # The rest of the user's page comes from the database: one board being rebuilt (or Redis being
+            # down) leaves its rank unknown, not the whole page unanswered.
+            rebuild = rebuild or isinstance(exc, RankingNotBuilt)
+            standing, total, unknown = None, None, True
+        else:
+            unknown = False
         found[kind] = {
             "period": period.key,
             "rank": standing.rank if standing else None,
             "score": standing.score if standing else score,
             "total": total,
             "held": held,
+            "rankUnknown": unknown,
         }
+    if rebuild:
+        request_refresh()
     return found
 
 
@@ -118,7 +131,7 @@ def _standings(user_id: str, status: str, all_time_score: int) -> dict[str, dict
     auth="admin",
     tags=("admin",),
     responses={200: UserLedger},
-    errors={**NOT_FOUND, **REBUILDING},
+    errors=NOT_FOUND,
 )
 def user_ledger(user_id):
     """A user's status, score, rank on every current board, ledger and the admin acts about them."""

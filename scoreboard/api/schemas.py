@@ -487,8 +487,14 @@ class PeriodStanding(Out):
     period: str = Field(description="`all`, or the current period's key (`day:2026-12-02`, `week:2026-W49` ...).")
     rank: int | None = Field(ge=1, description="Null when not on the board: hidden, banned, or no points there.")
     score: int = Field(description="The user's score in the period (0 without points there).")
-    total: int = Field(ge=0, description="How many users the board ranks (a held user counted, as they see it).")
+    total: int | None = Field(
+        ge=0, description="How many users the board ranks (a held user counted, as they see it); null if unknown."
+    )
     held: bool = Field(description="The user is held: `rank` is where they would be, off the public board.")
+    rankUnknown: bool = Field(
+        description="The board's ranking is being rebuilt (queued by this read) or Redis is unreachable: `rank` and "
+        "`total` are null for now; the rest of the page is from the database."
+    )
 
 
 class UserStandings(Out):
