@@ -67,14 +67,16 @@ def _action_case() -> str:
 
 
 LEDGER_CHUNK = """
-INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at, claimed_at)
+INSERT INTO completions (id, user_id, action_key, points, status, created_at, expires_at, claimed_at, voided_at)
 SELECT id, user_id, action_key, a.points,
        CASE WHEN fate < 0.70 THEN (CASE WHEN fate < 0.025 THEN 'void' ELSE 'claimed' END)
             WHEN fate < 0.725 THEN 'void'
             WHEN created_at + interval '1 hour' <= :now THEN 'expired'
             ELSE 'pending' END,
        created_at, created_at + interval '1 hour',
-       CASE WHEN fate < 0.70 AND created_at + delay < :now THEN created_at + delay END
+       CASE WHEN fate < 0.70 AND created_at + delay < :now THEN created_at + delay END,
+       CASE WHEN fate < 0.025 OR fate >= 0.70 AND fate < 0.725
+            THEN least(created_at + delay + interval '1 hour', :now) END
 FROM (
     SELECT md5('c' || i::text) AS id,
            'u' || (1 + floor(power(random(), 2) * :users))::bigint AS user_id,

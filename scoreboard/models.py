@@ -324,7 +324,8 @@ class AuditEntry(db.Model):
 # --- analytics: rollups of the ledger kept by the worker (scoreboard.analytics) ---------------------------------
 
 # Two partial indexes no claim ever writes to: a claimed row matches neither predicate, so the claim's
-# update adds no entry to them. The analytics read the never-claimed rows and the voided ones by recording time.
+# update adds no entry to them. The analytics read the never-claimed rows by recording time, and the voided
+# ones by when they were voided (voids from before voided_at was kept count as voided when recorded).
 Index(
     "ix_completions_unclaimed_created",
     Completion.created_at,
@@ -332,8 +333,8 @@ Index(
     sqlite_where=text("claimed_at IS NULL"),
 )
 Index(
-    "ix_completions_void_created",
-    Completion.created_at,
+    "ix_completions_voided",
+    func.coalesce(Completion.voided_at, Completion.created_at),
     postgresql_where=text("status = 'void'"),
     sqlite_where=text("status = 'void'"),
 )
@@ -361,8 +362,11 @@ class AnalyticsHour(db.Model):
     points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Completions recorded (created_at) in the hour: claimed before the claims watermark ...
     recorded_claimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # ... and never claimed, counted once the hour is settled.
+    # ... and never claimed, counted once the hour is settled ...
     recorded_unclaimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # ... and of all those, the ones voided (before the claims watermark) after a claim, and unclaimed.
+    void_claimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    void_unclaimed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class AnalyticsDelay(db.Model):

@@ -15,10 +15,10 @@ down_revision = '0004_anomaly_detection'
 branch_labels = None
 depends_on = None
 
-# (name, predicate) of the ledger's new indexes, both on created_at.
+# (name, what, predicate) of the ledger's new indexes.
 LEDGER_INDEXES = (
-    ('ix_completions_unclaimed_created', 'claimed_at IS NULL'),
-    ('ix_completions_void_created', "status = 'void'"),
+    ('ix_completions_unclaimed_created', 'created_at', 'claimed_at IS NULL'),
+    ('ix_completions_voided', 'coalesce(voided_at, created_at)', "status = 'void'"),
 )
 
 
@@ -35,6 +35,8 @@ def upgrade():
     sa.Column('points', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('recorded_claimed', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('recorded_unclaimed', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('void_claimed', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('void_unclaimed', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('hour', 'action_key', name=op.f('pk_analytics_hours'))
     )
     op.create_table('analytics_delays',
@@ -71,16 +73,16 @@ def upgrade():
     if op.get_bind().dialect.name == 'postgresql':
         # Built without locking out claims and recordings on a ledger that may hold millions of rows.
         with op.get_context().autocommit_block():
-            for name, predicate in LEDGER_INDEXES:
-                op.create_index(name, 'completions', ['created_at'], unique=False,
+            for name, what, predicate in LEDGER_INDEXES:
+                op.create_index(name, 'completions', [sa.text(what)], unique=False,
                                 postgresql_where=sa.text(predicate), postgresql_concurrently=True)
     else:
-        for name, predicate in LEDGER_INDEXES:
-            op.create_index(name, 'completions', ['created_at'], unique=False, sqlite_where=sa.text(predicate))
+        for name, what, predicate in LEDGER_INDEXES:
+            op.create_index(name, 'completions', [sa.text(what)], unique=False, sqlite_where=sa.text(predicate))
 
 
 def downgrade():
-    for name, _predicate in LEDGER_INDEXES:
+    for name, _what, _predicate in LEDGER_INDEXES:
         op.drop_index(name, table_name='completions')
     op.drop_table('analytics_days')
     op.drop_table('analytics_activity')

@@ -43,14 +43,15 @@ def compute(conn: Connection, range_key: str, now: datetime) -> dict:
     claims: Counter = Counter()
     points: Counter = Counter()
     recorded: Counter = Counter()
-    claimed_ever = 0
-    unclaimed = 0
-    for action, n, p, rc, ru in rollup.actions(conn, start, end):
+    claimed_ever = unclaimed = void_claimed = void_unclaimed = 0
+    for action, n, p, rc, ru, vc, vu in rollup.actions(conn, start, end):
         claims[action] += n
         points[action] += p
         recorded[action] += rc + ru
         claimed_ever += rc
         unclaimed += ru
+        void_claimed += vc
+        void_unclaimed += vu
     for hour, action, n, p in ledger.claims(conn, live_from, end):
         per_hour[hour] += n
         claims[action] += n
@@ -63,7 +64,10 @@ def compute(conn: Connection, range_key: str, now: datetime) -> dict:
     recorded.update(live_unclaimed)
     claimed_ever += sum(live_claimed.values())
     unclaimed += sum(live_unclaimed.values())
-    void_claimed, void_unclaimed = ledger.voided(conn, start, end)
+    # ... and the voided ones (rolled up by when they were voided, then live).
+    live_void_claimed, live_void_unclaimed = ledger.voided(conn, marks.claims, start, end)
+    void_claimed += live_void_claimed
+    void_unclaimed += live_void_unclaimed
     pending = ledger.claimable(conn, start, end, now)
 
     histogram = Counter(rollup.delays(conn, start, rolled_to))

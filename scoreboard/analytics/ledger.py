@@ -1,9 +1,9 @@
 """The figures' parts computed straight from the ledger, over any span: on PostgreSQL for what the rollups
 do not hold yet (the last hour or so), on SQLite for everything.
 
-Every query reads through an index on PostgreSQL: claims by ``claimed_at``, never-claimed completions
-and voided ones by ``created_at`` (two partial indexes), claimable ones by ``expires_at`` (the expiry
-job's partial index), refusals by ``at``. None scans the ledger.
+Every query reads through an index on PostgreSQL: claims by ``claimed_at``, never-claimed completions by
+``created_at`` and voided ones by when they were voided (two partial indexes), claimable ones by
+``expires_at`` (the expiry job's partial index), refusals by ``at``. None scans the ledger.
 """
 
 from collections import Counter
@@ -131,12 +131,20 @@ def claimable(conn: Connection, lo: datetime, hi: datetime, now: datetime) -> in
     )
 
 
-def voided(conn: Connection, lo: datetime, hi: datetime) -> tuple[int, int]:
-    """Completions recorded in ``[lo, hi)`` and voided: ``(voided after their claim, voided unclaimed)``."""
+def voided(conn: Connection, voided_from: datetime, lo: datetime, hi: datetime) -> tuple[int, int]:
+    """Completions recorded in ``[lo, hi)`` and voided at or after ``voided_from`` (a void from before
+    ``voided_at`` was kept counts as made when recorded): ``(voided after their claim, voided unclaimed)``."""
+    when = func.coalesce(ledger.c.voided_at, ledger.c.created_at)
     was_claimed = cast(ledger.c.claimed_at.is_not(None), Integer).label("was_claimed")
     rows = conn.execute(
         select(was_claimed, func.count())
-        .where(ledger.c.status == CompletionStatus.VOID, ledger.c.created_at >= lo, ledger.c.created_at < hi)
+        .where(
+            ledger.c.status == CompletionStatus.VOID,
+            when >= voided_from,
+            ledger.c.created_at >= lo,
+            ledger.c.created_at < hi,
+            ledger.c.action_key.is_not(None),
+        )
         .group_by(was_claimed)
     ).all()
     found = {int(flag): int(n) for flag, n in rows}

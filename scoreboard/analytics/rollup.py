@@ -4,7 +4,8 @@ Two watermarks, both whole hours, kept in ``analytics_state``:
 
 - ``claims``: every claim (by ``claimed_at``) and refused claim (by ``at``) before it is rolled up: into
   ``analytics_hours`` (claims and points per hour and action; and, per the hour each claimed completion
-  was *recorded* in, ``recorded_claimed``), ``analytics_delays``, ``analytics_refusals``,
+  was *recorded* in, ``recorded_claimed``; and per the hour each voided completion was recorded in, by when
+  it was voided, ``void_claimed`` and ``void_unclaimed``), ``analytics_delays``, ``analytics_refusals``,
   ``analytics_players`` (first and last claim) and ``analytics_activity``/``analytics_days`` (each day's
   distinct claimers).
 - ``settled``: every completion recorded before it that was never claimed is counted in
@@ -92,6 +93,19 @@ SELECT {_HOUR.format(column="created_at")}, action_key, count(*)
 FROM completions WHERE {_CLAIMED_IN_WINDOW} GROUP BY 1, 2
 ON CONFLICT (hour, action_key) DO UPDATE
     SET recorded_claimed = analytics_hours.recorded_claimed + EXCLUDED.recorded_claimed
+"""
+# Voids are events too (a void is final): added to the hour the voided completion was recorded in.
+VOIDS = f"""
+INSERT INTO analytics_hours (hour, action_key, void_claimed, void_unclaimed)
+SELECT {_HOUR.format(column="created_at")}, action_key,
+       count(*) FILTER (WHERE claimed_at IS NOT NULL), count(*) FILTER (WHERE claimed_at IS NULL)
+FROM completions
+WHERE status = 'void' AND coalesce(voided_at, created_at) >= :lo AND coalesce(voided_at, created_at) < :hi
+  AND action_key IS NOT NULL
+GROUP BY 1, 2
+ON CONFLICT (hour, action_key) DO UPDATE
+    SET void_claimed = analytics_hours.void_claimed + EXCLUDED.void_claimed,
+        void_unclaimed = analytics_hours.void_unclaimed + EXCLUDED.void_unclaimed
 """
 REFUSALS = f"""
 INSERT INTO analytics_refusals (hour, reason, refusals)
@@ -197,7 +211,7 @@ def _one_window(engine: Engine, now: datetime, lag: timedelta, summary: RunSumma
         claims_to = min(marks.claims + CHUNK_HOURS * HOUR, target)
         if claims_to > marks.claims:
             window = {"lo": marks.claims, "hi": claims_to}
-            for statement in (CLAIM_HOURS, RECORDED_CLAIMED, DELAYS, REFUSALS, PLAYERS, ACTIVITY):
+            for statement in (CLAIM_HOURS, RECORDED_CLAIMED, VOIDS, DELAYS, REFUSALS, PLAYERS, ACTIVITY):
                 conn.execute(text(statement), window)
             moved = True
         conn.execute(text(SET_MARK), {"name": CLAIMS, "at": max(claims_to, marks.claims)})
@@ -242,16 +256,18 @@ def hours(conn: Connection, lo: datetime, hi: datetime) -> list[tuple[datetime, 
     return [(h.astimezone(UTC), int(n)) for h, n in rows]
 
 
-def actions(conn: Connection, lo: datetime, hi: datetime) -> list[tuple[str, int, int, int, int]]:
-    """``(action, claims, points, recorded_claimed, recorded_unclaimed)`` summed over the hours in ``[lo, hi)``."""
+def actions(conn: Connection, lo: datetime, hi: datetime) -> list[tuple[str, int, int, int, int, int, int]]:
+    """``(action, claims, points, recorded_claimed, recorded_unclaimed, void_claimed, void_unclaimed)`` summed over
+    the hours in ``[lo, hi)``."""
     rows = conn.execute(
         text(
-            "SELECT action_key, sum(claims), sum(points), sum(recorded_claimed), sum(recorded_unclaimed) "
+            "SELECT action_key, sum(claims), sum(points), sum(recorded_claimed), sum(recorded_unclaimed), "
+            "sum(void_claimed), sum(void_unclaimed) "
             "FROM analytics_hours WHERE hour >= :lo AND hour < :hi GROUP BY action_key"
         ),
         {"lo": lo, "hi": hi},
     ).all()
-    return [(a, int(c), int(p), int(rc), int(ru)) for a, c, p, rc, ru in rows]
+    return [(row[0], *(int(v) for v in row[1:])) for row in rows]
 
 
 def delays(conn: Connection, lo: datetime, hi: datetime) -> dict[int, int]:

@@ -40,7 +40,7 @@ class Ledger:
         self.users.setdefault(user_id, created)
         return user_id
 
-    def completion(self, user_id, action, created, claimed=None, status=None, expires=None) -> dict:
+    def completion(self, user_id, action, created, claimed=None, status=None, expires=None, voided=None) -> dict:
         """One completion; ``status`` defaults to claimed if ``claimed`` else pending."""
         self.serial += 1
         row = {
@@ -52,6 +52,7 @@ class Ledger:
             "created_at": created,
             "expires_at": expires or created + TTL,
             "claimed_at": claimed,
+            "voided_at": voided,
         }
         self.completions.append(row)
         return row
@@ -97,10 +98,15 @@ def build(seed: int = 7, users: int = 40, completions: int = 1500) -> Ledger:
             if claimed >= NOW:
                 ledger.completion(user, action, created)  # not claimed yet
             else:
-                status = "void" if rng.random() < 0.04 else "claimed"
-                ledger.completion(user, action, created, claimed, status)
+                if rng.random() < 0.04:  # voided after its claim, a while later or just now
+                    voided = min(claimed + timedelta(hours=rng.uniform(0, 100)), NOW - timedelta(seconds=1))
+                    ledger.completion(user, action, created, claimed, "void", voided=voided)
+                else:
+                    ledger.completion(user, action, created, claimed)
         elif fate < 0.70:
-            ledger.completion(user, action, created, status="void")  # voided before any claim
+            # Voided before any claim; a few from before voided_at was kept (none).
+            voided = None if rng.random() < 0.2 else min(created + timedelta(minutes=10), NOW - timedelta(seconds=1))
+            ledger.completion(user, action, created, status="void", voided=voided)
         else:
             expired = created + TTL <= NOW and rng.random() < 0.85
             # Past its expiry but the expiry job has not marked it yet, or still claimable.
@@ -127,7 +133,7 @@ def write(ledger: Ledger, rows: list[dict] | None = None, refusals: list[dict] |
         )
         db.session.execute(insert(Score), [{"user_id": u, "score": 0} for u in ledger.users])
         rows, refusals = ledger.completions, ledger.refusals
-    columns = ("reason", "created_at", "expires_at", "claimed_at")
+    columns = ("reason", "created_at", "expires_at", "claimed_at", "voided_at")
     if rows:
         db.session.execute(insert(Completion), [dict.fromkeys(columns) | row for row in rows])
     if refusals:
