@@ -429,6 +429,29 @@ def test_a_pasted_admin_token_signs_in_and_signing_out_forgets_it(demo_stack, ne
     assert_clean(page)
 
 
+def test_a_token_revoked_meanwhile_ends_the_session(demo_stack, app, new_page, mint):
+    from flask_jwt_extended import decode_token
+
+    token = mint("ops-token", "admin")
+    with app.app_context():
+        jti = decode_token(token)["jti"]
+    page = watched_page(new_page)
+    page.goto(demo_stack + "/admin")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Use this token").click()
+    expect(page.locator("#board-state")).to_have_text("Live")
+    answer = app.test_client().post(
+        "/api/admin/tokens/revoke", json={"jti": jti, "reason": "left the team"}, headers=bearer(_admin_token(app))
+    )
+    assert answer.status_code == 200
+    # The board's socket is closed (4001) and its next ticket refused: the page ends the session by itself.
+    expect(page.locator("#signin-error")).to_contain_text("Your session ended")
+    expect(page.locator("#console")).to_be_hidden()
+    assert page.locator("#console tbody tr").count() == 0
+    assert page.evaluate("Object.keys(sessionStorage)") == []
+    assert_clean(page)
+
+
 def test_the_audit_log_filters_and_pages_back(demo_stack, app, new_page, make_user, give, make_admin):
     seed(make_user, give, make_admin)
     headers = bearer(_admin_token(app))

@@ -67,6 +67,11 @@ export function whenSessionEnds(callback) {
   onSessionEnded = callback;
 }
 
+/** The service refused the session's token outside :func:`request` (the socket ticket): end the session. */
+export function sessionRefused(message) {
+  if (session) onSessionEnded(message);
+}
+
 function describe(status, body) {
   const error = body && typeof body === "object" ? body.error : null;
   if (error && typeof error === "object") {

@@ -5,7 +5,7 @@
  * public board leaves out).
  */
 
-import { currentSession } from "./api.js";
+import { currentSession, sessionRefused } from "./api.js";
 
 const BASE_MS = 1000;
 const MAX_MS = 30000;
@@ -64,6 +64,12 @@ export class BoardSocket {
         cache: "no-store",
         credentials: "omit",
       });
+      if (response.status === 401) {
+        // The token ended (expired or revoked): the whole session has, not just this socket.
+        const body = await response.json().catch(() => null);
+        sessionRefused((body && body.error && body.error.message) || "The service refused the token.");
+        return null;
+      }
       if (!response.ok) return null;
       const body = await response.json();
       return typeof body.ticket === "string" ? body.ticket : null;
