@@ -293,8 +293,9 @@ def test_search_finds_a_user_by_id_or_name(demo_stack, new_page, make_user, give
     assert_clean(page)
 
 
-def test_a_user_page_shows_rank_on_every_board(demo_stack, new_page, make_user, give, make_admin):
+def test_a_user_page_shows_rank_on_every_board(demo_stack, new_page, make_user, give, make_admin, hold):
     seed(make_user, give, make_admin)
+    hold("li")
     page = watched_page(new_page)
     sign_in_admin(page, demo_stack)
     page.goto(demo_stack + "/admin#/users/omar")
@@ -303,6 +304,10 @@ def test_a_user_page_shows_rank_on_every_board(demo_stack, new_page, make_user, 
     expect(rows.nth(0)).to_contain_text("All time")
     expect(rows.nth(0)).to_contain_text("#2")
     expect(rows.nth(1)).to_contain_text("Today")
+    # A held user: where they would rank, said as such.
+    page.goto(demo_stack + "/admin#/users/li")
+    expect(page.locator("#user-status")).to_have_text("held")
+    expect(page.locator("#user-standings tbody tr").first).to_contain_text("(as if ranked: held)")
     assert_clean(page)
 
 

@@ -174,7 +174,11 @@ async function loadSummary() {
           .filter((kind) => standings[kind])
           .map((kind) => {
             const s = standings[kind];
-            const rank = s.rank === null || s.rank === undefined ? "not on the board" : `#${num(s.rank)}${s.held ? " (as if ranked: held)" : ""}`;
+            const rank = s.rankUnknown
+              ? "unknown for now (the board is being rebuilt)"
+              : s.rank === null || s.rank === undefined
+                ? "not on the board"
+                : `#${num(s.rank)}${s.held ? " (as if ranked: held)" : ""}`;
             return el(
               "tr",
               {},
