@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--claim-cost-claims",
         type=int,
         default=2400,
-        help="claims per run and pattern timed by the ranks phase, half with the period upserts and half without",
+        help="claims per run and pattern timed by the ranks phase, half with the period boards and half without",
     )
     parser.add_argument("--sockets", default="1000,10000", help="socket counts to measure")
     parser.add_argument("--rates", default="200,1000", help="open-loop claim rates to measure")

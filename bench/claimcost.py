@@ -1,4 +1,4 @@
-"""The claim statement with and without its period upserts, timed on the claims bind; run as its own process.
+"""The claim statement with the period boards and without them, timed on the claims bind; run as its own process.
 
 ``python -m bench.claimcost CLAIMS_FILE RUNS WAL_SAMPLES OUT`` with the servers' environment (``stack.stack_env``).
 
@@ -6,10 +6,11 @@ The app is built as the servers build it, and every claim runs on ``db.engines["
 pool of autocommit connections the claim uses), as ``scoring.claims`` runs it: check a
 connection out, execute, scalar. Two statements take turns, in pairs of opposite order (with,
 without, without, with, ...; so drift on the machine falls on both alike): ``with``, the claim's
-``CLAIM_ONE_STATEMENT``, and ``without``, the same without the period upserts. Both are sent the
-way the claim sends its statement: compiled once (``scoring.claims._compiled_claim``, since
-SQLAlchemy has no cache key for PostgreSQL's ``INSERT ... ON CONFLICT``) and executed as their SQL
-string with ``exec_driver_sql``, so the difference is the period upserts alone.
+``CLAIM_ONE_STATEMENT`` (which flags the claimed completion for the period boards,
+``completions.period_pending``), and ``without``, the statement as it was before the period
+boards (the claimed CTE and the score's increment, no flag). Both are sent the way the claim
+sends its statement: compiled once (``scoring.claims._compiled_claim``) and executed as their SQL
+string with ``exec_driver_sql``, so the difference is what the period boards cost the claim.
 ``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order: the
 first ``2 * WAL_SAMPLES`` lines are kept for the WAL sample, the rest split into ``RUNS`` runs.
 Each claim must succeed (its new score returned). The first claims of each run are a warm-up and
@@ -18,6 +19,10 @@ are not counted. Times are ``time.perf_counter()`` around the execute.
 The WAL sample, after the runs, claims untimed: ``pg_current_wal_insert_lsn()`` before and after
 each claim on the same connection, so the difference is the WAL the claim wrote, its commit record
 included (and whatever another session wrote meanwhile: the median is quoted).
+
+Last, the work the period boards moved off the claim: the worker's ``board.refresh.fold_claims``
+adds the flagged claims to their periods, timed in batches of ``FOLD_BATCH`` claims (a busy
+recompute's share), so its cost per claim is reported beside the statement's.
 """
 
 import json
@@ -28,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 WARMUP = 20
+FOLD_BATCH = 40  # about the claims a recompute finds at 750 claims/s and 20 recomputes/s
 LSN = text("SELECT pg_current_wal_insert_lsn()")
 DIFF = text("SELECT pg_wal_lsn_diff(:after, :before)")
 
@@ -43,13 +49,16 @@ def kind_of(i: int) -> str:
 def main() -> None:
     """Claim every completion of the file, alternating the two statements; write the times as JSON."""
     claims_file, runs, samples, out = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    import scoreboard.board.refresh as refresh
     from scoreboard import create_app
     from scoreboard.extensions import db
+    from scoreboard.models import Completion
     from scoreboard.periods import clock, current_periods
-    from scoreboard.scoring.claims import CLAIM_ONE_STATEMENT, _claimed_cte, _raise_score
+    from scoreboard.scoring.claims import CLAIM_ONE_STATEMENT, _claimed, _raise_score
 
     # The statement as it was before the period boards: the claimed CTE and the score's increment alone.
-    without_periods = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
+    before = _claimed.returning(Completion.__table__.c.user_id, Completion.__table__.c.points).cte("claimed")
+    without_periods = _raise_score(before.c.points, before.c.user_id)
     lines = [line.split() for line in claims_file.read_text().splitlines() if line.strip()]
     wal_lines, lines = lines[: 2 * samples], lines[2 * samples :]
     per_run = len(lines) // runs
@@ -101,6 +110,19 @@ def main() -> None:
                     results["failed"] += 1
                 else:
                     results["wal"][kind].append(int(conn.execute(DIFF, {"after": after, "before": before}).scalar()))
+        # The worker's side: the flagged claims folded into their periods, a recompute's batch at a time.
+        batch, refresh.BATCH = refresh.BATCH, FOLD_BATCH
+        folded, seconds = 0, 0.0
+        while True:
+            started = time.perf_counter()
+            count = refresh.fold_claims(max_batches=1)
+            seconds += time.perf_counter() - started
+            if not count:
+                break
+            folded += count
+        refresh.BATCH = batch
+        results["fold"] = {"claims": folded, "seconds": seconds}
+        db.session.remove()
         engine.dispose()
     out.write_text(json.dumps(results))
 

@@ -265,7 +265,7 @@ def users_phase(
     """The users and ranks phases with 1,000 and with 1,000,000 users; ``(latency, ranks)``, each by database.
 
     Each database gets a stack of its own. Before it starts, the ranks phase's database work runs
-    (the current week's rows, the claim statement timed with and without its period upserts), with
+    (the current week's rows, the claim statement timed with and without the period boards), with
     nothing else of the bench running and so that the worker's first recompute mirrors it all. The
     users phase measures each stack alone, the small one first. For the ranks phase the small stack
     is then started again beside the large one, and the ranking reads alternate between the two,

@@ -1,8 +1,8 @@
-"""The ranks phase: the ranking reads over HTTP, and what the period upserts add to the claim statement.
+"""The ranks phase: the ranking reads over HTTP, and what the period boards add to the claim statement.
 
 Run on each bench database beside the users phase, in two steps: :func:`prepare` before the
 database's stack starts (the current week's rows, then the claim statement timed with and without
-its period upserts, which also gives the history users their claims), :func:`measure` once the
+the period boards, which also gives the history users their claims), :func:`measure` once the
 stacks of both databases are up (their Redis mirrors built), alternating between them.
 """
 
@@ -44,7 +44,7 @@ SCATTER = {1000: 7, 1_000_000: 104_729}
 def claim_cost(
     db_name: str, users: int, run_id: str, owners: list[str], runs: int, per_run: int, log_dir: Path
 ) -> dict[str, dict[str, Any]]:
-    """Time the claim statement with and without its period upserts (``bench.claimcost``), by pattern.
+    """Time the claim statement with the period boards and without them (``bench.claimcost``), by pattern.
 
     ``repeat``: the claims of the history users, ~10 each over a run (the pages their rows are on
     stay cached, and a user's day and month rows exist after their first claim). ``scattered``: each
@@ -96,6 +96,8 @@ def claim_cost(
             "runs": figures,
             "wal_with_bytes": median(result["wal"]["with"]),
             "wal_without_bytes": median(result["wal"]["without"]),
+            # The worker's share, moved off the claim: folding the flagged claims into their periods.
+            "fold_us_per_claim": result["fold"]["seconds"] * 1e6 / max(1, result["fold"]["claims"]),
         }
     return found
 
@@ -113,9 +115,10 @@ def prepare(db_name: str, users: int, run_id: str, runs: int, per_run: int, log_
         w = median([r["with_p50_ms"] for r in found["runs"]])
         wo = median([r["without_p50_ms"] for r in found["runs"]])
         log(
-            f"  {users:,} users, {pattern} claims: statement p50 {w:.3f} ms with the period upserts, {wo:.3f} ms "
+            f"  {users:,} users, {pattern} claims: statement p50 {w:.3f} ms with the period boards, {wo:.3f} ms "
             f"without ({w / wo:.2f}x); WAL {found['wal_with_bytes']:,.0f} vs {found['wal_without_bytes']:,.0f} "
-            f"bytes; {found['failed']} claims matched nothing"
+            f"bytes; {found['failed']} claims matched nothing; the worker folds a claim into its periods in "
+            f"{found['fold_us_per_claim']:.0f} µs"
         )
     return {
         "week": week.key,

@@ -200,11 +200,20 @@ class Completion(db.Model):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     client_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(256))
+    # The period outbox: set by the claim, cleared by the board's worker once it has added the points to the
+    # day, week and month they were claimed in (``board.refresh.fold_claims``), in the same transaction.
+    period_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         Index("ix_completions_user_created", "user_id", "created_at"),
         # The anomaly scan reads the claims of its window (scoreboard.integrity).
         Index("ix_completions_claimed_at", "claimed_at"),
+        Index(
+            "ix_completions_period_pending",
+            "claimed_at",
+            postgresql_where=text("period_pending"),
+            sqlite_where=text("period_pending"),
+        ),
         Index(
             "ix_completions_pending_expiry",
             "expires_at",

@@ -230,3 +230,81 @@ def test_reconcile_counts_and_repairs_drift_on_the_period_boards(app, clock, rec
         app.extensions["celery"].tasks["workers.board.reconcile"]()
     assert sample("scoreboard_reconcile_drift_total") - before == 1
     assert board(app, "week:2026-W41") == [("ann", POINTS), ("bob", POINTS)]
+
+
+def test_claims_wait_in_the_period_outbox_until_the_worker_folds_them_once(app, clock, record_and_claim, redis_client):
+    """A claim marks its completion for the periods; the worker adds it to the day, week and month of its own time,
+    once, even when its first try fails halfway or the periods have turned over since."""
+    import scoreboard.board.refresh as refresh
+    from scoreboard.extensions import db
+    from workers.board import sweep
+
+    redis_client.set(f"{PREFIX}refresh:pending", "1")  # as if a recompute were queued: the claims queue none
+    clock("2026-11-30T23:59:59.900Z")  # Monday, the last day of November
+    record_and_claim("ann")
+    clock("2026-12-01T00:00:00.100Z")  # a new day and month, the same week
+    record_and_claim("ann")
+    record_and_claim("bob")
+    assert period_table(app, "week:2026-W49") == {}  # nothing folded yet: the worker has not run
+
+    with app.app_context():
+        real_update = refresh.update
+
+        def failing_update(*args, **kwargs):
+            raise RuntimeError("the worker died before clearing the flags")
+
+        refresh.update = failing_update
+        try:
+            with pytest.raises(RuntimeError):
+                refresh.fold_claims()
+        finally:
+            refresh.update = real_update
+            db.session.rollback()
+        assert db.session.scalar(text("SELECT count(*) FROM completions WHERE period_pending")) == 3
+        db.session.rollback()
+    assert period_table(app, "week:2026-W49") == {}  # the failed try added nothing
+
+    clock("2026-12-01T00:00:05Z")
+    with app.app_context():
+        sweep()  # finds the flagged claims (the outbox's size counts them) and folds them
+        assert db.session.scalar(text("SELECT count(*) FROM completions WHERE period_pending")) == 0
+        db.session.rollback()
+        assert refresh.fold_claims() == 0  # nothing left: a second run adds nothing
+    assert period_table(app, "day:2026-11-30") == {"ann": POINTS}
+    assert period_table(app, "day:2026-12-01") == {"ann": POINTS, "bob": POINTS}
+    assert period_table(app, "week:2026-W49") == {"ann": 2 * POINTS, "bob": POINTS}
+    assert period_table(app, "month:2026-11") == {"ann": POINTS}
+    assert period_table(app, "month:2026-12") == {"ann": POINTS, "bob": POINTS}
+    assert board(app, "week:2026-W49") == [("ann", 2 * POINTS), ("bob", POINTS)]
+
+
+def test_a_claim_voided_before_it_was_folded_never_reaches_its_periods(
+    app, client, clock, mint, record_and_claim, redis_client
+):
+    from scoreboard.extensions import db
+    from workers.board import sweep
+
+    admin = bearer(mint("mod", "admin"))
+    clock("2026-11-25T10:00:00Z")
+    record_and_claim("ann")  # folded at once (the eager worker)
+    redis_client.set(f"{PREFIX}refresh:pending", "1")  # from here the claims queue no recompute
+    second = record_and_claim("ann")
+    third = record_and_claim("ann")
+    response = client.post(f"/api/admin/completions/{second['actionId']}/void", json={"reason": "cheat"}, headers=admin)
+    assert response.status_code == 200, response.get_json()
+    # Voided in one go with the folded one, by the review's confirm path.
+    with app.app_context():
+        from scoreboard.scoring.moderation import void_claims
+
+        voided, taken, score = void_claims(
+            "ann", datetime.fromisoformat("2026-11-25T09:00:00+00:00"), "bot", "mod", None
+        )
+        db.session.commit()
+    assert (voided, taken, score) == (2, 2 * POINTS, 0)  # the first and the third (the second was void already)
+    assert third["newScore"] == 3 * POINTS
+    redis_client.delete(f"{PREFIX}refresh:pending")
+    with app.app_context():
+        sweep()
+    for key in ("day:2026-11-25", "week:2026-W48", "month:2026-11"):
+        assert period_table(app, key) == {"ann": 0}
+        assert board(app, key) == []

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from scoreboard.board.refresh import refresh_board
 from scoreboard.extensions import celery_app, db
-from scoreboard.models import PeriodScore, Score
+from scoreboard.models import Completion, PeriodScore, Score
 from scoreboard.ops import metrics
 from scoreboard.periods import current_periods
 from scoreboard.stores import get_stores
@@ -28,9 +28,11 @@ class _Queued:
 
 
 def outbox_size() -> int:
-    """Committed score changes not yet mirrored to the boards (each count served by a partial index)."""
+    """Committed score changes not yet mirrored to the boards, and claims not yet added to their periods (each
+    count served by a partial index)."""
     size = db.session.scalar(select(func.count()).select_from(Score).where(Score.board_pending))
     size += db.session.scalar(select(func.count()).select_from(PeriodScore).where(PeriodScore.board_pending))
+    size += db.session.scalar(select(func.count()).select_from(Completion).where(Completion.period_pending))
     db.session.commit()
     return int(size)
 

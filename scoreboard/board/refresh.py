@@ -1,11 +1,12 @@
 """From committed scores to the broadcast boards (run by the worker's ``refresh`` task).
 
-``refresh_board`` mirrors the changed scores into the ranking stores (the all-time board and
-every kept day, week and month), recomputes the top lists of the all-time board and of the
-current periods, and broadcasts each one that changed. The database is the outbox:
-``scores.board_pending`` and ``period_scores.board_pending`` stay set until the change is
-mirrored, so a change committed while Redis, the broker or every worker was down is picked up
-by the next sweep.
+``refresh_board`` first adds the points of newly committed claims to their days, weeks and
+months (:func:`fold_claims`), then mirrors the changed scores into the ranking stores (the
+all-time board and every kept day, week and month), recomputes the top lists of the all-time
+board and of the current periods, and broadcasts each one that changed. The database is the
+outbox: ``completions.period_pending``, ``scores.board_pending`` and
+``period_scores.board_pending`` stay set until their change is folded or mirrored, so a change
+committed while Redis, the broker or every worker was down is picked up by the next sweep.
 """
 
 import logging
@@ -14,12 +15,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
-from ..models import PeriodScore, Score
+from ..models import Completion, CompletionStatus, PeriodScore, Score
 from ..ops import metrics
-from ..periods import ALL_TIME, Period, all_kept, current_periods
+from ..periods import ALL_TIME, TIMED, Period, all_kept, current_periods, period_at
 from ..stores import Stores, get_stores
 from ..stores.board_cache import dumps
 from ..stores.ranking import Ranking
@@ -32,6 +34,7 @@ BATCH = 2000
 
 scores = Score.__table__
 period_scores = PeriodScore.__table__
+completions = Completion.__table__
 # Clear a flag only where no newer change has landed since the row was read.
 _CLEAR_SCORE = (
     update(scores)
@@ -47,6 +50,85 @@ _CLEAR_PERIOD = (
     )
     .values(board_pending=False)
 )
+
+
+def _add_to_periods(dialect: str):
+    """Add ``:p_points`` to ``:p_user``'s row of ``:p_period`` (creating it), reached at ``:p_now`` unless the row was
+    reached later; bumps the version and flags the row for the mirror (as ``scoring.outbox.period_upsert``)."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    statement = insert(period_scores).values(
+        period=bindparam("p_period"),
+        user_id=bindparam("p_user"),
+        score=bindparam("p_points"),
+        reached_at=bindparam("p_now"),
+        version=1,
+        board_pending=True,
+    )
+    reached = period_scores.c.reached_at
+    return statement.on_conflict_do_update(
+        index_elements=[period_scores.c.period, period_scores.c.user_id],
+        set_={
+            "score": period_scores.c.score + statement.excluded.score,
+            "reached_at": case((reached > statement.excluded.reached_at, reached), else_=statement.excluded.reached_at),
+            "version": period_scores.c.version + 1,
+            "board_pending": True,
+        },
+    )
+
+
+def fold_claims(max_batches: int = 50) -> int:
+    """Add the points of the claims in the period outbox (``completions.period_pending``) to the day, week and month
+    of each one's ``claimed_at`` (those still kept), and clear their flags, in one transaction per batch.
+
+    Exactly once: the flagged rows are locked as they are read (``SKIP LOCKED``: a concurrent fold or a void
+    holding one leaves it to the next run), and the flags are cleared in the transaction that adds the points,
+    so a crash adds nothing and clears nothing. A claim voided before it was folded had its flag cleared by the
+    void, which then took nothing from the periods (``scoring.moderation``). Returns how many claims were folded.
+    """
+    dialect = db.session.get_bind().dialect.name
+    kept = {p.key for p in all_kept()}
+    total = 0
+    for _ in range(max_batches):
+        rows = db.session.execute(
+            select(
+                completions.c.id,
+                completions.c.user_id,
+                completions.c.points,
+                completions.c.claimed_at,
+                completions.c.status,
+            )
+            .where(completions.c.period_pending)
+            .order_by(completions.c.claimed_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            db.session.commit()
+            break
+        sums: dict[tuple[str, int, str], list] = {}
+        for r in rows:
+            if r.status != CompletionStatus.CLAIMED:
+                continue  # no longer a claim (a void that missed clearing the flag took nothing either): cleared only
+            for rank, kind in enumerate(TIMED):
+                key = period_at(kind, r.claimed_at).key
+                if key in kept:
+                    found = sums.setdefault((r.user_id, rank, key), [0, r.claimed_at])
+                    found[0] += int(r.points)
+                    found[1] = max(found[1], r.claimed_at)
+        if sums:
+            # In the order a user's rows are written elsewhere (day, week, month), so two writers never deadlock.
+            params = [
+                {"p_period": key, "p_user": user, "p_points": points, "p_now": reached}
+                for (user, _rank, key), (points, reached) in sorted(sums.items())
+            ]
+            db.session.execute(_add_to_periods(dialect), params)
+        ids = [r.id for r in rows]
+        db.session.execute(update(completions).where(completions.c.id.in_(ids)).values(period_pending=False))
+        db.session.commit()
+        total += len(rows)
+        if len(rows) < BATCH:
+            break
+    return total
 
 
 def rebuild_mirror(ranking: Ranking, board: str = "") -> int:
@@ -168,6 +250,7 @@ def refresh_board(rebuild: bool = False) -> int:
             time.sleep(wait)
         coordination.mark_refresh()
         metrics.RECOMPUTES.inc()
+        fold_claims()
         now = current_periods()
         kept = list(all_kept())
         if rebuild and stores.ranking.is_built():

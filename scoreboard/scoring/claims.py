@@ -4,15 +4,18 @@ A conditional UPDATE marks the completion claimed (only one concurrent
 claimant can match ``status = 'pending'``) and an atomic SQL increment raises
 the score and flags the row for the board (the outbox), both or neither.
 
-The same statement adds the points to the user's rows of the current day, week
-and month (``period_scores``, created on the period's first claim, flagged for
-the board the same way), so a period's board is the sum of the claims inside it.
+The claim's day, week and month (``period_scores``) are not written by the claim
+on PostgreSQL: the claimed completion carries ``period_pending``, and the board's
+worker adds the points of the flagged claims to the periods of their ``claimed_at``
+and clears the flags in one transaction (``board.refresh.fold_claims``): each
+claim counts in its periods exactly once, whenever the worker gets to it.
 
-On PostgreSQL all of it is one statement (data-modifying CTEs) run on a
+On PostgreSQL all of it is one statement (a data-modifying CTE) run on a
 connection in autocommit (the ``claims`` bind): one round trip commits the
 claim. SQLite cannot modify data in a CTE, so the embedded database runs the
-same updates in one transaction. Every user with a completion has a score
-row (``ensure_user`` writes both in the transaction that records it), so the
+same updates in one transaction, and adds the points to the periods there too
+(with no flag to fold). Every user with a completion has a score row
+(``ensure_user`` writes both in the transaction that records it), so the
 second update always matches when the first did.
 
 A refused claim (a replay, another user's id, an expired or void one, a banned user) is recorded
@@ -23,16 +26,14 @@ import functools
 import logging
 from datetime import datetime
 
-from sqlalchemy import String, bindparam, exists, func, literal, select, true, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import ClaimRefusal, Completion, CompletionStatus, PeriodScore, Score, User, UserStatus, UTCDateTime
+from ..models import ClaimRefusal, Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..periods import clock, current_periods
 from .outbox import not_before, period_params, period_upsert, score_change
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 completions = Completion.__table__
 scores = Score.__table__
 users = User.__table__
-period_scores = PeriodScore.__table__
 
 # Bound names differ from the columns': SQLAlchemy reserves column names for SET values.
 _claimed = (
@@ -77,29 +77,11 @@ def _raise_score(points, user_id):
     )
 
 
-def _raise_periods(claimed):
-    """The claim's points added to the user's rows of the periods ``:p_periods`` (an array of keys)."""
-    running = func.unnest(bindparam("p_periods", type_=ARRAY(String))).table_valued("period").render_derived("running")
-    rows = (
-        select(running.c.period, claimed.c.user_id, claimed.c.points, bindparam("p_now", type_=UTCDateTime()))
-        .add_columns(literal(1), true())
-        .select_from(claimed)
-        .join(running, true())
-    )
-    columns = ["period", "user_id", "score", "reached_at", "version", "board_pending"]
-    upsert = pg_insert(period_scores).from_select(columns, rows)
-    return upsert.on_conflict_do_update(
-        index_elements=[period_scores.c.period, period_scores.c.user_id],
-        set_=score_change(
-            period_scores,
-            score=period_scores.c.score + upsert.excluded.score,
-            reached_at=not_before(period_scores.c.reached_at, upsert.excluded.reached_at),
-        ),
-    ).cte("raised_periods")
-
-
-_claimed_cte = _claimed.returning(completions.c.user_id, completions.c.points).cte("claimed")
-CLAIM_ONE_STATEMENT = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id).add_cte(_raise_periods(_claimed_cte))
+# On PostgreSQL the claimed completion waits in the period outbox for the worker.
+_claimed_cte = (
+    _claimed.values(period_pending=True).returning(completions.c.user_id, completions.c.points).cte("claimed")
+)
+CLAIM_ONE_STATEMENT = _raise_score(_claimed_cte.c.points, _claimed_cte.c.user_id)
 CLAIM_COMPLETION = _claimed.returning(completions.c.points)
 RAISE_SCORE = _raise_score(bindparam("p_points"), bindparam("p_user"))
 
@@ -130,8 +112,7 @@ def _record_refusal(user_id: str, code: str, client_ip: str | None, at: datetime
 
 @functools.cache
 def _compiled_claim(dialect: Dialect) -> Compiled:
-    """The claim's statement compiled once per dialect. SQLAlchemy has no cache key for PostgreSQL's
-    ``INSERT ... ON CONFLICT`` and would compile the whole statement again on every claim."""
+    """The claim's statement compiled once per dialect, and sent as its SQL string (no cache-key walk per claim)."""
     return CLAIM_ONE_STATEMENT.compile(dialect=dialect)
 
 
@@ -177,12 +158,11 @@ def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent
         "p_ip": client_ip,
         "p_agent": (user_agent or "")[:256],
     }
-    periods = current_periods(now)
     autocommit = db.engines.get("claims")
     if autocommit:
-        new_score = _claim_in_one_statement(autocommit, {**params, "p_periods": [p.key for p in periods]})
+        new_score = _claim_in_one_statement(autocommit, params)
     else:
-        new_score = _claim_in_one_transaction({**params, "p_periods": periods})
+        new_score = _claim_in_one_transaction({**params, "p_periods": current_periods(now)})
     if new_score is None:
         refusal = _refusal(action_id, user_id)
         _record_refusal(user_id, refusal.code, client_ip, now)

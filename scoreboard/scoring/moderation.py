@@ -165,6 +165,9 @@ def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple
     completion.reason = reason
     completion.voided_at = clock()
     taken = completion.points if was_claimed else 0
+    # A claim still in the period outbox never reached its periods: clearing its flag is all they need.
+    in_periods = not completion.period_pending
+    completion.period_pending = False
     new_score = db.session.execute(
         update(scores)
         .where(scores.c.user_id == completion.user_id, scores.c.score - taken >= 0)
@@ -173,7 +176,7 @@ def void(action_id: str, reason: str, actor: str, actor_ip: str | None) -> tuple
     ).scalar()
     if new_score is None:
         _refuse_below_zero(completion.user_id, -taken)
-    if taken:
+    if taken and in_periods:
         _take_from_periods(completion.user_id, taken, completion.claimed_at)
     record_audit(
         actor,
@@ -202,7 +205,7 @@ def void_claims(user_id: str, since: datetime, reason: str, actor: str, actor_ip
     below zero. Returns ``(claims voided, points taken, new score)``.
     """
     rows = db.session.execute(
-        select(Completion.id, Completion.points, Completion.claimed_at)
+        select(Completion.id, Completion.points, Completion.claimed_at, Completion.period_pending)
         .where(
             Completion.user_id == user_id,
             Completion.status == CompletionStatus.CLAIMED,
@@ -229,12 +232,14 @@ def void_claims(user_id: str, since: datetime, reason: str, actor: str, actor_ip
         db.session.execute(
             update(Completion)
             .where(Completion.id.in_(ids[start : start + VOID_CHUNK]))
-            .values(status=CompletionStatus.VOID, reason=reason, voided_at=now),
+            .values(status=CompletionStatus.VOID, reason=reason, voided_at=now, period_pending=False),
             execution_options={"synchronize_session": False},
         )
     kept = {p.key for p in all_kept(now)}
     by_period: Counter[str] = Counter()
     for r in rows:
+        if r.period_pending:
+            continue  # still in the period outbox: its points never reached the periods
         for kind in TIMED:
             key = period_at(kind, r.claimed_at).key
             if key in kept:
