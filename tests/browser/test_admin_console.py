@@ -424,10 +424,16 @@ def test_a_pasted_admin_token_signs_in_and_signing_out_forgets_it(demo_stack, ne
     expect(page.locator("#board-table tbody tr[data-user-id='maya']")).to_be_visible()
     page.reload()  # kept for the tab
     expect(page.locator("#board-table tbody tr[data-user-id='maya']")).to_be_visible()
+    page.get_by_role("link", name="Analytics").click()
+    expect(page.locator("#cph-chart canvas")).to_have_count(1)
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#signin-note")).to_have_text("Signed out.")
+    expect(page.locator("#username")).to_be_focused()
     expect(page.locator("#console")).to_be_hidden()
+    # Nothing the session showed is left in the page: no rows, no chart, no figures.
     assert page.locator("#console tbody tr").count() == 0
+    assert page.locator("#console canvas").count() == 0
+    assert page.locator("#cph-summary").text_content() == ""
     assert page.evaluate("Object.keys(sessionStorage)") == []
     page.reload()
     expect(page.locator("#console")).to_be_hidden()

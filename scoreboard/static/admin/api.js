@@ -90,7 +90,7 @@ function describe(status, body) {
  * Call the service: ``request("GET", "/api/admin/board")`` -> the parsed JSON body, or throws
  * :class:`ApiProblem`. ``token`` overrides the session's (signing in checks a token before keeping it).
  */
-export async function request(method, path, { body, token, quiet401 = false } = {}) {
+export async function request(method, path, { body, token } = {}) {
   const bearer = token || (session && session.token);
   const headers = { Accept: "application/json" };
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
@@ -110,7 +110,7 @@ export async function request(method, path, { body, token, quiet401 = false } = 
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const problem = describe(response.status, data);
-    if (response.status === 401 && !token && !quiet401 && session) onSessionEnded(problem.message);
+    if (response.status === 401 && !token && session) onSessionEnded(problem.message);
     throw problem;
   }
   return data;

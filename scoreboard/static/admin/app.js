@@ -209,8 +209,36 @@ async function signOut() {
     // A token this console obtained is revoked; a pasted one belongs to whoever minted it, so it is only forgotten.
     await post("/api/auth/logout", undefined, { token: session.token }).catch(() => {});
   }
-  showSignedOut("", "Signed out.");
-  $("#username").focus();
+  leave({ note: "Signed out." });
+}
+
+const LEAVING_KEY = "scoreboard-admin-left";
+
+/**
+ * Leave the signed-in console by loading the page afresh: nothing a view held (rows, charts, a user's
+ * ledger in memory) survives into the sign-in forms. What to say there travels in sessionStorage.
+ */
+function leave(said) {
+  if (current) current.module.hide();
+  current = null;
+  $("#console").hidden = true;
+  try {
+    sessionStorage.setItem(LEAVING_KEY, JSON.stringify(said));
+  } catch (_) {
+    /* storage blocked: the fresh page says nothing */
+  }
+  window.location.replace("/admin");
+}
+
+/** What the page that left asked this load to say, once. */
+function takeLeavingWords() {
+  try {
+    const said = JSON.parse(sessionStorage.getItem(LEAVING_KEY) || "null");
+    sessionStorage.removeItem(LEAVING_KEY);
+    return said && typeof said === "object" ? said : null;
+  } catch (_) {
+    return null;
+  }
 }
 
 async function start() {
@@ -222,7 +250,7 @@ async function start() {
   window.addEventListener("hashchange", route);
   whenSessionEnds((message) => {
     endSession();
-    showSignedOut(`Your session ended: ${message} Sign in again.`);
+    leave({ error: `Your session ended: ${message} Sign in again.` });
   });
   const kept = restoreSession();
   if (kept) {
@@ -235,7 +263,9 @@ async function start() {
       return;
     }
   }
-  showSignedOut();
+  const said = takeLeavingWords();
+  showSignedOut(said && said.error, said && said.note);
+  if (said) $("#username").focus();
 }
 
 start();
