@@ -233,6 +233,8 @@ def test_revoking_a_users_tokens_refuses_them(demo_stack, app, new_page, make_us
     seed(make_user, give, make_admin)
     before = mint("alice")
     assert app.test_client().get("/api/scores/me", headers=bearer(before)).status_code == 200
+    public = watched_page(new_page)
+    sign_in(public, demo_stack, "alice", "alice-pw")
     page = watched_page(new_page)
     sign_in_admin(page, demo_stack)
     page.goto(demo_stack + "/admin#/users/alice")
@@ -246,6 +248,8 @@ def test_revoking_a_users_tokens_refuses_them(demo_stack, app, new_page, make_us
     expect(page.locator("#user-audit tbody tr").first).to_contain_text("account reported stolen")
     answer = app.test_client().get("/api/scores/me", headers=bearer(before))
     assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "token_revoked"
+    # Alice's open page loses its signed-in socket (closed 4001), and its token buys no new one.
+    expect(public.locator("live-scoreboard .status")).to_have_attribute("data-state", "unauthorized")
     assert_clean(page)
 
 
