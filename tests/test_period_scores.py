@@ -6,6 +6,7 @@ from itertools import count
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from scoreboard.periods import UnknownPeriod, from_key, resolve
 from scoreboard.stores import get_stores
@@ -248,17 +249,14 @@ def test_claims_wait_in_the_period_outbox_until_the_worker_folds_them_once(app, 
     assert period_table(app, "week:2026-W49") == {}  # nothing folded yet: the worker has not run
 
     with app.app_context():
-        real_update = refresh.update
-
-        def failing_update(*args, **kwargs):
-            raise RuntimeError("the worker died before clearing the flags")
-
-        refresh.update = failing_update
+        adding = refresh._ADD_TO_PERIODS
+        # The worker fails while adding the points, after it took the claims (and cleared their flags).
+        refresh._ADD_TO_PERIODS = text("SELECT 1 / 0 WHERE CAST(:periods AS text) IS NOT NULL")
         try:
-            with pytest.raises(RuntimeError):
+            with pytest.raises(DataError):
                 refresh.fold_claims()
         finally:
-            refresh.update = real_update
+            refresh._ADD_TO_PERIODS = adding
             db.session.rollback()
         assert db.session.scalar(text("SELECT count(*) FROM completions WHERE period_pending")) == 3
         db.session.rollback()

@@ -15,13 +15,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import bindparam, case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, case, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from ..extensions import db
 from ..models import Completion, CompletionStatus, PeriodScore, Score
 from ..ops import metrics
-from ..periods import ALL_TIME, TIMED, Period, all_kept, current_periods, period_at
+from ..periods import ALL_TIME, TIMED, Period, all_kept, current_periods, period_of, timezone
 from ..stores import Stores, get_stores
 from ..stores.board_cache import dumps
 from ..stores.ranking import Ranking
@@ -52,11 +52,36 @@ _CLEAR_PERIOD = (
 )
 
 
-def _add_to_periods(dialect: str):
-    """Add ``:p_points`` to ``:p_user``'s row of ``:p_period`` (creating it), reached at ``:p_now`` unless the row was
-    reached later; bumps the version and flags the row for the mirror (as ``scoring.outbox.period_upsert``)."""
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert
-    statement = insert(period_scores).values(
+# Pick a batch of the period outbox and clear its flags in one statement (PostgreSQL: locked rows are skipped).
+_TAKE_PENDING = text(
+    """
+    UPDATE completions SET period_pending = false
+    WHERE id IN (
+        SELECT id FROM completions WHERE period_pending ORDER BY claimed_at LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    RETURNING user_id, points, claimed_at, status
+    """
+)
+# Add each (period, user)'s points in one statement, in the order given (see fold_claims).
+_ADD_TO_PERIODS = text(
+    """
+    INSERT INTO period_scores (period, user_id, score, reached_at, version, board_pending)
+    SELECT t.period, t.user_id, t.points, t.reached_at, 1, true
+    FROM unnest(CAST(:periods AS varchar[]), CAST(:users AS varchar[]), CAST(:points AS bigint[]),
+                CAST(:reached AS timestamptz[])) WITH ORDINALITY AS t(period, user_id, points, reached_at, n)
+    ORDER BY t.n
+    ON CONFLICT (period, user_id) DO UPDATE SET
+        score = period_scores.score + excluded.score,
+        reached_at = GREATEST(period_scores.reached_at, excluded.reached_at),
+        version = period_scores.version + 1,
+        board_pending = true
+    """
+)
+
+
+def _add_to_periods_one_by_one():
+    """The same upsert for the embedded database (SQLite), one parameter set per row."""
+    statement = sqlite.insert(period_scores).values(
         period=bindparam("p_period"),
         user_id=bindparam("p_user"),
         score=bindparam("p_points"),
@@ -76,32 +101,40 @@ def _add_to_periods(dialect: str):
     )
 
 
+def _take_pending(postgres: bool) -> list:
+    """A batch of the period outbox, its flags cleared in the current transaction."""
+    if postgres:
+        return db.session.execute(_TAKE_PENDING, {"batch": BATCH}).all()
+    picked = db.session.execute(
+        select(completions.c.id, completions.c.user_id, completions.c.points, completions.c.claimed_at)
+        .add_columns(completions.c.status)
+        .where(completions.c.period_pending)
+        .order_by(completions.c.claimed_at)
+        .limit(BATCH)
+    ).all()
+    if picked:
+        ids = [r.id for r in picked]
+        db.session.execute(update(completions).where(completions.c.id.in_(ids)).values(period_pending=False))
+    return picked
+
+
 def fold_claims(max_batches: int = 50) -> int:
     """Add the points of the claims in the period outbox (``completions.period_pending``) to the day, week and month
     of each one's ``claimed_at`` (those still kept), and clear their flags, in one transaction per batch.
 
-    Exactly once: the flagged rows are locked as they are read (``SKIP LOCKED``: a concurrent fold or a void
+    Exactly once: the flagged rows are locked as they are taken (``SKIP LOCKED``: a concurrent fold or a void
     holding one leaves it to the next run), and the flags are cleared in the transaction that adds the points,
     so a crash adds nothing and clears nothing. A claim voided before it was folded had its flag cleared by the
-    void, which then took nothing from the periods (``scoring.moderation``). Returns how many claims were folded.
+    void, which then took nothing from the periods (``scoring.moderation``). On PostgreSQL a batch is three
+    round trips: take (and clear), add, commit. Returns how many claims were folded.
     """
-    dialect = db.session.get_bind().dialect.name
+    postgres = db.session.get_bind().dialect.name == "postgresql"
     kept = {p.key for p in all_kept()}
+    zone = timezone()
+    keys_of: dict = {}  # local date -> its (day, week, month) keys, each worked out once per run
     total = 0
     for _ in range(max_batches):
-        rows = db.session.execute(
-            select(
-                completions.c.id,
-                completions.c.user_id,
-                completions.c.points,
-                completions.c.claimed_at,
-                completions.c.status,
-            )
-            .where(completions.c.period_pending)
-            .order_by(completions.c.claimed_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        ).all()
+        rows = _take_pending(postgres)
         if not rows:
             db.session.commit()
             break
@@ -109,21 +142,33 @@ def fold_claims(max_batches: int = 50) -> int:
         for r in rows:
             if r.status != CompletionStatus.CLAIMED:
                 continue  # no longer a claim (a void that missed clearing the flag took nothing either): cleared only
-            for rank, kind in enumerate(TIMED):
-                key = period_at(kind, r.claimed_at).key
+            day = r.claimed_at.astimezone(zone).date()
+            keys = keys_of.get(day)
+            if keys is None:
+                keys = keys_of[day] = [period_of(kind, day, zone).key for kind in TIMED]
+            for rank, key in enumerate(keys):
                 if key in kept:
                     found = sums.setdefault((r.user_id, rank, key), [0, r.claimed_at])
                     found[0] += int(r.points)
                     found[1] = max(found[1], r.claimed_at)
-        if sums:
-            # In the order a user's rows are written elsewhere (day, week, month), so two writers never deadlock.
+        # In the order a user's rows are written elsewhere (day, week, month), so two writers never deadlock.
+        ordered = sorted(sums.items())
+        if ordered and postgres:
+            db.session.execute(
+                _ADD_TO_PERIODS,
+                {
+                    "periods": [key for (_u, _r, key), _ in ordered],
+                    "users": [user for (user, _r, _k), _ in ordered],
+                    "points": [points for _, (points, _at) in ordered],
+                    "reached": [at for _, (_p, at) in ordered],
+                },
+            )
+        elif ordered:
             params = [
-                {"p_period": key, "p_user": user, "p_points": points, "p_now": reached}
-                for (user, _rank, key), (points, reached) in sorted(sums.items())
+                {"p_period": key, "p_user": user, "p_points": points, "p_now": at}
+                for (user, _rank, key), (points, at) in ordered
             ]
-            db.session.execute(_add_to_periods(dialect), params)
-        ids = [r.id for r in rows]
-        db.session.execute(update(completions).where(completions.c.id.in_(ids)).values(period_pending=False))
+            db.session.execute(_add_to_periods_one_by_one(), params)
         db.session.commit()
         total += len(rows)
         if len(rows) < BATCH:
