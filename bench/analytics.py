@@ -35,7 +35,7 @@ ADMIN_URL = os.environ.get("SCOREBOARD_BENCH_PG_ADMIN_URL", "postgresql://postgr
 DB = "scoreboard_bench_analytics"
 URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
 RESULTS = ROOT / "bench" / "results" / "analytics.json"
-ANALYTICS_INDEXES = ("ix_completions_unclaimed_created", "ix_completions_void_created")
+ANALYTICS_INDEXES = ("ix_completions_unclaimed_created", "ix_completions_voided")
 DAYS = 35
 
 # Action keys and their share of completions.
@@ -336,6 +336,9 @@ def main() -> None:
             run_rollup(engine, datetime.now(UTC), lag)
             hour_runs.append(time.monotonic() - t0)
         hour_seconds = statistics.median(hour_runs)
+        for r, t in timing.items():
+            print(f"  {r}: p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms", flush=True)
+        print(f"  rollup from nothing {rollup_seconds:.1f} s, {first.windows} windows", flush=True)
         print("timing the claim statement ...", flush=True)
         claims = _claim_blocks(app, engine, args.claims, args.users)
         engine.dispose()
