@@ -129,8 +129,9 @@ class Score(db.Model):
 class PeriodScore(db.Model):
     """A user's total inside one day, week or month (``scoreboard.periods``); kept like ``Score``.
 
-    The claim that raises ``scores`` raises the current period rows in the same statement, so
-    each period's board is the sum of the points claimed (and adjusted) inside it.
+    The board's worker adds each claim's points to the rows of its day, week and month (the claims
+    flagged ``Completion.period_pending``, see ``board.refresh.fold_claims``), so each period's board
+    is the sum of the points claimed (and adjusted) inside it.
     """
 
     __tablename__ = "period_scores"
