@@ -335,7 +335,7 @@ class AuditEntry(db.Model):
 
 # Two partial indexes no claim ever writes to: a claimed row matches neither predicate, so the claim's
 # update adds no entry to them. The analytics read the never-claimed rows by recording time, and the voided
-# ones by when they were voided (voids from before voided_at was kept count as voided when recorded).
+# ones by when they were voided.
 Index(
     "ix_completions_unclaimed_created",
     Completion.created_at,
@@ -344,7 +344,7 @@ Index(
 )
 Index(
     "ix_completions_voided",
-    func.coalesce(Completion.voided_at, Completion.created_at),
+    Completion.voided_at,
     postgresql_where=text("status = 'void'"),
     sqlite_where=text("status = 'void'"),
 )

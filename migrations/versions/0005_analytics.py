@@ -18,7 +18,7 @@ depends_on = None
 # (name, what, predicate) of the ledger's new indexes.
 LEDGER_INDEXES = (
     ('ix_completions_unclaimed_created', 'created_at', 'claimed_at IS NULL'),
-    ('ix_completions_voided', 'coalesce(voided_at, created_at)', "status = 'void'"),
+    ('ix_completions_voided', 'voided_at', "status = 'void'"),
 )
 
 
@@ -74,11 +74,11 @@ def upgrade():
         # Built without locking out claims and recordings on a ledger that may hold millions of rows.
         with op.get_context().autocommit_block():
             for name, what, predicate in LEDGER_INDEXES:
-                op.create_index(name, 'completions', [sa.text(what)], unique=False,
+                op.create_index(name, 'completions', [what], unique=False,
                                 postgresql_where=sa.text(predicate), postgresql_concurrently=True)
     else:
         for name, what, predicate in LEDGER_INDEXES:
-            op.create_index(name, 'completions', [sa.text(what)], unique=False, sqlite_where=sa.text(predicate))
+            op.create_index(name, 'completions', [what], unique=False, sqlite_where=sa.text(predicate))
 
 
 def downgrade():

@@ -65,7 +65,8 @@ def compute(conn: Connection, range_key: str, now: datetime) -> dict:
     claimed_ever += sum(live_claimed.values())
     unclaimed += sum(live_unclaimed.values())
     # ... and the voided ones (rolled up by when they were voided, then live).
-    live_void_claimed, live_void_unclaimed = ledger.voided(conn, marks.claims, start, end)
+    voided_from = None if marks == rollup.NOTHING_ROLLED_UP else marks.claims
+    live_void_claimed, live_void_unclaimed = ledger.voided(conn, voided_from, start, end)
     void_claimed += live_void_claimed
     void_unclaimed += live_void_unclaimed
     pending = ledger.claimable(conn, start, end, now)

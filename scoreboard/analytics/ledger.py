@@ -131,16 +131,16 @@ def claimable(conn: Connection, lo: datetime, hi: datetime, now: datetime) -> in
     )
 
 
-def voided(conn: Connection, voided_from: datetime, lo: datetime, hi: datetime) -> tuple[int, int]:
-    """Completions recorded in ``[lo, hi)`` and voided at or after ``voided_from`` (a void from before
-    ``voided_at`` was kept counts as made when recorded): ``(voided after their claim, voided unclaimed)``."""
-    when = func.coalesce(ledger.c.voided_at, ledger.c.created_at)
+def voided(conn: Connection, voided_from: datetime | None, lo: datetime, hi: datetime) -> tuple[int, int]:
+    """Completions recorded in ``[lo, hi)`` and voided at or after ``voided_from`` (None: whenever, voids from
+    before ``voided_at`` was kept included): ``(voided after their claim, voided unclaimed)``."""
     was_claimed = cast(ledger.c.claimed_at.is_not(None), Integer).label("was_claimed")
+    when = [] if voided_from is None else [ledger.c.voided_at >= voided_from]
     rows = conn.execute(
         select(was_claimed, func.count())
         .where(
             ledger.c.status == CompletionStatus.VOID,
-            when >= voided_from,
+            *when,
             ledger.c.created_at >= lo,
             ledger.c.created_at < hi,
             ledger.c.action_key.is_not(None),

@@ -94,13 +94,14 @@ FROM completions WHERE {_CLAIMED_IN_WINDOW} GROUP BY 1, 2
 ON CONFLICT (hour, action_key) DO UPDATE
     SET recorded_claimed = analytics_hours.recorded_claimed + EXCLUDED.recorded_claimed
 """
-# Voids are events too (a void is final): added to the hour the voided completion was recorded in.
+# Voids are events too (a void is final): added to the hour the voided completion was recorded in. Voids from
+# before voided_at was kept have none: the first window takes them all.
 VOIDS = f"""
 INSERT INTO analytics_hours (hour, action_key, void_claimed, void_unclaimed)
 SELECT {_HOUR.format(column="created_at")}, action_key,
        count(*) FILTER (WHERE claimed_at IS NOT NULL), count(*) FILTER (WHERE claimed_at IS NULL)
 FROM completions
-WHERE status = 'void' AND coalesce(voided_at, created_at) >= :lo AND coalesce(voided_at, created_at) < :hi
+WHERE status = 'void' AND (voided_at >= :lo AND voided_at < :hi OR :first AND voided_at IS NULL)
   AND action_key IS NOT NULL
 GROUP BY 1, 2
 ON CONFLICT (hour, action_key) DO UPDATE
@@ -173,10 +174,12 @@ class RunSummary:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
 
 
-def _start_marks(conn: Connection, target: datetime) -> Watermarks:
-    """The watermarks, or where a first run starts: the hour of the oldest claim, refusal or never-claimed row."""
+def _start_marks(conn: Connection, target: datetime) -> tuple[Watermarks, bool]:
+    """The watermarks, or where a first run starts (the hour of the oldest claim, refusal or never-claimed row);
+    and whether this is the first window ever."""
     found = dict(conn.execute(text("SELECT name, at FROM analytics_state")).all())
-    if CLAIMS not in found:
+    first = CLAIMS not in found
+    if first:
         oldest = conn.execute(
             text("SELECT least((SELECT min(claimed_at) FROM completions), (SELECT min(at) FROM claim_refusals))")
         ).scalar()
@@ -184,7 +187,7 @@ def _start_marks(conn: Connection, target: datetime) -> Watermarks:
     if SETTLED not in found:
         oldest = conn.execute(text("SELECT min(created_at) FROM completions WHERE claimed_at IS NULL")).scalar()
         found[SETTLED] = min(floor_hour(oldest), target) if oldest else target
-    return Watermarks(found[CLAIMS], found[SETTLED])
+    return Watermarks(found[CLAIMS], found[SETTLED]), first
 
 
 def _settled_target(conn: Connection, now: datetime, lag: timedelta) -> datetime:
@@ -204,13 +207,13 @@ def _one_window(engine: Engine, now: datetime, lag: timedelta, summary: RunSumma
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
         target = floor_hour(now - lag)
-        marks = _start_marks(conn, target)
+        marks, first = _start_marks(conn, target)
         if summary.windows == 0:
             summary.claims_from, summary.settled_from = marks.claims, marks.settled
         moved = False
         claims_to = min(marks.claims + CHUNK_HOURS * HOUR, target)
         if claims_to > marks.claims:
-            window = {"lo": marks.claims, "hi": claims_to}
+            window = {"lo": marks.claims, "hi": claims_to, "first": first}
             for statement in (CLAIM_HOURS, RECORDED_CLAIMED, VOIDS, DELAYS, REFUSALS, PLAYERS, ACTIVITY):
                 conn.execute(text(statement), window)
             moved = True
