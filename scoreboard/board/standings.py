@@ -20,7 +20,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, Select, and_, bindparam, func, literal, or_, select, true, tuple_, union_all
 from sqlalchemy.engine import Dialect
@@ -221,21 +221,54 @@ def _compiled(statement: Select, dialect: Dialect) -> Compiled:
     return statement.compile(dialect=dialect)
 
 
-def _run_read(statement: Select, params: dict[str, Any]) -> list[Any]:
-    """Run one read on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind),
-    compiled once and sent as its SQL: the query is then the request's only round trip (no ``SELECT 1``,
-    ``BEGIN`` or ``COMMIT``). A connection left dead by a database restart fails its first use; the read is
-    then run once more on a fresh one."""
+class _HistoryRow(NamedTuple):
+    """A row of :func:`_history_statement`, in its column order."""
+
+    user: str
+    at: datetime | None
+    row_id: str | None
+    kind: str | None
+    delta: int | None
+    action: str | None
+    score: int | None
+
+
+def _history_rows(statement: Select, params: dict[str, Any]) -> list[Any]:
+    """Run a history page on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind),
+    compiled once and sent as its SQL on the driver's cursor (no result metadata built per call): the query is
+    then the request's only round trip (no ``SELECT 1``, ``BEGIN`` or ``COMMIT``). A driver error goes through
+    SQLAlchemy's own mapping (a dead connection is invalidated, and a 503 answers what is down); a connection
+    left dead by a database restart fails its first use, and the read is then run once more on a fresh one."""
     engine = db.engines.get("claims")
     if engine is None:
         rows = db.session.execute(statement, params).all()
         db.session.commit()
         return rows
     compiled = _compiled(statement, engine.dialect)
+    dialect = engine.dialect
     for attempt in (1, 2):
         try:
             with engine.connect() as conn:
-                return conn.exec_driver_sql(compiled.string, compiled.construct_params(params)).all()
+                bound = compiled.construct_params(params)
+                cursor = conn.connection.driver_connection.cursor()
+                try:
+                    cursor.execute(compiled.string, bound)
+                    return [_HistoryRow(*row) for row in cursor.fetchall()]
+                except dialect.loaded_dbapi.Error as exc:
+                    gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+                    if gone:
+                        conn.invalidate(exc)
+                    raise DBAPIError.instance(
+                        compiled.string,
+                        bound,
+                        exc,
+                        dialect.loaded_dbapi.Error,
+                        connection_invalidated=gone,
+                        dialect=dialect,
+                    ) from exc
+                finally:
+                    if not cursor.closed:
+                        cursor.close()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise
@@ -259,7 +292,7 @@ def history(
         params.update(h_start=period.start, h_end=period.end)
     if before is not None:
         params.update(h_at=before.at, h_row=before.row_id, h_kind=before.kind)
-    rows = _run_read(_history_statement(bounded, before is not None), params)
+    rows = _history_rows(_history_statement(bounded, before is not None), params)
     if not rows:
         return None
     rows = [r for r in rows if r.at is not None]  # a user without events: their row alone, joined to nothing
