@@ -244,6 +244,9 @@ def jwt_settings() -> dict[str, Any]:
         "JWT_ENCODE_ISSUER": issuer,
         "JWT_DECODE_AUDIENCE": audience,
         "JWT_ENCODE_AUDIENCE": audience,
+        # Tokens whose signature and claims this process verified, remembered by their header (never past exp;
+        # revocations still checked on every request); 0 verifies every request's token afresh.
+        "TOKEN_CACHE_SIZE": env_int("TOKEN_CACHE_SIZE", 4096),
         # How long a revocation by jti is kept (covers the longest-lived token the site issues).
         "REVOCATION_TTL": int(parse_duration(env("REVOCATION_TTL", "7d")).total_seconds()),
     }

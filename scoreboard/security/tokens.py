@@ -3,12 +3,17 @@
 import hashlib
 import logging
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
+from flask_jwt_extended.config import config as jwt_config
+from flask_jwt_extended.internal_utils import has_user_lookup, verify_token_not_blocklisted
 from jwt.exceptions import DecodeError
 
 from ..errors import ApiError, error_response
@@ -19,6 +24,7 @@ from .revocations import is_refused
 log = logging.getLogger(__name__)
 USER_ID = re.compile(USER_ID_PATTERN)
 _KEYS = "scoreboard.jwt_keys"
+_CACHE = "scoreboard.token_cache"
 
 ROLES = ("service", "admin")
 # No legitimate token comes near this; a bigger header is refused before any parsing.
@@ -45,14 +51,99 @@ def current_roles() -> list[str]:
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
 
 
+class VerifiedTokens:
+    """The claims of tokens this process has verified, by their ``Authorization`` header; bounded, least recent out.
+
+    Only the signature and the claims' checks are remembered: a token is never answered from here past its
+    ``exp`` (with the configured leeway, as PyJWT counts it), and whether it is revoked is asked on every
+    request (``is_refused``, a lookup in the process's copy). Only tokens that passed every check get in.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[float, dict, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, raw: str) -> tuple[dict, dict] | None:
+        """``(header, claims)`` of a verified token still within its ``exp``, else None."""
+        with self._lock:
+            entry = self._entries.get(raw)
+            if entry is None:
+                return None
+            if time.time() >= entry[0]:
+                del self._entries[raw]
+                return None
+            self._entries.move_to_end(raw)
+        # Copies: a view that changes its claims must not change the next request's.
+        return dict(entry[1]), dict(entry[2])
+
+    def put(self, raw: str, header: dict, claims: dict, leeway: float) -> None:
+        """Remember a token that passed every check, until ``exp + leeway`` (PyJWT's bound)."""
+        # Valid while exp > now - leeway, exp read as PyJWT reads it.
+        deadline = int(claims["exp"]) + leeway
+        with self._lock:
+            self._entries[raw] = (deadline, dict(header), dict(claims))
+            self._entries.move_to_end(raw)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def verified_tokens(app: Flask | None = None) -> VerifiedTokens | None:
+    """The process's cache of verified tokens (None when ``SCOREBOARD_TOKEN_CACHE_SIZE`` is 0)."""
+    return (app or current_app).extensions.get(_CACHE)
+
+
+def _from_cache(cache: VerifiedTokens, raw: str) -> tuple[dict, dict] | None:
+    """A cached token's ``(header, claims)``, put in the request as Flask-JWT-Extended puts a verified one."""
+    found = cache.get(raw)
+    if found is None:
+        return None
+    header, claims = found
+    # Revocations are never cached: a revoked jti or a user's cutoff is refused here at once.
+    verify_token_not_blocklisted(header, claims)
+    g._jwt_extended_jwt_user = {"loaded_user": None}
+    g._jwt_extended_jwt_header = header
+    g._jwt_extended_jwt = claims
+    g._jwt_extended_jwt_location = "headers"
+    return header, claims
+
+
 def verify_token(**kwargs):
-    """``verify_jwt_in_request``, refusing time claims PyJWT cannot read as a 401 rather than a crash."""
+    """``verify_jwt_in_request``, refusing time claims PyJWT cannot read as a 401 rather than a crash.
+
+    A token in the ``Authorization`` header that this process verified before is taken from the cache of
+    verified tokens (its revocation still checked); any other goes through Flask-JWT-Extended.
+    """
+    cache = verified_tokens()
+    raw = None
+    # Only the plain check is cached (the header, an access token, no freshness, no user loader), and not on
+    # the methods Flask-JWT-Extended verifies nothing on.
+    if (
+        cache is not None
+        and not kwargs.keys() - {"optional"}
+        and request.method not in jwt_config.exempt_methods
+        and tuple(jwt_config.token_location) == ("headers",)
+    ):
+        raw = request.headers.get(jwt_config.header_name)
+        if raw and not has_user_lookup():
+            found = _from_cache(cache, raw)
+            if found is not None:
+                return found
+        else:
+            raw = None
     try:
-        return verify_jwt_in_request(**kwargs)
+        verified = verify_jwt_in_request(**kwargs)
     except (OverflowError, TypeError) as exc:
         # PyJWT int()s exp/nbf/iat and catches only ValueError: Infinity, null or a list escape it.
         # Only a correctly signed token gets this far; it is still an unusable one.
         raise DecodeError("exp, nbf and iat must be integers") from exc
+    if raw is not None and verified is not None and g.get("_jwt_extended_jwt_location") == "headers":
+        leeway = jwt_config.leeway
+        cache.put(raw, verified[0], verified[1], leeway.total_seconds() if isinstance(leeway, timedelta) else leeway)
+    return verified
 
 
 def login_required(view: Callable) -> Callable:
@@ -190,4 +281,7 @@ def _refuse_oversized_tokens():
 def init_app(app: Flask) -> None:
     """Install the request-level token guard and the verification keys."""
     app.extensions[_KEYS] = verification_keys(app)
+    size = int(app.config.get("TOKEN_CACHE_SIZE", 0))
+    if size > 0:
+        app.extensions[_CACHE] = VerifiedTokens(size)
     app.before_request(_refuse_oversized_tokens)
