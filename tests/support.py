@@ -22,7 +22,23 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 # What a refused request must leave as it was. Not ``claim_refusals``: a refused claim is logged there on
 # purpose, as a signal for the anomaly scan (tests/integrity checks those rows).
-TABLES = ("users", "scores", "period_scores", "actions", "completions", "audit_log", "suspects")
+TABLES = (
+    "users",
+    "scores",
+    "period_scores",
+    "actions",
+    "completions",
+    "audit_log",
+    "suspects",
+    # Written by the analytics rollup job only.
+    "analytics_activity",
+    "analytics_days",
+    "analytics_delays",
+    "analytics_hours",
+    "analytics_players",
+    "analytics_refusals",
+    "analytics_state",
+)
 
 
 def bearer(token):
