@@ -37,6 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .live import relay as live_relay
     from .live import socket as live_socket
     from .ops import log_format
+    from .security import rate_limits
 
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(settings.load())
@@ -53,6 +54,7 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     jwt.init_app(app)
+    rate_limits.install(app)  # the limiter's strategy, before it is built
     limiter.init_app(app)
     sock.init_app(app)
     if app.config["EMBEDDED_DATABASE"]:
