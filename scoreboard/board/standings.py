@@ -17,12 +17,12 @@ ranking by an O(log n) read (``Ranking.around_as_if``), so nothing they see tips
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, and_, bindparam, func, literal, or_, select, true, tuple_, union_all
+from sqlalchemy import Integer, Select, and_, bindparam, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError
@@ -184,8 +184,7 @@ def _history_statement(bounded: bool, keyset: bool) -> Select:
     """The history page as one statement, built once per shape: a period's bounds or none, a cursor or none.
 
     Bound by name: ``h_user``, ``h_limit`` (one more than the page), ``h_start`` and ``h_end`` (a period's),
-    ``h_at``, ``h_row`` and ``h_kind`` (the cursor's event). The user's row is joined to the page, so an
-    unknown user is a page with no row at all and a user without events one row of nulls.
+    ``h_at``, ``h_row`` and ``h_kind`` (the cursor's event).
     """
     events = _events(bindparam("h_user")).subquery("events")
     where = []
@@ -202,18 +201,13 @@ def _history_statement(bounded: bool, keyset: bool) -> Select:
     if keyset:
         before = tuple_(bindparam("h_at", type_=UTCDateTime()), bindparam("h_row"), bindparam("h_kind"))
         page = page.where(tuple_(running.c.at, running.c.row_id, running.c.kind) < before)
-    page = (
-        page.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc())
-        .limit(bindparam("h_limit", type_=Integer()))
-        .subquery("page")
+    return page.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc()).limit(
+        bindparam("h_limit", type_=Integer())
     )
-    users = User.__table__
-    return (
-        select(users.c.id.label("user"), page)
-        .select_from(users.outerjoin(page, true()))
-        .where(users.c.id == bindparam("h_user"))
-        .order_by(page.c.at.desc(), page.c.row_id.desc(), page.c.kind.desc())
-    )
+
+
+# Asked only when a history page is empty: is there such a user at all?
+_USER_EXISTS = select(User.id).where(User.id == bindparam("h_user"))
 
 
 @functools.cache
@@ -224,7 +218,6 @@ def _compiled(statement: Select, dialect: Dialect) -> Compiled:
 class _HistoryRow(NamedTuple):
     """A row of :func:`_history_statement`, in its column order."""
 
-    user: str
     at: datetime | None
     row_id: str | None
     kind: str | None
@@ -233,7 +226,7 @@ class _HistoryRow(NamedTuple):
     score: int | None
 
 
-def _history_rows(statement: Select, params: dict[str, Any]) -> list[Any]:
+def _history_rows(statement: Select, params: dict[str, Any], row: Callable[..., Any] = _HistoryRow) -> list[Any]:
     """Run a history page on the autocommitted pool without pre-ping where there is one (PostgreSQL's ``claims`` bind),
     compiled once and sent as its SQL on the driver's cursor (no result metadata built per call): the query is
     then the request's only round trip (no ``SELECT 1``, ``BEGIN`` or ``COMMIT``). A driver error goes through
@@ -253,7 +246,7 @@ def _history_rows(statement: Select, params: dict[str, Any]) -> list[Any]:
                 cursor = conn.connection.driver_connection.cursor()
                 try:
                     cursor.execute(compiled.string, bound)
-                    return [_HistoryRow(*row) for row in cursor.fetchall()]
+                    return [row(*found) for found in cursor.fetchall()]
                 except dialect.loaded_dbapi.Error as exc:
                     gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
                     if gone:
@@ -284,7 +277,7 @@ def history(
     Each entry's ``score`` is the running total after it: the sum of the user's changes in the
     period up to it, in time order (the period's score; for all time, the score). Returns the
     entries and the key of the last one when there may be more. One query (:func:`_history_statement`),
-    through ``ix_completions_user_created``.
+    through ``ix_completions_user_created``; an empty page asks one more, whether the user exists.
     """
     bounded = period.start is not None
     params: dict[str, Any] = {"h_user": user_id, "h_limit": limit + 1}
@@ -293,9 +286,8 @@ def history(
     if before is not None:
         params.update(h_at=before.at, h_row=before.row_id, h_kind=before.kind)
     rows = _history_rows(_history_statement(bounded, before is not None), params)
-    if not rows:
+    if not rows and not _history_rows(_USER_EXISTS, {"h_user": user_id}, row=lambda *values: values):
         return None
-    rows = [r for r in rows if r.at is not None]  # a user without events: their row alone, joined to nothing
     more = len(rows) > limit
     rows = rows[:limit]
     entries = [
