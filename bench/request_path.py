@@ -7,9 +7,9 @@ windows as the defaults (only set too high to trip, as the bench does). Then ``w
 runs against ``/healthz`` and ``/api/score/top`` in turn, ``--rounds`` times, and the medians
 and their ratio are printed, with the web workers' CPU time per request.
 
-``--baseline REV`` also serves the same database from a git worktree of ``REV`` (a second
-gunicorn beside the first), and every round measures both, so a change is compared with what
-it replaced under the same load. ``--profile`` records one web worker with py-spy during each
+``--baseline REV`` (repeatable) also serves the same database from a git worktree of ``REV``
+(another gunicorn beside the first), and every round measures each tree in turn, so a change is
+compared with what it replaced under the same load. ``--profile`` records one web worker with py-spy during each
 ``/api/score/top`` run of the current tree and prints the frames holding the most samples.
 """
 
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    parser.add_argument("--baseline", metavar="REV", help="also serve a git worktree of REV and measure it alike")
+    parser.add_argument(
+        "--baseline", metavar="REV", action="append", default=[], help="also serve a worktree of REV alike (repeatable)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy one web worker during each top-list run")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the stack")
     args = parser.parse_args(argv)
@@ -119,29 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.env)
     # Production defaults where they bear on a request (the bench's stack logs at WARNING).
     # As the production unit runs it: JSON logs at INFO, multiprocess metrics (the bench's stack logs at WARNING).
-    metrics_dirs = [Path(tempfile.mkdtemp(prefix="bench-web-metrics-")) for _ in range(2)]
+    metrics_dirs = [Path(tempfile.mkdtemp(prefix="bench-web-metrics-"))]
     overrides = {"SCOREBOARD_LOG_LEVEL": "INFO", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dirs[0]), **extra}
     env = stack.stack_env(DB_NAME, prefix, stack.free_port(), overrides)
     token = dataset.mint_tokens([dataset.user_id(1)])[dataset.user_id(1)]
 
     servers: dict[str, tuple[str, stack.Process]] = {}
     current = stack.Stack(env, out_dir).start()
-    worktree = None
+    worktrees: list[Path] = []
     try:
         servers["current"] = (current.base, current.web)
-        if args.baseline:
+        for rev in args.baseline:
             worktree = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "tree"
             subprocess.run(
-                ["git", "worktree", "add", "--detach", str(worktree), args.baseline],
+                ["git", "worktree", "add", "--detach", str(worktree), rev],
                 cwd=stack.ROOT,
                 check=True,
                 capture_output=True,
             )
+            worktrees.append(worktree)
             port = stack.free_port()
-            baseline_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dirs[1])}
-            servers["baseline"] = (
+            metrics_dir = Path(tempfile.mkdtemp(prefix="bench-web-metrics-"))
+            metrics_dirs.append(metrics_dir)
+            tree_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+            name = f"at {rev[:10]}"
+            servers[name] = (
                 f"http://127.0.0.1:{port}",
-                start_web(worktree, baseline_env, port, out_dir, "baseline"),
+                start_web(worktree, tree_env, port, out_dir, f"baseline-{rev[:10]}"),
             )
         for base, _web in servers.values():
             wait_ready(base, token)
@@ -194,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
         print(f"\nraw results: {out_dir / 'results.json'}")
     finally:
-        if "baseline" in servers:
-            servers["baseline"][1].stop()
+        for name, (_base, web) in servers.items():
+            if name != "current":
+                web.stop()
         current.stop()
         stack.clear_prefix(prefix)
         for path in metrics_dirs:
             shutil.rmtree(path, ignore_errors=True)
-        if worktree is not None:
+        for worktree in worktrees:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=stack.ROOT, check=False)
             shutil.rmtree(worktree.parent, ignore_errors=True)
     return 0
