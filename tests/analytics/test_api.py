@@ -24,7 +24,7 @@ def at_now(app):
         write(made)
     app.config["CLOCK"] = lambda: NOW
     yield made
-    app.config.pop("CLOCK", None)
+    app.config["CLOCK"] = None
     with app.app_context():
         clear_rollups()
 
