@@ -4,13 +4,15 @@
 workers, and a Celery worker) on a small database of its own, with the production defaults
 where they bear on a request: JSON logs at INFO, token checks on, rate limits on with as many
 windows as the defaults (only set too high to trip, as the bench does). Then ``wrk -t1 -c32``
-runs against ``/healthz`` and ``/api/score/top`` in turn, ``--rounds`` times, and the medians
-and their ratio are printed, with the web workers' CPU time per request.
+runs against ``/healthz`` and ``/api/score/top`` in turn, ``--rounds`` times, and the medians and
+the ratio (the median of each round's, whose two runs were back to back) are printed, with the
+web workers' and Redis's CPU time per request.
 
 ``--baseline REV`` (repeatable) also serves the same database from a git worktree of ``REV``
 (another gunicorn beside the first), and every round measures each tree in turn, so a change is
-compared with what it replaced under the same load. ``--profile`` records one web worker with py-spy during each
-``/api/score/top`` run of the current tree and prints the frames holding the most samples.
+compared with what it replaced under the same load. ``--profile`` records one web worker with
+py-spy during each ``/api/score/top`` run of the current tree and prints the frames holding the
+most samples.
 """
 
 from __future__ import annotations
@@ -81,15 +83,24 @@ def memory_reads(base: str) -> float:
     )
 
 
-def measure(base: str, web: stack.Process, path: str, token: str, seconds: int, connections: int) -> dict:
-    """One wrk run of ``path``; its requests per second and the web workers' CPU µs per request."""
+def measure(
+    base: str, web: stack.Process, path: str, token: str, seconds: int, connections: int, redis_pids: list[int]
+) -> dict:
+    """One wrk run of ``path``; its requests per second, the web workers' and Redis's CPU µs per request."""
     pids = web_pids(web)
-    cpu_before = samplers.cpu_seconds(pids)
+    cpu_before, redis_before = samplers.cpu_seconds(pids), samplers.cpu_seconds(redis_pids)
     result = loadgen.wrk(base + path, "get.lua", [token], seconds=seconds, connections=connections)
     cpu = samplers.cpu_seconds(pids) - cpu_before
+    redis_cpu = samplers.cpu_seconds(redis_pids) - redis_before
     if result["status_errors"] or result["connect_errors"] or result["timeouts"]:
         raise RuntimeError(f"{path} on {base} answered errors: {result}")
-    return {"rps": result["rps"], "cpu_us": 1e6 * cpu / max(1, result["requests"]), "p50_us": result["p50_us"]}
+    served = max(1, result["requests"])
+    return {
+        "rps": result["rps"],
+        "cpu_us": 1e6 * cpu / served,
+        "redis_us": 1e6 * redis_cpu / served,
+        "p50_us": result["p50_us"],
+    }
 
 
 def record_busy(pid: int, seconds: int, out_path: Path) -> subprocess.Popen:
@@ -154,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1)  # the relays subscribed: the board is held in memory
         before = {name: memory_reads(base) for name, (base, _web) in servers.items()}
 
+        redis_pids = current.process_groups()["redis"]  # shared by every tree (and by anything else using it)
         runs: dict[str, dict[str, list[dict]]] = {name: {"/healthz": [], "/api/score/top": []} for name in servers}
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         load_before = os.getloadavg()
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     if args.profile and name == "current" and path != "/healthz":
                         spy_out = out_dir / f"profile-top-{round_no}.txt"
                         spy = record_busy(web_pids(web)[0], max(1, args.seconds - 1), spy_out)
-                    result = measure(base, web, path, tok, args.seconds, args.connections)
+                    result = measure(base, web, path, tok, args.seconds, args.connections, redis_pids)
                     if spy is not None:
                         spy.wait(30)
                         print(f"\n## profile, {name} {path}, round {round_no + 1}\n{profile.summarise(spy_out)}\n")
@@ -179,23 +191,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"request path, {started} to {finished}; load average {load_before[0]:.2f} before, {load_after[0]:.2f}")
         print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds alternating, medians\n")
         print(
-            "| tree | /healthz req/s (web µs/req) | /api/score/top req/s (web µs/req) | ratio (by CPU) "
-            "| top from memory |"
+            "| tree | /healthz req/s (web µs/req) | /api/score/top req/s (web µs/req, redis µs/req) "
+            "| ratio: median of the rounds' (each round's) | ratio by web CPU | top from memory |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         summary = {}
         for name, (base, _web) in servers.items():
             health, top = runs[name]["/healthz"], runs[name]["/api/score/top"]
-            h_rps = statistics.median(r["rps"] for r in health)
-            t_rps = statistics.median(r["rps"] for r in top)
+            # Each round's pair ran back to back, so its ratio is what a round's load does to both alike.
+            ratios = [t["rps"] / h["rps"] for h, t in zip(health, top, strict=True)]
             h_cpu = statistics.median(r["cpu_us"] for r in health)
             t_cpu = statistics.median(r["cpu_us"] for r in top)
+            t_redis = statistics.median(r["redis_us"] for r in top)
             served = sum(r["rps"] * args.seconds for r in top)
             from_memory = (memory_reads(base) - before[name]) / max(1, served)
-            summary[name] = {"healthz": health, "top": top, "ratio": t_rps / h_rps, "cpu_ratio": h_cpu / t_cpu}
+            ratio = statistics.median(ratios)
+            summary[name] = {"healthz": health, "top": top, "ratio": ratio, "cpu_ratio": h_cpu / t_cpu}
             print(
-                f"| {name} | {h_rps:,.0f} ({h_cpu:,.0f}) | {t_rps:,.0f} ({t_cpu:,.0f}) | "
-                f"**{t_rps / h_rps:.2f}** ({h_cpu / t_cpu:.2f}) | {100 * from_memory:.0f}% |"
+                f"| {name} | {statistics.median(r['rps'] for r in health):,.0f} ({h_cpu:,.0f}) | "
+                f"{statistics.median(r['rps'] for r in top):,.0f} ({t_cpu:,.0f}, {t_redis:,.0f}) | "
+                f"**{ratio:.2f}** ({', '.join(f'{r:.2f}' for r in ratios)}) | {h_cpu / t_cpu:.2f} | "
+                f"{100 * from_memory:.0f}% |"
             )
         (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
         print(f"\nraw results: {out_dir / 'results.json'}")
