@@ -24,8 +24,16 @@ SECRETS = (
 ANSI_ESCAPES = re.compile(r"(?:\x1b|\\u001b)\[[0-9;]*[A-Za-z]")
 
 
+# Every pattern above needs one of these (lower-cased) to match at all: a line holding none of them, as
+# almost every access line, is returned as it is without running the four expressions (~200 us a line).
+_TRIGGERS = ("eyj", "bearer", "passw", "secret", "token", "ticket", "\x1b", "\\u001b")
+
+
 def redact(text: str) -> str:
     """``text`` with anything that looks like a credential replaced by ``[redacted]``, colour codes dropped."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _TRIGGERS):
+        return text
     text = ANSI_ESCAPES.sub("", text)
     for pattern, replacement in SECRETS:
         text = pattern.sub(replacement, text)
