@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import dataset, phases, report, stack
+from .baseline import setup as baseline
 from .loadgen import ensure_wrk
 from .progress import log
 
@@ -26,7 +27,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
     parser.add_argument("--quick", action="store_true", help="one short run of everything (a smoke test)")
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["http", "sockets", "users", "ranks"], help="leave out a phase"
+        "--skip",
+        action="append",
+        default=[],
+        choices=["http", "sockets", "users", "ranks", "baseline"],
+        help="leave out a phase (baseline: the straightforward design's app, measured after the scoreboard)",
+    )
+    parser.add_argument(
+        "--baseline-runs", type=int, default=1, help="runs of each measurement on the baseline (at most --runs)"
+    )
+    parser.add_argument(
+        "--cpu-rate", type=int, default=phases.CPU_RATE, help="claims/s of the fixed load whose CPU is divided"
     )
     parser.add_argument(
         "--claim-cost-claims",
@@ -53,6 +64,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs, args.seconds, args.claim_cost_claims = 1, 4, min(args.claim_cost_claims, 400)
     return args
+
+
+def measure_baseline(
+    args: argparse.Namespace,
+    files: phases.ClaimFiles,
+    tokens: dict[str, str],
+    counts: list[int],
+    rates: list[int],
+    run_id: str,
+    out_dir: Path,
+) -> dict[str, object]:
+    """The same HTTP, fixed-load and socket phases against the baseline app, on its own database."""
+    runs = max(1, min(args.baseline_runs, args.runs))
+    prefix = f"bench:{run_id}:baseline:"
+    log_dir = out_dir / "baseline"
+    log_dir.mkdir(exist_ok=True)
+    bst = baseline.BaselineStack(prefix, log_dir)
+    found: dict[str, object] = {"runs": runs}
+    try:
+        log("baseline: starting its gunicorn (the production settings, 2 gevent workers)")
+        bst.start()
+        if "http" not in args.skip:
+            log("baseline HTTP: /healthz, top-10 GET, claims (wrk)")
+            found["http"] = phases.http_phase(bst, files, tokens, runs, args.seconds, committed=baseline.claimed_count)
+            found["cpu"] = phases.cpu_phase(
+                bst, files, runs, args.seconds, log_dir, args.cpu_rate, baseline.claimed_count, "baseline "
+            )
+        if "sockets" not in args.skip:
+            log("baseline sockets: claim -> socket delivery, memory per socket")
+            results, memory = phases.socket_phase(
+                bst, files, tokens["hot01"], runs, args.seconds, rates, counts, log_dir
+            )
+            found["sockets"] = results
+            found["memory"] = {str(k): v for k, v in memory.items()}
+    finally:
+        bst.stop()
+        stack.clear_prefix(prefix)
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,7 +142,13 @@ def main(argv: list[str] | None = None) -> None:
         args.profile,
         http="http" not in args.skip,
         sockets="sockets" not in args.skip,
+        cpu_rate=args.cpu_rate,
     )
+    with_baseline = "baseline" not in args.skip and not {"http", "sockets"} <= set(args.skip)
+    if with_baseline:
+        # Copied before any claim: the baseline claims its own copies of the same pools.
+        copied = baseline.prepare()
+        log(f"baseline database {baseline.DB_NAME}: {copied['users']:,} users, {copied['pending']:,} completions")
 
     prefix = f"bench:{run_id}:"
     extra = {"SCOREBOARD_" + name: value for name, _, value in (item.partition("=") for item in args.env)}
@@ -105,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
             log("HTTP: empty endpoint, top-10 GET, claims (wrk)")
             prof_dir = out_dir / "profiles" if args.profile else None
             out["http"] = phases.http_phase(st, files, tokens, args.runs, args.seconds, prof_dir)
+            log(f"CPU per claim: a fixed load of {args.cpu_rate} claims/s")
+            out["cpu"] = phases.cpu_phase(st, files, args.runs, args.seconds, out_dir, args.cpu_rate)
         if "sockets" not in args.skip:
             log("sockets: claim -> socket delivery, memory per socket")
             results, memory = phases.socket_phase(
@@ -115,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         st.stop()
         stack.clear_prefix(prefix)
+
+    if with_baseline:
+        out["baseline"] = measure_baseline(args, files, tokens, counts, rates, run_id, out_dir)
 
     measure_users, measure_ranks = "users" not in args.skip, "ranks" not in args.skip
     if measure_users or measure_ranks:

@@ -5,6 +5,7 @@ Each phase returns its figures (plain JSON-able data) for ``results.json`` and t
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,21 @@ from . import dataset, profile, ranks, stack
 from .delivery import delivery
 from .loadgen import SocketFleet, run_claimer, wrk
 from .progress import log
-from .samplers import BroadcastCounter, CpuWindow, RecomputeSampler, median, pct
+from .samplers import BroadcastCounter, CpuSampler, CpuWindow, RecomputeSampler, median, pct
 
 # Claim files by pool: ``{key: (path of the "actionId token user" file, the pool's tag)}``.
 ClaimFiles = dict[str, tuple[Path, str]]
+# How many claims of a pool (by its tag) are committed, on the database of the stack measured.
+Committed = Callable[[str], int]
+# The fixed claim load whose machine CPU is divided by its claims: claims per second, open loop.
+CPU_RATE = 200
+# Its two kinds of claims: ordinary users (the top 10 never changes), and hot users (every claim changes it).
+CPU_PATTERNS = ("spread", "hot")
+
+
+def small_db_committed(tag: str) -> int:
+    """Claims of pool ``tag`` committed on the scoreboard's bench database."""
+    return dataset.claimed_count(dataset.SMALL_DB, tag)
 
 
 def prepare_claims(
@@ -29,10 +41,12 @@ def prepare_claims(
     with_profile: bool = False,
     http: bool = True,
     sockets: bool = True,
+    cpu_rate: int = CPU_RATE,
 ) -> ClaimFiles:
     """Record the completions every claim of the HTTP and socket phases will claim, one pool per run.
 
-    Only the pools of the phases that run (``http``, ``sockets``) are recorded.
+    Only the pools of the phases that run (``http``, ``sockets``) are recorded. The HTTP phase
+    also gets the fixed claim load's pools, ordinary users (``cpu-spread``) and hot ones (``cpu-hot``).
     """
     db = dataset.SMALL_DB
     files = {}
@@ -40,6 +54,12 @@ def prepare_claims(
         tag = f"w{run_id[:4]}{run}x"
         pool = dataset.add_completions(db, tag, seconds * 4000, users=1000, spread=7)
         files[f"wrk{run}"] = (dataset.write_claims_file(out_dir / f"wrk{run}.txt", pool, tokens), tag)
+        for pattern in CPU_PATTERNS:
+            tag = f"c{run_id[:4]}{pattern[0]}{run}x"
+            count = cpu_rate * seconds + 10
+            pool = dataset.add_completions(db, tag, count, users=1000, spread=7, hot=pattern == "hot")
+            key = f"cpu-{pattern}{run}"
+            files[key] = (dataset.write_claims_file(out_dir / f"{key}.txt", pool, tokens), tag)
     if with_profile and http:
         tag = f"p{run_id[:4]}x"
         pool = dataset.add_completions(db, tag, 6 * 4000, users=1000, spread=7)
@@ -77,37 +97,98 @@ def http_phase(
     runs: int,
     seconds: int,
     prof_dir: Path | None = None,
+    committed: Committed = small_db_committed,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Empty endpoint, top-10 GET and claims, interleaved, ``runs`` times each."""
+    """``GET /healthz`` (the yardstick), the top-10 GET with a token and claims, interleaved, ``runs`` times each.
+
+    Each claims run's claims are counted in the database (``committed``): only committed claims count.
+    """
     prefix = st.env["SCOREBOARD_REDIS_PREFIX"]
     reader = tokens["u0000001"]
     # Warm up: first requests pay for imports, pools and the relay's subscription.
-    wrk(st.base + "/bench/empty", "get.lua", ["-"], seconds=2)
+    wrk(st.base + "/healthz", "get.lua", ["-"], seconds=2)
     wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2)
-    rows = {"empty": [], "top": [], "claims": []}
+    rows = {"healthz": [], "top": [], "claims": []}
     for run in range(runs):
-        rows["empty"].append(measured_wrk(st, st.base + "/bench/empty", "get.lua", ["-"], seconds))
+        rows["healthz"].append(measured_wrk(st, st.base + "/healthz", "get.lua", ["-"], seconds))
         rows["top"].append(measured_wrk(st, st.base + "/api/score/top", "get.lua", [reader], seconds))
         counter = BroadcastCounter(prefix)
         sampler = RecomputeSampler(st.recomputes)
         path, tag = files[f"wrk{run}"]
-        claimed_before = dataset.claimed_count(dataset.SMALL_DB, tag)
+        claimed_before = committed(tag)
         start = time.monotonic()
         result = measured_wrk(st, st.base + "/api/action/do", "claims.lua", [path, 1], seconds)
         end = time.monotonic()
         counter.close()
         sampler.close()
-        result["committed"] = dataset.claimed_count(dataset.SMALL_DB, tag) - claimed_before
+        result["committed"] = committed(tag) - claimed_before
+        result["committed_per_s"] = result["committed"] / (result["duration_us"] / 1e6)
         result["recomputes_per_s"], result["recomputes_peak_per_s"] = sampler.rates(start, end)
         result["broadcasts_per_s"] = counter.count / (end - start)
         rows["claims"].append(result)
         log(
-            f"  run {run + 1}: empty {rows['empty'][-1]['rps']:.0f}/s, top {rows['top'][-1]['rps']:.0f}/s, "
+            f"  run {run + 1}: healthz {rows['healthz'][-1]['rps']:.0f}/s, top {rows['top'][-1]['rps']:.0f}/s, "
             f"claims {result['rps']:.0f}/s ({result['committed']} committed, {result['status_errors']} non-2xx), "
             f"{result['recomputes_per_s']:.1f} recomputes/s"
         )
     if prof_dir is not None:
         profile.capture_http(st, files, tokens, prof_dir, wrk)
+    return rows
+
+
+def cpu_phase(
+    st: stack.Stack,
+    files: ClaimFiles,
+    runs: int,
+    seconds: int,
+    out_dir: Path,
+    rate: int = CPU_RATE,
+    committed: Committed = small_db_committed,
+    label: str = "",
+) -> dict[str, list[dict[str, Any]]]:
+    """Machine CPU per claim under a fixed open-loop load of ``rate`` claims/s, no sockets open.
+
+    Every process's CPU time (``/proc/<pid>/stat``: the web workers, the Celery worker, this
+    database's PostgreSQL sessions and the server's own processes, redis-server) is read before and
+    after the load and divided by the claims committed in the database. Two patterns alternate:
+    ``spread`` (ordinary users: the top 10 does not change) and ``hot`` (every claim changes the
+    top 10, so recomputes and broadcasts follow, to no socket).
+    """
+    prefix = st.env["SCOREBOARD_REDIS_PREFIX"]
+    rows: dict[str, list[dict[str, Any]]] = {pattern: [] for pattern in CPU_PATTERNS}
+    for run in range(runs):
+        for pattern in CPU_PATTERNS if run % 2 == 0 else tuple(reversed(CPU_PATTERNS)):
+            path, tag = files[f"cpu-{pattern}{run}"]
+            before = committed(tag)
+            sampler = CpuSampler(st.process_groups)
+            try:
+                claims = run_claimer(
+                    st.base, path, rate, seconds, prefix + "board", out_dir / f"cpu-{label}{pattern}{run}.json"
+                )
+            finally:
+                sampler.close()
+            done = committed(tag) - before
+            answered = sum(1 for c in claims["claims"] if c[2] == 200)
+            # From the first claim due to the last answered (and the broadcasts that followed it).
+            end = max([c[1] for c in claims["claims"]] + [b[0] for b in claims["broadcasts"]], default=claims["start"])
+            cpu = sampler.between(claims["start"], end)
+            server = sum(cpu[role] for role in ("web", "worker", "postgres", "redis"))
+            result = {
+                "rate": rate,
+                "offered": int(rate * seconds),
+                "committed": done,
+                "answered_200": answered,
+                "cpu_s": cpu,
+                "server_us_per_claim": server * 1e6 / max(1, done),
+                "cpu_us_per_claim": {role: v * 1e6 / max(1, done) for role, v in cpu.items() if role != "seconds"},
+            }
+            rows[pattern].append(result)
+            log(
+                f"  {label}fixed load {rate}/s, {pattern}, run {run + 1}: {done} committed, "
+                f"{result['server_us_per_claim']:.0f} µs of server CPU a claim ("
+                + ", ".join(f"{role} {v:.0f}" for role, v in result["cpu_us_per_claim"].items())
+                + ")"
+            )
     return rows
 
 
@@ -121,11 +202,16 @@ def claim_run(
     prefix = st.env["SCOREBOARD_REDIS_PREFIX"]
     fleet.ask("reset")
     sampler = RecomputeSampler(st.recomputes)
+    cpu_sampler = CpuSampler(st.process_groups)
     try:
         claims = run_claimer(st.base, claims_file, rate, seconds, prefix + "board", out_dir / f"claims-{label}.json")
     finally:
         sampler.close()
     time.sleep(2)  # claims an overloaded server still holds finish here, not in the next run
+    cpu_sampler.close()
+    # The web CPU from the first claim due to the last broadcast seen plus the time to write it out.
+    last = max([c[1] for c in claims["claims"]] + [b[0] for b in claims["broadcasts"]], default=claims["start"])
+    cpu = cpu_sampler.between(claims["start"], min(last + 0.5, time.monotonic()))
     sockets_out = out_dir / f"sockets-{label}.json"
     fleet.ask(f"dump {sockets_out}")
     sockets = json.loads(sockets_out.read_text())
@@ -140,6 +226,8 @@ def claim_run(
     result = {
         "label": label,
         "rate": rate,
+        "offered": int(rate * seconds),
+        "cpu_s": cpu,
         "claims_ok": ok,
         "claims_failed": len(claims["claims"]) - ok,
         # Claims answered 200 per second, over the time from the first claim due to the last answer.

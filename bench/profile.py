@@ -110,7 +110,7 @@ def capture_http(st, files, tokens, out_dir, wrk):
     for name, url, script, args in (
         ("claims", st.base + "/api/action/do", "claims.lua", [files["prof"][0], 1]),
         ("top", st.base + "/api/score/top", "get.lua", [tokens["u0000001"]]),
-        ("empty", st.base + "/bench/empty", "get.lua", ["-"]),
+        ("healthz", st.base + "/healthz", "get.lua", ["-"]),
     ):
         raw = out_dir / f"{name}.txt"
         spy = record(pid, 6, raw)

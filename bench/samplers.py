@@ -39,7 +39,7 @@ def children_cpu_seconds() -> float:
 
 
 class CpuWindow:
-    """CPU time over a window: of every process by role, of the load generator (a child of ours), of the machine.
+    """CPU time over a window: of every process by role, of the load generator (a finished child), of the machine.
 
     ``groups`` gives the pids by role (``Stack.process_groups``); it is read at both ends, so a
     process started during the window (a new database connection) counts from zero.
@@ -54,21 +54,67 @@ class CpuWindow:
     def _by_pid(self) -> dict[str, dict[int, float]]:
         return {role: {pid: cpu_seconds([pid]) for pid in pids} for role, pids in self._groups().items()}
 
-    def per_request(self, requests_answered: int) -> dict[str, float]:
-        """Close the window: CPU µs per request by role, plus ``wrk`` and ``kernel and other``."""
+    def seconds(self) -> dict[str, float]:
+        """Close the window: CPU seconds by role, plus ``client`` (the load generator) and ``kernel and other``."""
         children_after = children_cpu_seconds()
         machine_after = machine_busy_seconds()
         after = self._by_pid()
-        per_request = 1e6 / max(1, requests_answered)
         by_role = {
-            role: sum(cpu - self._before[role].get(pid, 0.0) for pid, cpu in pids.items()) * per_request
+            role: sum(cpu - self._before[role].get(pid, 0.0) for pid, cpu in pids.items())
             for role, pids in after.items()
         }
-        by_role["wrk"] = (children_after - self._children_before) * per_request
+        by_role["client"] = children_after - self._children_before
         # The rest of the machine's busy time: mostly the kernel's network work (loopback softirqs).
-        by_role["kernel and other"] = max(
-            0.0, (machine_after - self._machine_before) * per_request - sum(by_role.values())
-        )
+        by_role["kernel and other"] = max(0.0, (machine_after - self._machine_before) - sum(by_role.values()))
+        return by_role
+
+    def per_request(self, requests_answered: int) -> dict[str, float]:
+        """Close the window: CPU µs per request by role (as ``seconds``)."""
+        return {role: cpu * 1e6 / max(1, requests_answered) for role, cpu in self.seconds().items()}
+
+
+class CpuSampler:
+    """CPU seconds of every process by role (and the machine's busy time), sampled every ``interval`` s.
+
+    ``between(a, b)`` gives the CPU spent from the last sample at or before ``a`` to the first at or
+    after ``b``, so a window can follow the load itself (its first claim due to its last answer),
+    not the load generator's start-up and tail. A process that appears inside counts from zero.
+    """
+
+    def __init__(self, groups: Callable[[], dict[str, list[int]]], interval: float = 0.2) -> None:
+        self._groups = groups
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, dict[int, float]], float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        while not self.samples and self._thread.is_alive():
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            groups = self._groups()
+            by_role = {role: {pid: cpu_seconds([pid]) for pid in pids} for role, pids in groups.items()}
+            self.samples.append((time.monotonic(), by_role, machine_busy_seconds()))
+            self._stop.wait(self.interval)
+
+    def close(self) -> None:
+        """Stop sampling (after one last sample)."""
+        self._stop.set()
+        self._thread.join(5)
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds by role from ``start`` to ``end``, plus ``other`` (the rest of the machine's busy time)."""
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= end] or self.samples[-1:]
+        (t0, first, busy0), (t1, last, busy1) = before[-1], after[0]
+        by_role = {
+            role: sum(cpu - first.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
+            for role, pids in last.items()
+        }
+        # The claim driver, the kernel's network work, and whatever else the machine ran.
+        by_role["other"] = max(0.0, busy1 - busy0 - sum(by_role.values()))
+        by_role["seconds"] = t1 - t0
         return by_role
 
 

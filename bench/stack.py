@@ -30,16 +30,27 @@ RECOMPUTES_METRIC = "scoreboard_board_recomputes_total"
 REFRESH_TASK = "workers.board.refresh"
 
 
+# The default limits' windows (per IP 50/second;2000/minute, per user 10/second;300/minute;5000/hour), each
+# raised to a few times what the bench sends: from its one IP, wrk reaches ~4,000 requests/s (~240,000 in a
+# minute); a hot user of the socket runs claims ~100/s (1,000 claims/s over 10 users), ~6,000 in a run.
+RATE_LIMITS = {
+    "SCOREBOARD_RATE_LIMIT_IP": "10000/second;600000/minute",
+    "SCOREBOARD_RATE_LIMIT_USER": "500/second;30000/minute;100000/hour",
+}
+
+
 def database_url(name: str) -> str:
     """The SQLAlchemy URL of database ``name`` on the bench's PostgreSQL server."""
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def stack_env(db_name: str, prefix: str, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the server processes: production settings, bench databases, limits out of the way.
+    """Environment for the server processes: the production defaults, bench databases, limits sized to the load.
 
-    The rate limiter stays on (its Redis round trips are part of every request's
-    cost) with the same number of limits as the defaults, only set too high to trip.
+    Logs are the defaults (JSON lines at INFO, one per request), token checks are on, and the
+    rate limiter stays on with the same windows as the defaults (so its Redis round trips are
+    paid on every request), each raised only as far as the bench's load needs not to trip it:
+    ``RATE_LIMITS`` below.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
     env.update(
@@ -49,14 +60,12 @@ def stack_env(db_name: str, prefix: str, port: int, extra: dict[str, str] | None
             "SCOREBOARD_REDIS_PREFIX": prefix,
             "SCOREBOARD_CELERY_QUEUE": f"{prefix}board",
             "SCOREBOARD_JWT_SECRET_KEY": JWT_SECRET,
-            "SCOREBOARD_LOG_LEVEL": "WARNING",
             "SCOREBOARD_BIND": f"127.0.0.1:{port}",
             "SCOREBOARD_WEB_WORKERS": "2",
             # Two workers share PostgreSQL's 100 connections with whatever else runs here.
             "SCOREBOARD_DB_POOL_SIZE": "8",
             "SCOREBOARD_DB_MAX_OVERFLOW": "0",
-            "SCOREBOARD_RATE_LIMIT_IP": "1000000/second;100000000/minute",
-            "SCOREBOARD_RATE_LIMIT_USER": "1000000/second;100000000/minute;1000000000/hour",
+            **RATE_LIMITS,
             # Every bench socket comes from 127.0.0.1 and one origin.
             "SCOREBOARD_WS_MAX_PER_IP": "100000",
             "SCOREBOARD_ALLOWED_ORIGINS": ORIGIN,
@@ -177,6 +186,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int:
+    """The parent pid of ``pid`` (0 if it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+_ACTIVITY: list[Engine] = []
+
+
+def _activity_engine() -> Engine:
+    """One small engine on the maintenance database, kept for reading ``pg_stat_activity``."""
+    if not _ACTIVITY:
+        _ACTIVITY.append(create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0))
+    return _ACTIVITY[0]
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of ``pid`` in KiB."""
     match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
@@ -201,6 +228,7 @@ class Stack:
         self.web: Process | None = None
         self.worker: Process | None = None
         self._metrics_dir: str | None = None
+        self._web_metrics_dir: str | None = None
 
     def start(self, worker_timeout: float = 60) -> "Stack":
         """Start the worker, then gunicorn; wait until both answer (the first recompute builds the mirror)."""
@@ -240,8 +268,12 @@ class Stack:
             worker_env,
             self.log_dir,
         )
+        # As the production unit runs it: the web workers' metrics in a multiprocess directory of their own.
+        web_env = dict(self.env)
+        if "PROMETHEUS_MULTIPROC_DIR" not in web_env:
+            self._web_metrics_dir = web_env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-web-metrics-")
         self.web = Process(
-            "web", [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.app:app"], self.env, self.log_dir
+            "web", [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.app:app"], web_env, self.log_dir
         )
         deadline = time.monotonic() + 60
         while True:
@@ -249,7 +281,7 @@ class Stack:
                 self.stop()
                 raise RuntimeError(f"the stack did not start; see {self.log_dir}")
             try:
-                if requests.get(self.base + "/bench/empty", timeout=1).status_code == 200:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
                     break
             except requests.RequestException:
                 pass
@@ -301,8 +333,32 @@ class Stack:
         """Pids of gunicorn's worker processes."""
         return children(self.web.pid) if self.web and self.web.alive() else []
 
+    def database_name(self) -> str:
+        """The database this stack serves."""
+        return self.env["SCOREBOARD_DATABASE_URL"].rsplit("/", 1)[1]
+
+    def postgres_pids(self) -> list[int] | None:
+        """PostgreSQL's processes that work for this stack: its database's sessions and the server's own.
+
+        The server's own (WAL writer, checkpointer, background writer, ...) are shared with whatever
+        else uses it; sessions on other databases (other people's tests) are left out. None if
+        ``pg_stat_activity`` cannot be read.
+        """
+        try:
+            with _activity_engine().connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = :d OR (datname IS NULL AND backend_type <> 'client backend')"
+                    ),
+                    {"d": self.database_name()},
+                ).all()
+        except Exception:
+            return None
+        return [row[0] for row in rows]
+
     def process_groups(self) -> dict[str, list[int]]:
-        """Pids by role: the web workers, the Celery worker, PostgreSQL's and Redis's server processes."""
+        """Pids by role: the web workers, the Celery worker, PostgreSQL's (``postgres_pids``) and Redis's processes."""
         by_name = {"postgres": [], "redis-server": []}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -313,10 +369,13 @@ class Stack:
                 if name in by_name:
                     by_name[name].append(int(entry.name))
         worker = [self.worker.pid, *children(self.worker.pid)] if self.worker and self.worker.alive() else []
+        ours = self.postgres_pids()
+        # The postmaster itself forks each session; it is not in pg_stat_activity.
+        postmaster = [pid for pid in by_name["postgres"] if _parent(pid) not in by_name["postgres"]]
         return {
             "web": self.web_workers(),
             "worker": worker,
-            "postgres": by_name["postgres"],
+            "postgres": by_name["postgres"] if ours is None else sorted({*ours, *postmaster} & {*by_name["postgres"]}),
             "redis": by_name["redis-server"],
         }
 
@@ -329,6 +388,7 @@ class Stack:
         for proc in (self.web, self.worker):
             if proc is not None:
                 proc.stop()
-        if self._metrics_dir is not None:
-            shutil.rmtree(self._metrics_dir, ignore_errors=True)
-            self._metrics_dir = None
+        for path in (self._metrics_dir, self._web_metrics_dir):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        self._metrics_dir = self._web_metrics_dir = None
