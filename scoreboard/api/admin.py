@@ -53,7 +53,7 @@ from .schemas import (
     parse_query,
     requested_period,
 )
-from .scores import _bad_cursor, _load, _serializer
+from .scores import bad_cursor, cursor_moment, cursor_serializer, load_cursor
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -152,24 +152,18 @@ def user_ledger(user_id):
 
 
 def _ledger_cursor(user_id: str, key: tuple[datetime, str]) -> str:
-    return _serializer(LEDGER_SALT).dumps({"u": user_id, "t": key[0].isoformat(), "i": key[1]})
+    return cursor_serializer(LEDGER_SALT).dumps({"u": user_id, "t": key[0].isoformat(), "i": key[1]})
 
 
 def _read_ledger_cursor(user_id: str, cursor: str | None) -> tuple[datetime, str] | None:
     """The row a ledger cursor resumes after (signed like the board's cursors); 400 ``bad_cursor`` otherwise."""
     if cursor is None:
         return None
-    payload = _load(LEDGER_SALT, cursor)
+    payload = load_cursor(LEDGER_SALT, cursor)
     at, row_id = payload.get("t"), payload.get("i")
     if payload.get("u") != user_id or not isinstance(at, str) or not isinstance(row_id, str):
-        raise _bad_cursor()
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise _bad_cursor() from None
-    if moment.tzinfo is None:
-        raise _bad_cursor()
-    return moment, row_id
+        raise bad_cursor()
+    return cursor_moment(at), row_id
 
 
 @bp.get("/users/<user_id>/ledger")

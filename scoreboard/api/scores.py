@@ -73,7 +73,7 @@ def answer_rebuilding(error: RankingNotBuilt) -> Response:
 # --- cursors -------------------------------------------------------------------------------------
 
 
-def _serializer(salt: str) -> URLSafeSerializer:
+def cursor_serializer(salt: str) -> URLSafeSerializer:
     config = current_app.config
     # The JWT secret on HS256; on RS256 the service holds no shared secret, and the private key (when the
     # process has one) or else the public key signs. A cursor grants nothing its holder could not ask for
@@ -82,39 +82,51 @@ def _serializer(salt: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=salt)
 
 
-def _bad_cursor() -> ApiError:
+def bad_cursor() -> ApiError:
+    """The 400 every cursor this service did not hand out for the query gets."""
     return ApiError(400, "bad_cursor", "The cursor is not one this endpoint handed out for this query.")
 
 
-def _load(salt: str, cursor: str) -> dict:
+def cursor_moment(at: str) -> datetime:
+    """The aware timestamp a cursor carries as ISO text; a 400 ``bad_cursor`` for anything else."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise bad_cursor() from None
+    if moment.tzinfo is None:
+        raise bad_cursor()
+    return moment
+
+
+def load_cursor(salt: str, cursor: str) -> dict:
     """The payload of a signed cursor, a dict; a 400 ``bad_cursor`` for anything else."""
     if len(cursor) > MAX_CURSOR:
-        raise _bad_cursor()
-    serializer = _serializer(salt)
+        raise bad_cursor()
+    serializer = cursor_serializer(salt)
     try:
         payload = serializer.loads(cursor)
     except (BadData, UnicodeError, ValueError, TypeError):
-        raise _bad_cursor() from None
+        raise bad_cursor() from None
     # Base64 has spare bits and optional padding, so other spellings decode to the same bytes: only the
     # spelling handed out is a cursor (a changed cursor is refused, never quietly read as the original).
     if not isinstance(payload, dict) or serializer.dumps(payload) != cursor:
-        raise _bad_cursor()
+        raise bad_cursor()
     return payload
 
 
 def page_cursor(period: Period, member: str) -> str:
     """The cursor of the page after ``member`` on ``period``'s board."""
-    return _serializer(PAGE_SALT).dumps({"p": period.key, "m": member})
+    return cursor_serializer(PAGE_SALT).dumps({"p": period.key, "m": member})
 
 
 def read_page_cursor(period: Period, cursor: str | None) -> str | None:
     """The member a page cursor resumes after; ``None`` without one."""
     if cursor is None:
         return None
-    payload = _load(PAGE_SALT, cursor)
+    payload = load_cursor(PAGE_SALT, cursor)
     member = payload.get("m")
     if payload.get("p") != period.key or not isinstance(member, str) or not 0 < len(member) <= MAX_MEMBER:
-        raise _bad_cursor()
+        raise bad_cursor()
     return member
 
 
@@ -124,14 +136,14 @@ def history_cursor(period: Period, user_id: str, key: HistoryKey) -> str:
     The row id it carries is a claimed, voided or adjustment row's, none of which can be claimed any more.
     """
     payload = {"p": period.key, "u": user_id, "t": key.at.isoformat(), "i": key.row_id, "k": key.kind}
-    return _serializer(HISTORY_SALT).dumps(payload)
+    return cursor_serializer(HISTORY_SALT).dumps(payload)
 
 
 def read_history_cursor(period: Period, user_id: str, cursor: str | None) -> HistoryKey | None:
     """The event a history cursor resumes after; ``None`` without one."""
     if cursor is None:
         return None
-    payload = _load(HISTORY_SALT, cursor)
+    payload = load_cursor(HISTORY_SALT, cursor)
     at, row_id, kind = payload.get("t"), payload.get("i"), payload.get("k")
     if (
         payload.get("p") != period.key
@@ -141,14 +153,8 @@ def read_history_cursor(period: Period, user_id: str, cursor: str | None) -> His
         or not 0 < len(row_id) <= MAX_ID_LENGTH
         or not isinstance(at, str)
     ):
-        raise _bad_cursor()
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise _bad_cursor() from None
-    if moment.tzinfo is None:
-        raise _bad_cursor()
-    return HistoryKey(moment, row_id, kind)
+        raise bad_cursor()
+    return HistoryKey(cursor_moment(at), row_id, kind)
 
 
 # --- views ---------------------------------------------------------------------------------------
