@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"starting gunicorn ({args.worker_class or 'gevent'}, 2 workers) and a Celery worker")
         st.start()
         if "http" not in args.skip:
-            log("HTTP: empty endpoint, top-10 GET, claims (wrk)")
+            log("HTTP: /healthz, top-10 GET, claims (wrk)")
             prof_dir = out_dir / "profiles" if args.profile else None
             out["http"] = phases.http_phase(st, files, tokens, args.runs, args.seconds, prof_dir)
             log(f"CPU per claim: a fixed load of {args.cpu_rate} claims/s")

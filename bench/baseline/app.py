@@ -9,7 +9,7 @@ same query. Tokens are the scoreboard's (HS256, the same secret), checked with P
 limits, no request log lines, no metrics: those are costs the scoreboard pays and this does not.
 
 Settings (environment): ``BASELINE_DATABASE_URL``, ``BASELINE_REDIS_URL``, ``BASELINE_CHANNEL``,
-``BASELINE_JWT_SECRET``.
+``BASELINE_JWT_SECRET`` (``bench.baseline.setup`` sets them all).
 """
 
 import json
@@ -36,13 +36,14 @@ VERSION = text("SELECT nextval('baseline_board_version')")
 app = Flask(__name__)
 sock = Sock(app)
 engine = create_engine(
-    os.environ["BASELINE_DATABASE_URL"],
+    os.environ.get("BASELINE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/scoreboard_bench_baseline"),
     pool_size=int(os.environ.get("BASELINE_DB_POOL_SIZE", "8")),
     max_overflow=0,
 )
-store = redis.Redis.from_url(os.environ["BASELINE_REDIS_URL"])
-CHANNEL = os.environ["BASELINE_CHANNEL"]
-SECRET = os.environ["BASELINE_JWT_SECRET"]
+store = redis.Redis.from_url(os.environ.get("BASELINE_REDIS_URL", "redis://127.0.0.1:6379/14"))
+CHANNEL = os.environ.get("BASELINE_CHANNEL", "baseline:board")
+# No default: without the secret every token is refused.
+SECRET = os.environ.get("BASELINE_JWT_SECRET", "")
 # Every board this process publishes starts with its pid, so its relay skips it.
 ORIGIN = f'{{"origin": {os.getpid()}, '
 sockets: set = set()
@@ -146,4 +147,6 @@ def relay() -> None:
             time.sleep(0.5)
 
 
-threading.Thread(target=relay, daemon=True).start()
+def start_relay() -> None:
+    """Start this process's relay (gunicorn's ``post_worker_init``: one per web worker, after the fork)."""
+    threading.Thread(target=relay, daemon=True).start()

@@ -16,3 +16,10 @@ keepalive = _production["keepalive"]
 errorlog = "-"
 loglevel = _production["loglevel"]
 post_fork = _production["post_fork"]
+
+
+def post_worker_init(worker):
+    """Start the worker's relay of the other processes' boards to its sockets."""
+    from bench.baseline.app import start_relay
+
+    start_relay()
