@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset.prepare(DB_NAME, USERS, fresh=False)
     prefix = f"bench:rp:{os.getpid()}:"
     extra = dict(item.split("=", 1) for item in args.env)
-    # Production defaults where they bear on a request (the bench's stack logs at WARNING).
-    # As the production unit runs it: JSON logs at INFO, multiprocess metrics (the bench's stack logs at WARNING).
+    # As the production unit runs it: JSON logs at INFO, multiprocess metrics (set here as well, so a baseline
+    # tree whose bench stack predates them is measured the same way).
     metrics_dirs = [Path(tempfile.mkdtemp(prefix="bench-web-metrics-"))]
     overrides = {"SCOREBOARD_LOG_LEVEL": "INFO", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dirs[0]), **extra}
     env = stack.stack_env(DB_NAME, prefix, stack.free_port(), overrides)
