@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from ..periods import ALL
 from .channels import MemoryBus
 from .cluster import board_tag, on_cluster
+from .ranking import run_scripts
 
 _TOP_KEY = ',"top":'
 
@@ -187,18 +189,23 @@ class RedisBoardCache:
         self.published_key, self.message_key, self.version_key = f"{base}:published", base, f"{base}:version"
         self._publish = client.register_script(PUBLISH_IF_CHANGED)
 
-    def publish_if_changed(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> int:
-        """Cache and broadcast ``top_json`` if it (or the period's ``key``) differs from the last broadcast.
-
-        Returns the new version, or 0 when nothing changed.
-        """
+    def publish_call(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> tuple:
+        """The publish script, its keys and its arguments, for :func:`publish_each` to run beside others."""
         key = None if self.period == ALL else key
         head, tail = message_parts("update", top_json, changed_at, self.period, key)
         _, plain_tail = message_parts("update", top_json, None, self.period, key)
         keys = [self.published_key, self.message_key, self.version_key]
         now_ms = int(time.time() * 1000)
         published = _published(top_json, self.period, key)
-        return int(self._publish(keys=keys, args=[published, self.ttl, self.channel, now_ms, head, tail, plain_tail]))
+        return self._publish, keys, [published, self.ttl, self.channel, now_ms, head, tail, plain_tail]
+
+    def publish_if_changed(self, top_json: str, changed_at: int | None = None, key: str | None = None) -> int:
+        """Cache and broadcast ``top_json`` if it (or the period's ``key``) differs from the last broadcast.
+
+        Returns the new version, or 0 when nothing changed.
+        """
+        script, keys, args = self.publish_call(top_json, changed_at, key)
+        return int(script(keys=keys, args=args))
 
     def cached(self) -> dict | None:
         """The cached last message as a dict, or None on a miss."""
@@ -229,6 +236,16 @@ class RedisBoardCache:
     def invalidate(self) -> None:
         """Forget the cached and published top list, so the next publish re-caches and re-broadcasts it."""
         self.redis.delete(self.message_key, self.published_key)
+
+
+def publish_each(items: Sequence[tuple[BoardCache, str, int | None, str | None]]) -> list[int]:
+    """:meth:`BoardCache.publish_if_changed` of several boards (``(cache, top_json, changed_at, key)`` each), in
+    one round trip when they share a Redis; each publish stays atomic on its own."""
+    clients = {id(cache.redis): cache.redis for cache, *_ in items if isinstance(cache, RedisBoardCache)}
+    if len(clients) != 1 or not all(isinstance(cache, RedisBoardCache) for cache, *_ in items):
+        return [cache.publish_if_changed(top_json, changed_at, key) for cache, top_json, changed_at, key in items]
+    calls = [cache.publish_call(top_json, changed_at, key) for cache, top_json, changed_at, key in items]
+    return [int(version) for version in run_scripts(next(iter(clients.values())), calls)]
 
 
 class MemoryBoardCache:

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from redis.exceptions import LockError
 
+from .cluster import on_cluster
+
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +34,28 @@ class Coordination(Protocol):
     def mark_refresh(self) -> None:
         """Record that a recompute starts now, for the rate bound."""
 
+    def begin_refresh(self, min_interval: float) -> float:
+        """Release the refresh slot and book this recompute's start: ``min_interval`` seconds after the last one's,
+        or now if that has passed. Returns how long to wait before starting (0 when it may start now)."""
+
+
+# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms).
+BEGIN_REFRESH = """
+redis.call('DEL', KEYS[1])
+local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local start = now
+local due = tonumber(redis.call('GET', KEYS[2]) or '0') + interval
+if due > now and due - now <= interval then start = due end
+redis.call('SET', KEYS[2], start, 'EX', 60)
+return start - now
+"""
+
+
+def _booked_start(last: float, now: float, min_interval: float) -> float:
+    """When a recompute may start, ``min_interval`` after ``last``; now if ``last`` is odd (a clock stepped back)."""
+    due = last + min_interval
+    return due if 0 < due - now <= min_interval else now
+
 
 class RedisCoordination:
     """The flags and the lock in Redis, shared by every process."""
@@ -43,6 +67,7 @@ class RedisCoordination:
             f"{prefix}refresh:lock",
             f"{prefix}refresh:last",
         )
+        self._begin = None if on_cluster(client) else client.register_script(BEGIN_REFRESH)
 
     def claim_refresh_slot(self) -> bool:
         """True if no recompute is queued yet (the flag lapses after 30 s, should its task be lost)."""
@@ -94,6 +119,19 @@ class RedisCoordination:
         """Record that a recompute starts now, for the rate bound."""
         self.redis.set(self.last_key, int(time.time() * 1000), ex=60)
 
+    def begin_refresh(self, min_interval: float) -> float:
+        """Release the slot and book the start in one script (a cluster: three calls, the keys' slots differ)."""
+        if self._begin is None:
+            self.release_refresh_slot()
+            now = time.time()
+            start = _booked_start(self.last_refresh_at(), now, min_interval)
+            self.redis.set(self.last_key, int(start * 1000), ex=60)
+            return start - now
+        wait_ms = self._begin(
+            keys=[self.pending_key, self.last_key], args=[int(time.time() * 1000), int(min_interval * 1000)]
+        )
+        return int(wait_ms) / 1000
+
 
 class MemoryCoordination:
     """The same in one process."""
@@ -131,3 +169,10 @@ class MemoryCoordination:
     def mark_refresh(self) -> None:
         """Record that a recompute starts now, for the rate bound."""
         self._last_refresh = time.time()
+
+    def begin_refresh(self, min_interval: float) -> float:
+        """Release the slot and book the start."""
+        self._pending = False
+        now = time.time()
+        self._last_refresh = start = _booked_start(self._last_refresh, now, min_interval)
+        return start - now

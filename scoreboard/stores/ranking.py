@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from redis.exceptions import NoScriptError
 from sortedcontainers import SortedList
 
 from .cluster import board_tag, on_cluster
@@ -343,6 +344,7 @@ class RedisRanking:
         self.members_key, self.state_key, self.built_key = base, f"{base}:state", f"{base}:built"
         self.names_key = f"{base}:names"
         self._keys = [self.members_key, self.state_key, self.built_key, self.names_key]
+        self._apply_keys = [self.members_key, self.state_key, self.names_key]
         self._apply = client.register_script(APPLY)
         self._standings = client.register_script(STANDINGS)
         self._page = client.register_script(PAGE)
@@ -368,14 +370,20 @@ class RedisRanking:
         """Record that a rebuild finished."""
         self.redis.set(self.built_key, FORMAT)
 
-    def apply(self, entries: Iterable[RankEntry]) -> int:
-        """Upsert entries newer than what is mirrored; returns how many were applied."""
+    @staticmethod
+    def apply_args(entries: Iterable[RankEntry]) -> list[object]:
+        """The apply script's arguments for ``entries``."""
         args: list[object] = []
         for e in entries:
             args += [e.user_id, e.member if e.visible else "", e.version, "1" if e.visible else "0", e.name or ""]
+        return args
+
+    def apply(self, entries: Iterable[RankEntry]) -> int:
+        """Upsert entries newer than what is mirrored; returns how many were applied."""
+        args = self.apply_args(entries)
         if not args:
             return 0
-        return int(self._apply(keys=[self.members_key, self.state_key, self.names_key], args=args))
+        return int(self._apply(keys=self._apply_keys, args=args))
 
     def top(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` ``(user_id, score)`` pairs, best first."""
@@ -449,6 +457,73 @@ class RedisRanking:
             pipe.zcard(self.members_key)
             states, members = pipe.execute()
         return int(states), int(members)
+
+
+def run_scripts(client, calls: Sequence[tuple]) -> list:
+    """Run several registered scripts (``(script, keys, args)`` each) in one round trip where the client allows it.
+
+    A plain Redis runs them as one pipeline of ``EVALSHA`` (not the client's script pipeline, which asks
+    ``SCRIPT EXISTS`` first, a round trip of its own); a script Redis does not know yet (a restarted Redis) is
+    then run alone, which loads it. A cluster runs them one by one: their keys are in different slots.
+    Not atomic together: each script is atomic on its own, as it is when called alone.
+    """
+    if len(calls) <= 1 or on_cluster(client):
+        return [script(keys=keys, args=args) for script, keys, args in calls]
+    with client.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            script, keys, args = calls[i]
+            replies[i] = script(keys=keys, args=args)
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def _one_redis(rankings: Sequence[Ranking]):
+    """The client every ranking shares when they are all on one Redis, else None (each is then asked alone)."""
+    clients = {id(r.redis): r.redis for r in rankings if isinstance(r, RedisRanking)}
+    if len(clients) != 1 or len(rankings) != sum(isinstance(r, RedisRanking) for r in rankings):
+        return None
+    return next(iter(clients.values()))
+
+
+def built_flags(rankings: Sequence[Ranking]) -> list[bool]:
+    """:meth:`Ranking.is_built` of several boards, in one round trip when they share a Redis."""
+    client = _one_redis(rankings)
+    if client is None or len(rankings) <= 1:
+        return [r.is_built() for r in rankings]
+    with client.pipeline(transaction=False) as pipe:
+        for ranking in rankings:
+            pipe.get(ranking.built_key)
+        return [found == FORMAT for found in pipe.execute()]
+
+
+def apply_each(batches: Sequence[tuple[Ranking, Sequence[RankEntry]]]) -> list[int]:
+    """:meth:`Ranking.apply` of several boards' entries, in one round trip when they share a Redis."""
+    batches = [(ranking, entries) for ranking, entries in batches if entries]
+    client = _one_redis([ranking for ranking, _ in batches])
+    if client is None:
+        return [ranking.apply(entries) for ranking, entries in batches]
+    calls = [(ranking._apply, ranking._apply_keys, ranking.apply_args(entries)) for ranking, entries in batches]
+    return [int(applied) for applied in run_scripts(client, calls)]
+
+
+def tops(rankings: Sequence[Ranking], limit: int) -> list[list[Standing]]:
+    """The first ``limit`` standings of several boards, with the names the mirror keeps beside them, in one round
+    trip when they share a Redis (a standing whose name the mirror lacks has ``name`` None)."""
+    client = _one_redis(rankings)
+    if client is None or limit <= 0:
+        return [r.page(None, limit)[0] if limit > 0 else [] for r in rankings]
+    calls = [(r._page, r._keys, ["", "0", "", limit]) for r in rankings]
+    found = []
+    for reply in run_scripts(client, calls):
+        _total, first, *run = reply[1:]
+        members, names = _pairs(run)
+        found.append(run_from(members, int(first) + 1, names))
+    return found
 
 
 class MemoryRanking:
