@@ -353,8 +353,10 @@ def _outbox_round(
             break
         except DBAPIError as exc:
             # A pooled connection the server dropped (a restart) fails its first use: once more on a fresh one.
+            # The pool's other idle connections died with it (this pool has no pre-ping): a new pool replaces it.
             if attempt == 2 or not first or not exc.connection_invalidated or timed_out(exc):
                 raise
+            conn.engine.dispose()
     ordered = _period_sums(taken, kept, keys_of)
     read = _PG_READ if not ordered else _PG_ADD + _PG_READ
     rows = [_OutboxRow(*r) for r in _run(conn, read, {"batch": BATCH, **(_add_params(ordered) if ordered else {})})]

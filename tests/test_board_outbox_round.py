@@ -1,0 +1,225 @@
+"""The recompute's database work on PostgreSQL (``board.refresh.sync_outbox``: take the period outbox, add it and
+read both board outboxes, clear the flags mirrored), against real PostgreSQL and Redis: every claim counted once
+in its periods and mirrored while claims and folds run at the same time; a failure at any step loses nothing and
+leaves no connection inside a transaction; a pooled connection the server dropped is replaced."""
+
+import threading
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import text
+from sqlalchemy.exc import DataError
+
+from scoreboard.stores import get_stores
+from tests.conftest import PREFIX
+from tests.support import bearer
+
+POINTS = 50  # complete-lesson in the default catalog
+USERS = [f"ob{n}" for n in range(5)]
+
+
+def scalar(app, sql, **params):
+    from scoreboard.extensions import db
+
+    with app.app_context():
+        value = db.session.scalar(text(sql), params)
+        db.session.rollback()
+    return value
+
+
+def pending(app):
+    """Flags still set: ``(completions for their periods, scores, period rows)``."""
+    return (
+        scalar(app, "SELECT count(*) FROM completions WHERE period_pending"),
+        scalar(app, "SELECT count(*) FROM scores WHERE board_pending"),
+        scalar(app, "SELECT count(*) FROM period_scores WHERE board_pending"),
+    )
+
+
+def current_keys(app):
+    from scoreboard.periods import current_periods
+
+    with app.app_context():
+        return [p.key for p in current_periods()]
+
+
+def period_table(app, key):
+    from scoreboard.extensions import db
+
+    with app.app_context():
+        rows = db.session.execute(text("SELECT user_id, score FROM period_scores WHERE period = :k"), {"k": key}).all()
+        db.session.rollback()
+    return {user: int(score) for user, score in rows}
+
+
+def mirrored(app, board=""):
+    with app.app_context():
+        return dict(get_stores().ranking_for(board).top(100))
+
+
+def in_transaction(app):
+    """Sessions on the test database left inside a transaction (none may be, between recomputes)."""
+    return scalar(
+        app,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND state LIKE 'idle in transaction%'",
+    )
+
+
+@pytest.fixture
+def hold_slot(redis_client):
+    """``hold_slot()``: as if a recompute were queued, claims queue none, so only the test runs the worker's work
+    (a recompute releases the slot: held again after each)."""
+
+    def _hold():
+        redis_client.set(f"{PREFIX}refresh:pending", "1")
+
+    _hold()
+    return _hold
+
+
+def claim_all(app, mint, record, per_user):
+    """Record ``per_user`` completions for each user, then claim them all from four threads at once."""
+    items = [(user, record(user)["actionId"]) for user in USERS for _ in range(per_user)]
+    tokens = {user: bearer(mint(user)) for user in USERS}
+    errors = []
+
+    def claimer(share):
+        client = app.test_client()
+        for user, action_id in share:
+            response = client.post("/api/action/do", json={"actionId": action_id}, headers=tokens[user])
+            if response.status_code != 200:
+                errors.append(response.get_json())
+
+    threads = [threading.Thread(target=claimer, args=(items[n::4],)) for n in range(4)]
+    return threads, errors
+
+
+def test_concurrent_claims_and_folds_count_each_claim_once(app, mint, record, hold_slot):
+    from scoreboard.board import refresh
+    from scoreboard.periods import all_kept
+
+    with app.app_context():
+        refresh.refresh_board()  # the mirrors built, empty
+    hold_slot()
+    per_user = 8
+    threads, errors = claim_all(app, mint, record, per_user)
+    done = threading.Event()
+    fold_errors = []
+
+    def folder():
+        # Two folds at once, without the recompute lock: SKIP LOCKED keeps them from taking the same claim.
+        with app.app_context():
+            kept = {p.key for p in all_kept()}
+            try:
+                while not done.is_set():
+                    refresh.sync_outbox(get_stores(), kept)
+                refresh.sync_outbox(get_stores(), kept)
+            except Exception as exc:  # reported below, not lost in the thread
+                fold_errors.append(exc)
+
+    folders = [threading.Thread(target=folder) for _ in range(2)]
+    for thread in folders + threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    done.set()
+    for thread in folders:
+        thread.join(60)
+    assert errors == [] and fold_errors == []
+    with app.app_context():
+        refresh.refresh_board()
+
+    expected = dict.fromkeys(USERS, per_user * POINTS)
+    assert pending(app) == (0, 0, 0)
+    for key in current_keys(app):
+        assert period_table(app, key) == expected, key
+        assert mirrored(app, key) == expected, key
+    assert mirrored(app) == expected
+    assert in_transaction(app) == 0
+
+
+def test_a_failed_add_takes_nothing_and_leaves_no_transaction_open(app, mint, record, hold_slot):
+    from scoreboard.board import refresh
+
+    threads, errors = claim_all(app, mint, record, 1)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and pending(app)[0] == len(USERS)
+    adding = refresh._PG_ADD
+    refresh._PG_ADD = "SELECT 1 / 0 WHERE %(periods)s IS NOT NULL;"  # fails after the take, before its commit
+    try:
+        with app.app_context(), pytest.raises(DataError):
+            refresh.refresh_board()
+    finally:
+        refresh._PG_ADD = adding
+    assert pending(app)[0] == len(USERS)  # the take was rolled back with the add
+    assert in_transaction(app) == 0  # and its connection was not pooled inside its transaction
+    week = current_keys(app)[1]
+    assert period_table(app, week) == {}
+    with app.app_context():
+        refresh.refresh_board()
+    assert pending(app) == (0, 0, 0)
+    assert period_table(app, week) == mirrored(app, week) == dict.fromkeys(USERS, POINTS)
+
+
+def test_redis_failing_after_the_fold_loses_nothing_and_adds_nothing_twice(app, mint, record, hold_slot, monkeypatch):
+    from scoreboard.board import refresh
+
+    with app.app_context():
+        refresh.refresh_board()
+    hold_slot()
+    threads, errors = claim_all(app, mint, record, 2)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+
+    def redis_gone(batches):
+        raise RedisConnectionError("redis went away")
+
+    monkeypatch.setattr(refresh, "apply_each", redis_gone)
+    with app.app_context(), pytest.raises(RedisConnectionError):
+        refresh.refresh_board()
+    folded, scores_flagged, periods_flagged = pending(app)
+    # The claims were folded (committed with their take), and every board row still waits to be mirrored.
+    assert folded == 0 and scores_flagged == len(USERS) and periods_flagged == 3 * len(USERS)
+    monkeypatch.undo()
+    with app.app_context():
+        refresh.refresh_board()
+    expected = dict.fromkeys(USERS, 2 * POINTS)
+    assert pending(app) == (0, 0, 0)
+    for key in current_keys(app):
+        assert period_table(app, key) == mirrored(app, key) == expected
+    assert mirrored(app) == expected
+    assert in_transaction(app) == 0
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced(app, mint, record, hold_slot):
+    from scoreboard.board import refresh
+    from scoreboard.extensions import db
+
+    with app.app_context():
+        refresh.refresh_board()  # a connection of the claims pool is pooled now
+        engine = db.engines["claims"]
+        assert engine.pool.checkedin() >= 1
+    hold_slot()
+    threads, errors = claim_all(app, mint, record, 1)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    # The server drops every other session on the database (a restart, as the pool sees it).
+    scalar(
+        app,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    with app.app_context():
+        refresh.refresh_board()
+    assert pending(app) == (0, 0, 0)
+    assert mirrored(app) == dict.fromkeys(USERS, POINTS)
