@@ -223,3 +223,57 @@ def test_a_pooled_connection_the_server_dropped_is_replaced(app, mint, record, h
         refresh.refresh_board()
     assert pending(app) == (0, 0, 0)
     assert mirrored(app) == dict.fromkeys(USERS, POINTS)
+
+
+def test_a_draining_recompute_reads_each_claim_within_a_second_and_claims_queue_no_task(
+    app, client, mint, record, redis_client, monkeypatch
+):
+    """The worker's task drains: while claims keep coming it holds the refresh slot (claims find it taken and
+    queue nothing) and recomputes at the broadcast rate, each claim on the board within a second, counted once."""
+    import time
+
+    from scoreboard.board import refresh
+    from scoreboard.stores.coordination import RedisCoordination
+
+    with app.app_context():
+        refresh.refresh_board()
+    queued = []
+    claim_slot = RedisCoordination.claim_refresh_slot
+    monkeypatch.setattr(
+        RedisCoordination, "claim_refresh_slot", lambda self: queued.append(claim_slot(self)) or queued[-1]
+    )
+    items = [(user, record(user)["actionId"]) for _ in range(3) for user in USERS]
+    tokens = {user: bearer(mint(user)) for user in USERS}
+    failures = []
+
+    def drain():
+        with app.app_context():
+            try:
+                refresh.refresh_board(drain=2.5)
+            except Exception as exc:
+                failures.append(exc)
+
+    expected = dict.fromkeys(USERS, 0)
+    waits = []
+    redis_client.set(f"{PREFIX}refresh:pending", "1")  # the first claim's task, queued
+    for n, (user, action_id) in enumerate(items):
+        response = client.post("/api/action/do", json={"actionId": action_id}, headers=tokens[user])
+        assert response.status_code == 200
+        expected[user] += POINTS
+        sent = time.monotonic()
+        if n == 0:
+            drainer = threading.Thread(target=drain)  # the worker takes the queued task
+            drainer.start()
+        while mirrored(app).get(user) != expected[user]:
+            assert time.monotonic() - sent < 1.0, f"{user}'s claim not on the board within a second"
+            time.sleep(0.005)
+        waits.append(time.monotonic() - sent)
+    drainer.join(10)
+    assert not drainer.is_alive() and failures == []
+    # Nearly every claim found the slot held by the drain (one may land while it is released for a read).
+    assert queued[0] is False and sum(queued) <= 2, queued
+    assert redis_client.get(f"{PREFIX}refresh:pending") in (None, "1")  # never left held by a finished drain
+    assert pending(app) == (0, 0, 0)
+    for key in current_keys(app):
+        assert period_table(app, key) == mirrored(app, key) == expected
+    print(f"[drain] {len(waits)} claims, on the board after {max(waits) * 1000:.0f} ms at most")

@@ -488,27 +488,65 @@ def _kept(now: list[Period], moment) -> list[Period]:
     return found
 
 
-def refresh_board(rebuild: bool = False) -> int:
+class _Run(NamedTuple):
+    version: int  # the all-time board's new version, 0 when it did not change
+    changed: bool  # anything was mirrored or rebuilt
+    keys: tuple[str, ...]  # the current periods' keys
+
+
+def refresh_board(rebuild: bool = False, drain: float = 0.0) -> int:
     """Mirror pending changes, recompute the top lists, broadcast those that changed.
 
-    Returns the all-time board's new version, or 0 when it did not change.
+    With ``drain`` (seconds; the worker's task), the run goes on recomputing while changes keep coming, for about
+    that long: it holds the refresh slot meanwhile (:meth:`Coordination.hold_refresh`), so those changes queue no
+    task of their own, and reads them at the pace a queued run would (``BROADCAST_MAX_RATE``). It always ends with
+    a run that released the slot before it read, as a single run does: a change it did not read has queued the
+    next run. Returns the all-time board's last new version, or 0 when it did not change.
     """
     config = current_app.config
     stores = get_stores()
-    with stores.coordination.refresh_lock():
+    coordination = stores.coordination
+    interval = 1.0 / config["BROADCAST_MAX_RATE"]
+    with coordination.refresh_lock():
         # The slot is released as the run books its start: from here on a new change queues the next run (one
         # running, at most one queued). Recomputes (and so broadcasts) are bound to BROADCAST_MAX_RATE whatever
         # the claim rate; waiting before reading, inside the lock, means the run after a burst reads its last change.
-        wait = stores.coordination.begin_refresh(1.0 / config["BROADCAST_MAX_RATE"])
-        if wait > 0:
-            time.sleep(wait)
-        return _recompute(stores, config["BOARD_SIZE"], rebuild)
+        _wait(coordination.begin_refresh(interval))
+        run = _recompute(stores, config["BOARD_SIZE"], rebuild)
+        version, held = run.version, False
+        deadline = time.monotonic() + drain
+        while drain and time.monotonic() < deadline:
+            if run.changed:
+                wait = coordination.hold_refresh(interval)
+                if wait is None:
+                    break  # a change queued a run already (the slot was free): that run reads it
+                held = True
+            elif held:
+                # Nothing came since the last read: release the slot, then read once more, as a single run does.
+                wait, held = coordination.begin_refresh(interval), False
+            else:
+                break  # released before this read, and nothing came: done
+            _wait(wait)
+            run = _recompute(stores, config["BOARD_SIZE"], False, quiet_keys=run.keys)
+            version = run.version or version
+        if held:
+            _wait(coordination.begin_refresh(interval))
+            version = _recompute(stores, config["BOARD_SIZE"], False, quiet_keys=run.keys).version or version
+        return version
 
 
-def _recompute(stores: Stores, size: int, rebuild: bool) -> int:
+def _wait(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def _recompute(stores: Stores, size: int, rebuild: bool, quiet_keys: tuple[str, ...] | None = None) -> _Run:
+    """One recompute. With ``quiet_keys`` (a drain's next run), a run that mirrored nothing, rebuilt nothing and
+    found the same current periods skips the top lists: they cannot have changed since the last run's."""
     metrics.RECOMPUTES.inc()
     moment = clock()
     now = current_periods(moment)
+    keys = tuple(p.key for p in now)
     kept = _kept(now, moment)
     # The current periods every run; the closed ones kept now and then (a read of one found it unbuilt).
     checked = kept if rebuild or _due_for_closed_check() else now
@@ -517,10 +555,15 @@ def _recompute(stores: Stores, size: int, rebuild: bool) -> int:
         metrics.RECONCILE_DRIFT.inc(count_drift(stores, kept))
     if rebuild or not built[0]:
         # A reconcile, or Redis lost its data (the all-time board goes with every other): reload every board.
-        _rebuild(stores, [ALL_TIME, *kept], "reconcile" if rebuild else "mirror_missing")
+        missing = [ALL_TIME, *kept]
+        _rebuild(stores, missing, "reconcile" if rebuild else "mirror_missing")
     else:
-        _rebuild(stores, [p for p, ok in zip(checked, built[1:], strict=True) if not ok], "mirror_missing")
+        missing = [p for p, ok in zip(checked, built[1:], strict=True) if not ok]
+        _rebuild(stores, missing, "mirror_missing")
     changed_at, period_changed_at = sync_outbox(stores, {p.key for p in kept})
+    changed = bool(missing) or changed_at is not None or period_changed_at is not None
+    if not changed and quiet_keys == keys:
+        return _Run(0, False, keys)
     top_lists = compose_tops([stores.ranking, *(stores.ranking_for(p.board) for p in now)], size)
     db.session.commit()
     caches = [
@@ -536,4 +579,4 @@ def _recompute(stores: Stores, size: int, rebuild: bool) -> int:
     for period, version in zip(now, versions[1:], strict=True):
         if version:
             metrics.BROADCASTS.labels(board=period.kind).inc()
-    return versions[0]
+    return _Run(versions[0], changed, keys)

@@ -38,6 +38,26 @@ class Coordination(Protocol):
         """Release the refresh slot and book this recompute's start: ``min_interval`` seconds after the last one's,
         or now if that has passed. Returns how long to wait before starting (0 when it may start now)."""
 
+    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+        """While a recompute keeps running (``board.refresh``'s drain): take the refresh slot as the running one's
+        (changes find it taken and queue no run; the running one reads them next), or keep it, for ``ttl`` seconds,
+        and book the next start as :meth:`begin_refresh` does. Returns how long to wait, or None when a change
+        has queued a run already (or holding is not supported): the caller then ends with a released slot."""
+
+
+# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms), the hold's ttl (ms).
+# The slot holds "draining" while a running recompute holds it, "1" when a change has queued a run.
+HOLD_REFRESH = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= 'draining' then return -1 end
+redis.call('SET', KEYS[1], 'draining', 'PX', ARGV[3])
+local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local start = now
+local due = tonumber(redis.call('GET', KEYS[2]) or '0') + interval
+if due > now and due - now <= interval then start = due end
+redis.call('SET', KEYS[2], start, 'EX', 60)
+return start - now
+"""
 
 # KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms).
 BEGIN_REFRESH = """
@@ -67,7 +87,9 @@ class RedisCoordination:
             f"{prefix}refresh:lock",
             f"{prefix}refresh:last",
         )
-        self._begin = None if on_cluster(client) else client.register_script(BEGIN_REFRESH)
+        cluster = on_cluster(client)
+        self._begin = None if cluster else client.register_script(BEGIN_REFRESH)
+        self._hold = None if cluster else client.register_script(HOLD_REFRESH)
 
     def claim_refresh_slot(self) -> bool:
         """True if no recompute is queued yet (the flag lapses after 30 s, should its task be lost)."""
@@ -132,6 +154,17 @@ class RedisCoordination:
         )
         return int(wait_ms) / 1000
 
+    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+        """Take or keep the slot for the running recompute and book its next start, in one script (a cluster:
+        None, the keys' slots differ, so each run there is queued as usual)."""
+        if self._hold is None:
+            return None
+        now_ms = int(time.time() * 1000)
+        wait_ms = int(
+            self._hold(keys=[self.pending_key, self.last_key], args=[now_ms, int(min_interval * 1000), int(ttl * 1000)])
+        )
+        return None if wait_ms < 0 else wait_ms / 1000
+
 
 class MemoryCoordination:
     """The same in one process."""
@@ -140,6 +173,7 @@ class MemoryCoordination:
         self._flag_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._pending = False
+        self._draining = False  # the slot is held by a running recompute, not by a queued one
         self._last_refresh = 0.0
 
     def claim_refresh_slot(self) -> bool:
@@ -150,7 +184,7 @@ class MemoryCoordination:
 
     def release_refresh_slot(self) -> None:
         """Let the next change queue a recompute."""
-        self._pending = False
+        self._pending = self._draining = False
 
     @contextmanager
     def refresh_lock(self, timeout: float = 4, wait: float = 15) -> Iterator[None]:
@@ -170,9 +204,19 @@ class MemoryCoordination:
         """Record that a recompute starts now, for the rate bound."""
         self._last_refresh = time.time()
 
+    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+        """Take or keep the slot for the running recompute (None if a change queued a run) and book its start."""
+        with self._flag_lock:
+            if self._pending and not self._draining:
+                return None
+            self._pending = self._draining = True
+        now = time.time()
+        self._last_refresh = start = _booked_start(self._last_refresh, now, min_interval)
+        return start - now
+
     def begin_refresh(self, min_interval: float) -> float:
         """Release the slot and book the start."""
-        self._pending = False
+        self._pending = self._draining = False
         now = time.time()
         self._last_refresh = start = _booked_start(self._last_refresh, now, min_interval)
         return start - now
