@@ -73,7 +73,8 @@ def reconcile() -> int:
 
 
 def request_refresh() -> bool:
-    """After a score change commits: queue one recompute unless one is already queued; never raises.
+    """After a score change commits: queue one recompute unless one is already queued (or a running one holds the
+    slot while it drains, and reads this change next); never raises.
 
     Returns whether a recompute was queued. Redis or the broker down loses nothing: the change
     waits in the outbox for the beat's sweep.

@@ -498,10 +498,10 @@ def refresh_board(rebuild: bool = False, drain: float = 0.0) -> int:
     """Mirror pending changes, recompute the top lists, broadcast those that changed.
 
     With ``drain`` (seconds; the worker's task), the run goes on recomputing while changes keep coming, for about
-    that long: it holds the refresh slot meanwhile (:meth:`Coordination.hold_refresh`), so those changes queue no
-    task of their own, and reads them at the pace a queued run would (``BROADCAST_MAX_RATE``). It always ends with
-    a run that released the slot before it read, as a single run does: a change it did not read has queued the
-    next run. Returns the all-time board's last new version, or 0 when it did not change.
+    that long: it holds the refresh slot from its first run on (:meth:`Coordination.hold_refresh`), so those
+    changes queue no task of their own, and reads them at the pace a queued run would (``BROADCAST_MAX_RATE``).
+    It always ends with a run that released the slot before it read, as a single run does: a change it did not
+    read has queued the next run. Returns the all-time board's last new version, or 0 when it did not change.
     """
     config = current_app.config
     stores = get_stores()
@@ -509,11 +509,14 @@ def refresh_board(rebuild: bool = False, drain: float = 0.0) -> int:
     interval = 1.0 / config["BROADCAST_MAX_RATE"]
     with coordination.refresh_lock():
         # The slot is released as the run books its start: from here on a new change queues the next run (one
-        # running, at most one queued). Recomputes (and so broadcasts) are bound to BROADCAST_MAX_RATE whatever
-        # the claim rate; waiting before reading, inside the lock, means the run after a burst reads its last change.
-        _wait(coordination.begin_refresh(interval))
+        # running, at most one queued); a drain's first run takes it instead (from the change that queued this run)
+        # and holds it. Recomputes (and so broadcasts) are bound to BROADCAST_MAX_RATE whatever the claim rate;
+        # waiting before reading, inside the lock, means the run after a burst reads its last change.
+        wait = coordination.hold_refresh(interval, take=True) if drain else None
+        held = wait is not None
+        _wait(coordination.begin_refresh(interval) if wait is None else wait)
         run = _recompute(stores, config["BOARD_SIZE"], rebuild)
-        version, held = run.version, False
+        version = run.version
         deadline = time.monotonic() + drain
         while drain and time.monotonic() < deadline:
             if run.changed:

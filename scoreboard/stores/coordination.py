@@ -38,18 +38,20 @@ class Coordination(Protocol):
         """Release the refresh slot and book this recompute's start: ``min_interval`` seconds after the last one's,
         or now if that has passed. Returns how long to wait before starting (0 when it may start now)."""
 
-    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+    def hold_refresh(self, min_interval: float, ttl: float = 5, take: bool = False) -> float | None:
         """While a recompute keeps running (``board.refresh``'s drain): take the refresh slot as the running one's
         (changes find it taken and queue no run; the running one reads them next), or keep it, for ``ttl`` seconds,
         and book the next start as :meth:`begin_refresh` does. Returns how long to wait, or None when a change
-        has queued a run already (or holding is not supported): the caller then ends with a released slot."""
+        has queued a run already (or holding is not supported): the caller then ends with a released slot.
+        ``take``: take the slot even from a queued run's flag (the run that starts is the one it queued)."""
 
 
-# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms), the hold's ttl (ms).
+# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms), the hold's ttl (ms), "1" to
+# take the slot whatever holds it.
 # The slot holds "draining" while a running recompute holds it, "1" when a change has queued a run.
 HOLD_REFRESH = """
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= 'draining' then return -1 end
+if ARGV[4] ~= '1' and cur and cur ~= 'draining' then return -1 end
 redis.call('SET', KEYS[1], 'draining', 'PX', ARGV[3])
 local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
 local start = now
@@ -154,15 +156,14 @@ class RedisCoordination:
         )
         return int(wait_ms) / 1000
 
-    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+    def hold_refresh(self, min_interval: float, ttl: float = 5, take: bool = False) -> float | None:
         """Take or keep the slot for the running recompute and book its next start, in one script (a cluster:
         None, the keys' slots differ, so each run there is queued as usual)."""
         if self._hold is None:
             return None
         now_ms = int(time.time() * 1000)
-        wait_ms = int(
-            self._hold(keys=[self.pending_key, self.last_key], args=[now_ms, int(min_interval * 1000), int(ttl * 1000)])
-        )
+        args = [now_ms, int(min_interval * 1000), int(ttl * 1000), "1" if take else "0"]
+        wait_ms = int(self._hold(keys=[self.pending_key, self.last_key], args=args))
         return None if wait_ms < 0 else wait_ms / 1000
 
 
@@ -204,10 +205,10 @@ class MemoryCoordination:
         """Record that a recompute starts now, for the rate bound."""
         self._last_refresh = time.time()
 
-    def hold_refresh(self, min_interval: float, ttl: float = 5) -> float | None:
+    def hold_refresh(self, min_interval: float, ttl: float = 5, take: bool = False) -> float | None:
         """Take or keep the slot for the running recompute (None if a change queued a run) and book its start."""
         with self._flag_lock:
-            if self._pending and not self._draining:
+            if self._pending and not self._draining and not take:
                 return None
             self._pending = self._draining = True
         now = time.time()

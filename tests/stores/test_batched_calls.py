@@ -84,3 +84,17 @@ def test_begin_refresh_releases_the_slot_and_books_the_next_start(stores):  # no
     time.sleep(wait)
     time.sleep(0.5)
     assert coordination.begin_refresh(0.5) == 0  # the interval has passed since the booked start
+
+
+def test_a_draining_run_holds_the_slot_until_it_releases_it(stores):  # noqa: F811
+    coordination = stores.coordination
+    if getattr(coordination, "_hold", True) is None:
+        assert coordination.hold_refresh(0.05) is None  # a cluster: no holding, each run is queued
+        return
+    assert coordination.claim_refresh_slot()  # a change queued a run
+    assert coordination.hold_refresh(0.05) is None  # not taken from a queued run's flag ...
+    assert coordination.hold_refresh(0.05, take=True) is not None  # ... unless the run it queued takes it
+    assert not coordination.claim_refresh_slot()  # held: a change queues nothing, the running one reads it
+    assert 0 <= coordination.hold_refresh(0.05) <= 0.05  # kept, the next start booked
+    coordination.begin_refresh(0.05)  # the last run releases it before it reads
+    assert coordination.claim_refresh_slot()
