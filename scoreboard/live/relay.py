@@ -8,6 +8,12 @@ frame at once (a slow client) gets it through its own thread instead, which
 keeps only the latest frame and gives up after a send timeout, so one slow
 client never holds up the others.
 
+Each process writes at most a budget of board frames a second
+(``SCOREBOARD_FANOUT_FRAMES_PER_SECOND``): after writing a board to N sockets the relay
+holds the next board back for N / budget seconds, while broadcasts arriving meanwhile collapse
+into the newest. With few sockets every broadcast goes out at once; with thousands each socket
+gets fewer, fresher boards, and never one more than a second behind the newest broadcast.
+
 Each socket watches one board kind (``?period=``: the all-time board, or the current
 day, ISO week or month); each broadcast names its board, and goes to the sockets
 watching that kind only.
@@ -36,6 +42,8 @@ from collections.abc import Iterable
 from flask import Flask, current_app
 from redis.exceptions import RedisError
 
+from config import env_int
+
 from ..board.local_copy import local_boards
 from ..board.reads import read_board
 from ..ops import metrics
@@ -54,10 +62,18 @@ _EXTENSION = "scoreboard.relay"
 
 # How many sockets to write to before letting other threads (requests) run.
 FANOUT_SLICE = 256
-# After a fan-out that took T seconds the relay rests T (times this) before the next one, and broadcasts
-# arriving meanwhile collapse into the latest: with thousands of sockets, fan-out then takes at most half
-# of a worker's time and claims keep the rest, while every socket still gets the newest board.
+# After a fan-out that took T seconds the relay rests at least T (times this) before the next one, and broadcasts
+# arriving meanwhile collapse into the latest: however slow a machine's sends, fan-out then takes at most
+# half of a worker's time and claims keep the rest, while every socket still gets the newest board.
 FANOUT_REST = 1.0
+# Board frames a process writes per second at most (the default of SCOREBOARD_FANOUT_FRAMES_PER_SECOND):
+# at ~10 us a frame a fifth of a core. Below it (1,000 sockets at 20 boards a second: 10,000 frames
+# per process) every broadcast goes out as it comes; above it boards per second = budget / sockets.
+FRAMES_PER_SECOND = 20_000
+# The longest a board is held back from the start of the fan-out before it (less that fan-out's own
+# time), so a socket's board is never more than a second behind the newest broadcast: the promise
+# wins over the budget when a process holds more sockets than a second's budget of frames.
+LAG_LIMIT = 0.9
 # The ticker's longest sleep: how soon after a midnight the timed boards roll over without a broadcast.
 TICK = 1.0
 # Guards the hand-over of a waiting "me" frame between the ticker and a socket's thread (held for a swap only).
@@ -320,6 +336,18 @@ class Subscriber:
         self.ws.event.set()
 
 
+def fan_out(subscribers: tuple[Subscriber, ...], version: int, frame: bytes) -> int:
+    """Offer ``frame`` of ``version`` to each subscriber; returns how many were offered it (not shown it yet)."""
+    offered = 0
+    for subscriber in subscribers:
+        if version > subscriber.shown:
+            subscriber.offer(version, frame)
+            offered += 1
+            if offered % FANOUT_SLICE == 0:
+                time.sleep(0)  # a long fan-out must not starve the request threads
+    return offered
+
+
 class Relay:
     """Fans broadcast messages out to this process's sockets, and keeps the process's copies current.
 
@@ -340,6 +368,9 @@ class Relay:
         self._by_user: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its user
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.frames_per_second = max(
+            1, int(app.config.get("FANOUT_FRAMES_PER_SECOND") or env_int("FANOUT_FRAMES_PER_SECOND", FRAMES_PER_SECOND))
+        )
         self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
         self._ticking: int | None = None  # pid whose ticker thread runs
 
@@ -429,25 +460,26 @@ class Relay:
 
     def deliver(self, message: str) -> bool:
         """Send ``message`` to every socket watching its board if it is newer than what was last relayed."""
+        return self._deliver(message) is not None
+
+    def _deliver(self, message: str) -> int | None:
+        """:meth:`deliver`; returns the sockets offered the frame, or None if the message was not newer."""
         parsed = parse_message(message)
         board = self.boards.get(parsed.period)
         if board is None:
             log.warning("broadcast of an unknown board %r ignored", parsed.period)
-            return False
+            return None
         with self._lock:
             if not board.offer(parsed.version, parsed.top_json, parsed.key):
-                return False
+                return None
             frame = text_frame(message.encode())
             subscribers = tuple(self._subscribers[parsed.period])
-        for i, subscriber in enumerate(subscribers, 1):
-            subscriber.offer(parsed.version, frame)
-            if i % FANOUT_SLICE == 0:
-                time.sleep(0)  # a long fan-out must not starve the request threads
+        fanned = fan_out(subscribers, parsed.version, frame)
         if parsed.changed_at is not None:
             metrics.BROADCAST_LAG.observe(max(0.0, time.time() - parsed.changed_at / 1000))
         # The standings are read on the ticker thread: this only marks the board's watchers due.
         self.standings.due(parsed.period)
-        return True
+        return fanned
 
     def close_all(self, code: int, reason: str) -> int:
         """Close every open socket with ``code`` (1001 when the process stops); returns how many."""
@@ -530,7 +562,8 @@ class Relay:
             if self._ticking == pid:
                 self._ticking = None
 
-    def _on_message(self, kind: str, payload: str | None) -> None:
+    def _on_message(self, kind: str, payload: str | None) -> float | None:
+        """One message of the subscription; for a board, returns how long the next board must wait."""
         if kind == "subscribed":
             self._resync()
             self._set_current(True)
@@ -540,10 +573,22 @@ class Relay:
             self._end_refused(revocation["jti"])
         else:
             started = time.monotonic()
-            self.deliver(payload)
-            spent = time.monotonic() - started
-            if spent > 0.005:
-                self._stop.wait(spent * FANOUT_REST)
+            fanned = self._deliver(payload)
+            return self.hold_after(fanned or 0, started, time.monotonic() - started)
+        return None
+
+    def hold_after(self, frames: int, started: float, spent: float) -> float:
+        """Seconds from now the next board must wait after a fan-out of ``frames`` begun at ``started``.
+
+        The frame budget spaces fan-outs ``frames / budget`` apart (start to start), and the rest
+        at least ``spent * (1 + FANOUT_REST)``; neither beyond :data:`LAG_LIMIT` less the fan-out's
+        own time, so a board held back is still written within a second of its broadcast.
+        """
+        if frames == 0:
+            return 0.0
+        spacing = max(frames / self.frames_per_second, spent * (1 + FANOUT_REST) if spent > 0.005 else 0.0)
+        spacing = min(spacing, max(spent, LAG_LIMIT - spent))
+        return max(0.0, started + spacing - time.monotonic())
 
     def _run(self) -> None:
         try:

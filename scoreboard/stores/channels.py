@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -10,7 +11,9 @@ from ..periods import ALL, TIMED
 
 # on_message(kind, payload): kind is "subscribed" (payload None) once listening, then "board" or "revoked".
 # Board messages of every kind (all time, day, week, month) come as "board"; each message names its board.
-OnMessage = Callable[[str, str | None], None]
+# For a board it may return seconds: the next board message is held back that long (the newest of each
+# channel kept meanwhile), while revocations are still relayed as they come.
+OnMessage = Callable[[str, str | None], float | None]
 
 
 def board_channel(prefix: str, period: str = ALL) -> str:
@@ -42,29 +45,36 @@ class RedisChannels:
         """Relay messages until ``stop`` is set; raises if Redis drops.
 
         ``"subscribed"`` comes first (the caller re-syncs what it may have missed). Board
-        messages that queued up while the previous one was being handed out are skipped for
+        messages that queued up while the previous one was being handed out, or while the
+        caller asked to hold boards back (``on_message`` returning seconds), are skipped for
         the newest of their channel: each is a whole board, so only the latest of each kind
         matters, and a fan-out slower than the broadcast rate never falls further behind.
-        Every revocation is relayed.
+        Every revocation is relayed as it comes, held boards or not.
         """
         pubsub = self._open()
         boards = set(self.board_channels.values())
         try:
             pubsub.subscribe(*self.board_channels.values(), self.revocations_channel)
             on_message("subscribed", None)
+            latest: dict[str, str] = {}  # channel -> its newest message not relayed yet, the longest waiting first
+            hold_until = 0.0  # no board goes out before this (monotonic), as the last one's on_message asked
             while not stop.is_set():
-                latest: dict[str, str] = {}  # channel -> its newest message, in order of arrival
-                message = pubsub.get_message(timeout=1.0)
+                wait = max(0.0, hold_until - time.monotonic()) if latest else 1.0
+                message = pubsub.get_message(timeout=wait)
                 while message is not None:
                     if message["type"] == "message":
                         if message["channel"] in boards:
-                            latest.pop(message["channel"], None)
+                            # A newer board replaces the waiting one in its place, so no channel waits behind
+                            # another's stream of broadcasts.
                             latest[message["channel"]] = message["data"]
                         else:
                             on_message("revoked", message["data"])
                     message = pubsub.get_message(timeout=0)
-                for payload in latest.values():
-                    on_message("board", payload)
+                while latest and time.monotonic() >= hold_until and not stop.is_set():
+                    channel = next(iter(latest))
+                    hold = on_message("board", latest.pop(channel))
+                    if hold:
+                        hold_until = time.monotonic() + hold
         finally:
             pubsub.close()
 
