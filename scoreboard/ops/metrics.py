@@ -32,6 +32,17 @@ CLAIM_SECONDS = Histogram(
     "Time to answer POST /api/action/do, from the request's arrival to its response.",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+CLAIM_BATCH_SIZE = Histogram(
+    "scoreboard_claim_batch_size",
+    "Claims sent to PostgreSQL in one statement by a web process (1: a claim that found no statement in flight).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+CLAIM_BATCH_RETRIES = Counter(
+    "scoreboard_claim_batch_retries_total",
+    "Claim statements sent again after they rolled back, by reason (deadlock, or reconnect: a pooled connection "
+    "found dead).",
+    ["reason"],
+)
 BROADCAST_LAG = Histogram(
     "scoreboard_broadcast_lag_seconds",
     "From the claim of the oldest change in a broadcast until this web process has sent it to its sockets.",

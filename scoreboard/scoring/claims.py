@@ -12,7 +12,9 @@ claim counts in its periods exactly once, whenever the worker gets to it.
 
 On PostgreSQL all of it is one statement (a data-modifying CTE) run on a
 connection in autocommit (the ``claims`` bind): one round trip commits the
-claim. SQLite cannot modify data in a CTE, so the embedded database runs the
+claim. Claims that arrive while another claim's statement is in flight in the
+process go together in the next one (``claim_batch``: group commit), each with
+its own answer. SQLite cannot modify data in a CTE, so the embedded database runs the
 same updates in one transaction, and adds the points to the periods there too
 (with no flag to fold). Every user with a completion has a score row
 (``ensure_user`` writes both in the transaction that records it), so the
@@ -26,6 +28,7 @@ import functools
 import logging
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import Compiled
@@ -35,7 +38,9 @@ from ..errors import ApiError
 from ..extensions import db
 from ..models import ClaimRefusal, Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
+from ..ops.metrics import CLAIM_BATCH_RETRIES
 from ..periods import clock, current_periods
+from .claim_batch import claim_batcher
 from .outbox import not_before, period_params, period_upsert, score_change
 
 log = logging.getLogger(__name__)
@@ -133,6 +138,7 @@ def _claim_in_one_statement(engine, params):
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise
+            CLAIM_BATCH_RETRIES.labels("reconnect").inc()
 
 
 def _claim_in_one_transaction(params):
@@ -160,7 +166,9 @@ def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent
     }
     autocommit = db.engines.get("claims")
     if autocommit:
-        new_score = _claim_in_one_statement(autocommit, params)
+        # Alone when no claim statement of this process is in flight, else with the claims queued behind it.
+        send_one = functools.partial(_claim_in_one_statement, autocommit)
+        new_score = claim_batcher(current_app, autocommit, send_one).claim(params)
     else:
         new_score = _claim_in_one_transaction({**params, "p_periods": current_periods(now)})
     if new_score is None:
