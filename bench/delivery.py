@@ -4,6 +4,18 @@ from bisect import bisect_left
 from typing import Any
 
 
+def _scores_by_version(claims: dict[str, Any]) -> dict[str, tuple[list[int], list[int]]]:
+    """Each user's ``(versions, scores)`` over the broadcasts, by version, keeping each score rise (both ascending)."""
+    per_user: dict[str, tuple[list[int], list[int]]] = {}
+    for _t, version, scores in sorted(claims["broadcasts"], key=lambda b: b[1]):
+        for user, score in scores.items():
+            versions, values = per_user.setdefault(user, ([], []))
+            if not values or score >= values[-1]:
+                versions.append(version)
+                values.append(score)
+    return per_user
+
+
 def delivery(claims: dict[str, Any], sockets: dict[str, Any]) -> tuple[list[float], list[float], int, int]:
     """Claim -> socket latencies (s) for every successful claim and every sampled socket.
 
@@ -13,13 +25,7 @@ def delivery(claims: dict[str, Any], sockets: dict[str, Any]) -> tuple[list[floa
     latencies from each claim's due time, the same from its answer, the claims
     no broadcast carried, and the (claim, socket) pairs the socket never received.
     """
-    per_user = {}
-    for _t, version, scores in sorted(claims["broadcasts"], key=lambda b: b[1]):
-        for user, score in scores.items():
-            versions, values = per_user.setdefault(user, ([], []))
-            if not values or score >= values[-1]:
-                versions.append(version)
-                values.append(score)
+    per_user = _scores_by_version(claims)
     carried = []
     undelivered = 0
     for due, done, status, user, score in claims["claims"]:
@@ -55,13 +61,7 @@ def stages(claims: dict[str, Any], sockets: dict[str, Any]) -> dict[str, list[fl
     first_heard = {}
     for heard, version, _scores in claims["broadcasts"]:
         first_heard[version] = min(heard, first_heard.get(version, heard))
-    per_user: dict[str, tuple[list[int], list[int]]] = {}
-    for _t, version, scores in sorted(claims["broadcasts"], key=lambda b: b[1]):
-        for user, score in scores.items():
-            versions, values = per_user.setdefault(user, ([], []))
-            if not values or score >= values[-1]:
-                versions.append(version)
-                values.append(score)
+    per_user = _scores_by_version(claims)
     out: dict[str, list[float]] = {"claim": [], "recompute": [], "fan_out": []}
     carried = []
     for due, done, status, user, score in claims["claims"]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .stack import children
+
 
 def py_spy():
     """The py-spy executable (installed from requirements-bench.txt), or None."""
@@ -157,19 +159,6 @@ def bench_worker() -> int | None:
     return mains[-1][1] if mains else None
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _metrics_url(pid: int) -> str | None:
     """The worker's metrics endpoint, from the port the bench gave it in its environment."""
     try:
@@ -212,7 +201,7 @@ def capture_worker(seconds: float, out_dir: Path, pid: int | None = None) -> str
         raise SystemExit("no bench Celery worker is running")
     out_dir.mkdir(parents=True, exist_ok=True)
     url = _metrics_url(pid)
-    procs = {"main": pid, **{f"pool-{child}": child for child in _children(pid)}}
+    procs = {"main": pid, **{f"pool-{child}": child for child in children(pid)}}
     cpu_before = {name: _cpu_seconds(p) for name, p in procs.items()}
     before, started = _recomputes(url), time.monotonic()
     spies = {name: record(p, seconds, out_dir / f"worker-{name}.txt", idle=False) for name, p in procs.items()}

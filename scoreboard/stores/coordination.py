@@ -46,13 +46,8 @@ class Coordination(Protocol):
         ``take``: take the slot even from a queued run's flag (the run that starts is the one it queued)."""
 
 
-# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms), the hold's ttl (ms), "1" to
-# take the slot whatever holds it.
-# The slot holds "draining" while a running recompute holds it, "1" when a change has queued a run.
-HOLD_REFRESH = """
-local cur = redis.call('GET', KEYS[1])
-if ARGV[4] ~= '1' and cur and cur ~= 'draining' then return -1 end
-redis.call('SET', KEYS[1], 'draining', 'PX', ARGV[3])
+# Both scripts below end here: book the recompute's start at least ``interval`` after the last, answer the wait (ms).
+_BOOK_START = """
 local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
 local start = now
 local due = tonumber(redis.call('GET', KEYS[2]) or '0') + interval
@@ -61,16 +56,25 @@ redis.call('SET', KEYS[2], start, 'EX', 60)
 return start - now
 """
 
-# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms).
-BEGIN_REFRESH = """
-redis.call('DEL', KEYS[1])
-local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
-local start = now
-local due = tonumber(redis.call('GET', KEYS[2]) or '0') + interval
-if due > now and due - now <= interval then start = due end
-redis.call('SET', KEYS[2], start, 'EX', 60)
-return start - now
+# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms), the hold's ttl (ms), "1" to
+# take the slot whatever holds it.
+# The slot holds "draining" while a running recompute holds it, "1" when a change has queued a run.
+HOLD_REFRESH = (
+    """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[4] ~= '1' and cur and cur ~= 'draining' then return -1 end
+redis.call('SET', KEYS[1], 'draining', 'PX', ARGV[3])
 """
+    + _BOOK_START
+)
+
+# KEYS: refresh slot, last start. ARGV: now (ms), the least interval between starts (ms).
+BEGIN_REFRESH = (
+    """
+redis.call('DEL', KEYS[1])
+"""
+    + _BOOK_START
+)
 
 
 def _booked_start(last: float, now: float, min_interval: float) -> float:
