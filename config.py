@@ -286,6 +286,8 @@ def scoring_settings() -> dict[str, Any]:
     return {
         "COMPLETION_TTL": parse_duration(env("COMPLETION_TTL", "1h")),
         "MAX_ACTION_POINTS": env_int("MAX_ACTION_POINTS", 10_000),
+        # Claims arriving while one is in flight go together, up to this many (scoreboard.scoring.claim_batch).
+        "CLAIM_BATCH_MAX": env_int("CLAIM_BATCH_MAX", 64),
     }
 
 
@@ -295,6 +297,10 @@ def board_settings() -> dict[str, Any]:
         "BOARD_SIZE": env_int("BOARD_SIZE", 10),
         "TOP_CACHE_TTL": env_int("TOP_CACHE_TTL", 300),
         "BROADCAST_MAX_RATE": env_float("BROADCAST_MAX_RATE", 20),
+        # Board frames a process writes per second at most (scoreboard.live.relay): at ~10 us a frame a fifth
+        # of a core. Below it (1,000 sockets at 20 boards a second: 10,000 frames per process) every broadcast
+        # goes out as it comes; above it boards per second = budget / sockets.
+        "FANOUT_FRAMES_PER_SECOND": env_int("FANOUT_FRAMES_PER_SECOND", 20_000),
         "PUBLIC_BOARD": env_bool("PUBLIC_BOARD", False),
         # The day, week and month boards roll over at midnight in this zone (scoreboard.periods).
         "PERIOD_TZ": period_zone(env("PERIOD_TZ", "UTC")),

@@ -42,8 +42,6 @@ from collections.abc import Iterable
 from flask import Flask, current_app
 from redis.exceptions import RedisError
 
-from config import env_int
-
 from ..board.local_copy import local_boards
 from ..board.reads import read_board
 from ..ops import metrics
@@ -66,10 +64,6 @@ FANOUT_SLICE = 256
 # arriving meanwhile collapse into the latest: however slow a machine's sends, fan-out then takes at most
 # half of a worker's time and claims keep the rest, while every socket still gets the newest board.
 FANOUT_REST = 1.0
-# Board frames a process writes per second at most (the default of SCOREBOARD_FANOUT_FRAMES_PER_SECOND):
-# at ~10 us a frame a fifth of a core. Below it (1,000 sockets at 20 boards a second: 10,000 frames
-# per process) every broadcast goes out as it comes; above it boards per second = budget / sockets.
-FRAMES_PER_SECOND = 20_000
 # The longest a board is held back from the start of the fan-out before it (less that fan-out's own
 # time), so a socket's board is never more than a second behind the newest broadcast: the promise
 # wins over the budget when a process holds more sockets than a second's budget of frames.
@@ -368,9 +362,7 @@ class Relay:
         self._by_user: dict[str, set[Subscriber]] = {}  # sockets opened with a token, by its user
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.frames_per_second = max(
-            1, int(app.config.get("FANOUT_FRAMES_PER_SECOND") or env_int("FANOUT_FRAMES_PER_SECOND", FRAMES_PER_SECOND))
-        )
+        self.frames_per_second = max(1, int(app.config["FANOUT_FRAMES_PER_SECOND"]))
         self._running: int | None = None  # pid whose listener thread runs (set as it starts, cleared as it ends)
         self._ticking: int | None = None  # pid whose ticker thread runs
 

@@ -50,8 +50,6 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from config import env_int
-
 from ..models import Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..ops.metrics import CLAIM_BATCH_RETRIES, CLAIM_BATCH_SIZE
@@ -321,22 +319,16 @@ class ClaimBatcher:
         return batch
 
 
-def batch_max(app: Flask) -> int:
-    """The most claims in one statement: ``CLAIM_BATCH_MAX`` of the app, else ``SCOREBOARD_CLAIM_BATCH_MAX``."""
-    configured = app.config.get("CLAIM_BATCH_MAX")
-    return int(configured) if configured is not None else env_int("CLAIM_BATCH_MAX", DEFAULT_MAX)
-
-
-def claim_batcher(app: Flask, engine: Engine, send_one: Callable[[dict[str, Any]], int | None]) -> ClaimBatcher:
-    """The app's one batcher in this process, made on first use."""
+def claim_batcher(app: Flask, engine: Engine, send_one: Callable[[Engine, dict[str, Any]], int | None]) -> ClaimBatcher:
+    """The app's one batcher in this process, made on first use; ``send_one(engine, params)`` sends a lone claim."""
     batcher = app.extensions.get("claim_batcher")
     if batcher is None:
         batcher = app.extensions.setdefault(
             "claim_batcher",
             ClaimBatcher(
-                send_one,
+                functools.partial(send_one, engine),
                 functools.partial(claim_batch_in_one_statement, engine),
-                batch_max(app),
+                int(app.config["CLAIM_BATCH_MAX"]),
             ),
         )
     return batcher

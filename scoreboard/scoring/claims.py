@@ -167,8 +167,7 @@ def claim(action_id: str, user_id: str, client_ip: str | None = None, user_agent
     autocommit = db.engines.get("claims")
     if autocommit:
         # Alone when no claim statement of this process is in flight, else with the claims queued behind it.
-        send_one = functools.partial(_claim_in_one_statement, autocommit)
-        new_score = claim_batcher(current_app, autocommit, send_one).claim(params)
+        new_score = claim_batcher(current_app, autocommit, _claim_in_one_statement).claim(params)
     else:
         new_score = _claim_in_one_transaction({**params, "p_periods": current_periods(now)})
     if new_score is None:
