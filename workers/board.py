@@ -98,7 +98,9 @@ def request_refresh() -> bool:
     try:
         celery = celery_app()
         if celery.conf.task_always_eager:
-            celery.tasks[refresh.name].delay()
+            # apply(), not delay(): Celery's eager delay() marks a process-wide flag ("inside a task") for its
+            # run and restores what it found, so two threads' overlapping claims could leave it set for good.
+            celery.tasks[refresh.name].apply()
         else:
             # No AsyncResult: building one looks up the result backend, which Celery caches per thread,
             # and under gevent every request is a new greenlet, so each send paid for a fresh lookup.

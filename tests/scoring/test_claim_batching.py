@@ -240,6 +240,34 @@ def test_many_threads_claiming_at_once_are_batched_and_exact(app, mint):
         assert score_of(app, user) == expected[user]
 
 
+def test_concurrent_claims_leave_no_task_in_progress_behind(app, mint):
+    """Eager recomputes run by many claiming threads at once do not leave Celery believing it is inside a task
+    (which would make every later ``result.get()`` in the process refuse)."""
+    from celery._state import task_join_will_block
+
+    users = [f"eager{i}" for i in range(16)]
+    jobs = [(mint(u), new_completion(app, u, "complete-lesson")) for u in users for _ in range(4)]
+    gate = threading.Barrier(16, timeout=30)
+    statuses = []
+
+    def run(worker):
+        client = app.test_client()
+        for index in range(worker, len(jobs), 16):
+            token, action_id = jobs[index]
+            gate.wait()
+            statuses.append(
+                client.post("/api/action/do", json={"actionId": action_id}, headers=bearer(token)).status_code
+            )
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses.count(200) == len(jobs)
+    assert not task_join_will_block()
+
+
 def test_one_action_id_claimed_by_many_threads_at_once_succeeds_once(app, mint):
     action_id = new_completion(app, "racer", "win-challenge")
     token = mint("racer")
