@@ -33,6 +33,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     from . import api, board, cli, console, demo, errors, ops, security, stores
     from .api.openapi import Reply, documented
+    from .bodies import OrjsonProvider
     from .extensions import db, jwt, limiter, migrate, sock
     from .live import relay as live_relay
     from .live import socket as live_socket
@@ -40,6 +41,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .security import rate_limits
 
     app = Flask(__name__, instance_relative_config=False)
+    app.json = OrjsonProvider(app)
     app.config.update(settings.load())
     if config:
         app.config.update(config)
