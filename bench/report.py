@@ -451,7 +451,8 @@ NOTES = (
     "Production defaults: JSON logs at INFO (one line per request), token checks on, the web's metrics in a "
     "multiprocess directory, rate limits on with the default windows (per IP 2, per user 3), each raised only "
     "to a few times what the bench's one IP and hot users send (`bench/stack.py` `RATE_LIMITS`: "
-    "{ip} per IP, {user} per user); the socket origin allow-list and per-IP socket cap opened for the bench's one "
+    "{ip} per IP, {user} per user, {service} per site backend, so that no two limit strings share a window); "
+    "the socket origin allow-list and per-IP socket cap opened for the bench's one "
     "origin and IP. `/healthz` is exempt from limits. The baseline: `bench/baseline/app.py` (each claim one "
     "transaction that also recomputes the top 10 with SQL, then written to every socket from the request; each "
     "read a SQL query; no limits, no request log, no metrics), same gunicorn settings, its own database copied "
@@ -474,6 +475,7 @@ def publish(out: Results, out_dir: Path, stamp: datetime, runs: int, seconds: in
     notes = NOTES.format(
         ip=stack.RATE_LIMITS["SCOREBOARD_RATE_LIMIT_IP"],
         user=stack.RATE_LIMITS["SCOREBOARD_RATE_LIMIT_USER"],
+        service=stack.RATE_LIMITS["SCOREBOARD_RATE_LIMIT_SERVICE"],
         runs=(out.get("baseline") or {}).get("runs", 0),
     )
     document += "\n" + notes + "\n"
