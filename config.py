@@ -275,6 +275,9 @@ def limit_settings(redis_url: str | None, redis_prefix: str) -> dict[str, Any]:
         "RATE_LIMIT_USER": env("RATE_LIMIT_USER", "10/second;300/minute;5000/hour"),
         "RATE_LIMIT_LOGIN": env("RATE_LIMIT_LOGIN", "5/minute;50/hour"),
         "RATE_LIMIT_SERVICE": env("RATE_LIMIT_SERVICE", "500/second"),
+        # The share of a limit a process reserves at once for a busy caller, then admits with no round trip (0: every
+        # hit asks Redis); with P processes a window may admit up to about P x share fewer, never more.
+        "RATE_LIMIT_LEASE_SHARE": env_float("RATE_LIMIT_LEASE_SHARE", 0.02),
         "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 16 * 1024),
         # A request's body must have arrived this long after its headers, else 408 (scoreboard.ops.body_timeout).
         "BODY_TIMEOUT": seconds(env("BODY_TIMEOUT", "10s")),
