@@ -178,6 +178,14 @@ class Query(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value):
+        """Refuse NUL characters, as in bodies: PostgreSQL cannot compare them, so they would fail in a query."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class PeriodQuery(Query):
     """Which board: a period kind and a day inside it."""
