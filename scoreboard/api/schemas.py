@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
 from ..errors import ApiError
@@ -180,9 +180,10 @@ class Query(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, value):
-        """Refuse NUL characters, as in bodies: PostgreSQL cannot compare them, so they would fail in a query."""
-        if isinstance(value, str) and "\x00" in value:
+    def _no_nul(cls, value, info: ValidationInfo):
+        """Refuse NUL characters, as in bodies: PostgreSQL cannot compare them, so they would fail in a query.
+        A cursor is opaque and verified whole (a bad one answers ``bad_cursor``): it never reaches a query."""
+        if info.field_name != "cursor" and isinstance(value, str) and "\x00" in value:
             raise ValueError("must not contain NUL characters")
         return value
 
