@@ -38,10 +38,10 @@ def test_a_rebuild_still_finishes_when_statements_are_slower_than_the_timeout(ap
         try:
             assert refresh_board(rebuild=True) >= 0
         finally:
-            # The rebuild commits, which makes the SET stick to this pooled connection: undo it, or a later
-            # test's statement on the same connection is cancelled after 1 ms.
+            # The rebuild commits, which makes the SET stick to this pooled connection, and a RESET after the
+            # rollback may run on another one (the pool hands out its oldest idle connection first): close
+            # the pool's connections instead, or a later test's statement on this one is cancelled after 1 ms.
             db.session.rollback()
-            db.session.execute(text("RESET statement_timeout"))
-            db.session.commit()
+            db.engine.dispose()
         assert db.session.scalar(text("SHOW statement_timeout")) == "30s"
         db.session.rollback()
