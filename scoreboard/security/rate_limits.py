@@ -188,10 +188,7 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
         if chunk > 1:
             answers = self._leased(keys, windows, chunk)
         else:
-            args = [cost]
-            for window in windows:
-                args += [window.get_expiry(), window.amount]
-            counts = self._script(keys=[self.storage.prefixed_key(k) for k in keys], args=args)
+            counts = self._script(keys=[self.storage.prefixed_key(k) for k in keys], args=_script_args(cost, windows))
             answers = {k: int(c) <= w.amount for k, c, w in zip(keys, counts, windows, strict=False)}
         ok = answers.pop(key)
         if counted is None:
@@ -213,12 +210,9 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
         with taken:
             if self._take(keys[0]) is True:  # reserved by the request this one waited for
                 return dict.fromkeys(keys, True)
-            args = [chunk]
-            for window in windows:
-                args += [window.get_expiry(), window.amount]
             asked = time.monotonic()  # the windows' time left is as of after this: the lease ends no later
             reserved, left_ms, *counts = self._lease_script(
-                keys=[self.storage.prefixed_key(k) for k in keys], args=args
+                keys=[self.storage.prefixed_key(k) for k in keys], args=_script_args(chunk, windows)
             )
             reserved = int(reserved)
             if reserved > 1 and int(left_ms) > 0:
@@ -255,6 +249,14 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
         self._leases = {k: self._leases[k] for k in live}
         # A gate held is a reservation in flight: its holder has it still, so only the live ones must stay.
         self._gates = {k: gate for k, gate in self._gates.items() if k in live or gate.locked()}
+
+
+def _script_args(hits: int, windows: tuple[RateLimitItem, ...]) -> list[int]:
+    """Both scripts' arguments: the hits to count, then each window's expiry and amount."""
+    args = [hits]
+    for window in windows:
+        args += [window.get_expiry(), window.amount]
+    return args
 
 
 def lease_size(windows: tuple[RateLimitItem, ...], share: float) -> int:
