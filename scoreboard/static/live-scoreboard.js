@@ -770,6 +770,8 @@
 
     /** Fetch the board over HTTP (``GET /api/score/top``) and show it if it is newer. */
     async resync() {
+      // An answer that comes back after a reconnect (another token, or none) belongs to the old viewer.
+      const generation = this._generation;
       const token = await this._currentToken();
       let response;
       try {
@@ -784,6 +786,7 @@
       }
       if (!response.ok) return { ok: false, status: response.status };
       const top = await response.json().catch(() => null);
+      if (generation !== this._generation) return { ok: false, status: 0 };
       const version = Number(response.headers.get("X-Board-Version"));
       if (Array.isArray(top)) {
         // A version the page cannot read (a cross-origin response without exposed headers) only
