@@ -363,6 +363,43 @@ def test_history_is_newest_first_with_running_totals_through_an_adjustment_and_a
     assert pages == answer["entries"]
 
 
+def test_history_pages_keep_their_totals_while_new_changes_arrive_and_old_cursors_still_resume(
+    app, client, claim, mint, admin
+):
+    for action in ("complete-lesson", "pass-quiz", "win-challenge", "complete-lesson"):
+        claim("ann", action)
+    ann = bearer(mint("ann"))
+    whole = history(client, "ann", ann).get_json()["entries"]
+    assert [e["score"] for e in whole] == [
+        2 * LESSON + QUIZ + CHALLENGE,
+        LESSON + QUIZ + CHALLENGE,
+        LESSON + QUIZ,
+        LESSON,
+    ]
+
+    first = history(client, "ann", ann, limit=2).get_json()
+    assert first["entries"] == whole[:2]
+    # Changes after the first page (a claim, an adjustment) are newer than every entry still to come.
+    claim("ann", "win-challenge")
+    assert (
+        client.post("/api/admin/users/ann/adjustments", json={"delta": 7, "reason": "bonus"}, headers=admin).status_code
+        == 201
+    )
+    rest = history(client, "ann", ann, limit=2, cursor=first["next"]).get_json()
+    assert rest["entries"] == whole[2:] and rest["next"] is None
+
+    # A cursor that carries no total (as handed out before totals were carried) resumes with the same totals.
+    signer = URLSafeSerializer(app.config["JWT_SECRET_KEY"], salt="scoreboard.history-cursor")
+    payload = signer.loads(first["next"])
+    assert payload.pop("s") == whole[1]["score"] - whole[1]["delta"]
+    legacy = history(client, "ann", ann, limit=2, cursor=signer.dumps(payload)).get_json()
+    assert legacy["entries"] == whole[2:]
+    # A carried total that is not a whole number is refused, signed or not.
+    for total in ("12", 1.5, True, 2**70):
+        forged = history(client, "ann", ann, cursor=signer.dumps({**payload, "s": total}))
+        assert forged.status_code == 400 and error_code(forged) == "bad_cursor", total
+
+
 def test_history_of_a_period_holds_its_own_events_and_its_own_running_total(client, clock, claim, mint):
     today = datetime.now(UTC).replace(microsecond=0)
     two_days_ago, yesterday = today - timedelta(days=2), today - timedelta(days=1)

@@ -136,6 +136,8 @@ def history_cursor(period: Period, user_id: str, key: HistoryKey) -> str:
     The row id it carries is a claimed, voided or adjustment row's, none of which can be claimed any more.
     """
     payload = {"p": period.key, "u": user_id, "t": key.at.isoformat(), "i": key.row_id, "k": key.kind}
+    if key.before is not None:
+        payload["s"] = key.before  # signed with the rest: the next page's totals start from it
     return cursor_serializer(HISTORY_SALT).dumps(payload)
 
 
@@ -144,7 +146,7 @@ def read_history_cursor(period: Period, user_id: str, cursor: str | None) -> His
     if cursor is None:
         return None
     payload = load_cursor(HISTORY_SALT, cursor)
-    at, row_id, kind = payload.get("t"), payload.get("i"), payload.get("k")
+    at, row_id, kind, total = payload.get("t"), payload.get("i"), payload.get("k"), payload.get("s")
     if (
         payload.get("p") != period.key
         or payload.get("u") != user_id
@@ -152,9 +154,11 @@ def read_history_cursor(period: Period, user_id: str, cursor: str | None) -> His
         or not isinstance(row_id, str)
         or not 0 < len(row_id) <= MAX_ID_LENGTH
         or not isinstance(at, str)
+        # A cursor handed out before totals were carried has none: its page sums them instead.
+        or not (total is None or (type(total) is int and abs(total) < 2**63))
     ):
         raise bad_cursor()
-    return HistoryKey(cursor_moment(at), row_id, kind)
+    return HistoryKey(cursor_moment(at), row_id, kind, total)
 
 
 # --- views ---------------------------------------------------------------------------------------

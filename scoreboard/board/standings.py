@@ -142,11 +142,13 @@ def of_users(period: Period, user_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class HistoryKey:
-    """A history event's place in time order: when, which ledger row, which kind (the keyset cursor)."""
+    """A history event's place in time order: when, which ledger row, which kind (the keyset cursor);
+    ``before`` is the running total just before it (the next page's newest score), None where not known."""
 
     at: datetime
     row_id: str
     kind: str
+    before: int | None = None
 
 
 def _events(user_id: Any) -> Select:
@@ -179,30 +181,43 @@ def _events(user_id: Any) -> Select:
     return union_all(claims, adjustments, voids)
 
 
+# Where a history page's running total starts (the total after its newest entry):
+SCORE_ROW = "score"  # the all-time first page: the user's score row, which every change of the ledger moves
+LEDGER_SUM = "sum"  # a period's first page, or a cursor that carries no total: the sum of the events up to it
+CARRIED = "carried"  # a later page: the total the previous page's cursor carries
+
+
 @functools.cache
-def _history_statement(bounded: bool, keyset: bool) -> Select:
-    """The history page as one statement, built once per shape: a period's bounds or none, a cursor or none.
+def _history_statement(bounded: bool, keyset: bool, start: str) -> Select:
+    """The history page as one statement, built once per shape: a period's bounds or none, a cursor or none,
+    and where its running total starts (``start``: :data:`SCORE_ROW`, :data:`LEDGER_SUM` or :data:`CARRIED`).
+
+    Each row carries ``start``'s total as ``anchor`` (None for :data:`CARRIED`); the page's totals are worked out
+    from it backwards (:func:`history`), so the page reads its own rows and sums no older ones: the user's
+    rows are still all fetched to sort them by time, but no running sum is kept over the whole ledger.
 
     Bound by name: ``h_user``, ``h_limit`` (one more than the page), ``h_start`` and ``h_end`` (a period's),
     ``h_at``, ``h_row`` and ``h_kind`` (the cursor's event).
     """
-    events = _events(bindparam("h_user")).subquery("events")
+    events = _events(bindparam("h_user")).cte("events")
     where = []
     if bounded:
         at = UTCDateTime()
         where += [events.c.at >= bindparam("h_start", type_=at), events.c.at < bindparam("h_end", type_=at)]
-    order = (events.c.at, events.c.row_id, events.c.kind)
-    running = (
-        select(*events.c, func.sum(events.c.delta).over(order_by=order, rows=(None, 0)).label("score"))
-        .where(*where)
-        .subquery("running")
-    )
-    page = select(running)
     if keyset:
         before = tuple_(bindparam("h_at", type_=UTCDateTime()), bindparam("h_row"), bindparam("h_kind"))
-        page = page.where(tuple_(running.c.at, running.c.row_id, running.c.kind) < before)
-    return page.order_by(running.c.at.desc(), running.c.row_id.desc(), running.c.kind.desc()).limit(
-        bindparam("h_limit", type_=Integer())
+        where.append(tuple_(events.c.at, events.c.row_id, events.c.kind) < before)
+    if start == SCORE_ROW:
+        anchor = select(Score.score).where(Score.user_id == bindparam("h_user")).scalar_subquery()
+    elif start == LEDGER_SUM:
+        anchor = select(func.sum(events.c.delta)).where(*where).scalar_subquery()
+    else:
+        anchor = literal(None, type_=Integer())
+    return (
+        select(*events.c, anchor.label("anchor"))
+        .where(*where)
+        .order_by(events.c.at.desc(), events.c.row_id.desc(), events.c.kind.desc())
+        .limit(bindparam("h_limit", type_=Integer()))
     )
 
 
@@ -223,7 +238,7 @@ class _HistoryRow(NamedTuple):
     kind: str | None
     delta: int | None
     action: str | None
-    score: int | None
+    anchor: int | None
 
 
 def _history_rows(statement: Select, params: dict[str, Any], row: Callable[..., Any] = _HistoryRow) -> list[Any]:
@@ -275,9 +290,12 @@ def history(
     there is no such user.
 
     Each entry's ``score`` is the running total after it: the sum of the user's changes in the
-    period up to it, in time order (the period's score; for all time, the score). Returns the
-    entries and the key of the last one when there may be more. One query (:func:`_history_statement`),
-    through ``ix_completions_user_created``; an empty page asks one more, whether the user exists.
+    period up to it, in time order (the period's score; for all time, the score). The newest entry's
+    total is known before the page is read: the score row for the all-time first page, the sum of the
+    period's events for a period's first page, the total the cursor carries for a later page. Each older
+    entry's is the one after it less its change. Returns the entries and the key of the last one when
+    there may be more. One query (:func:`_history_statement`), through ``ix_completions_user_created``;
+    an empty page asks one more, whether the user exists.
     """
     bounded = period.start is not None
     params: dict[str, Any] = {"h_user": user_id, "h_limit": limit + 1}
@@ -285,14 +303,20 @@ def history(
         params.update(h_start=period.start, h_end=period.end)
     if before is not None:
         params.update(h_at=before.at, h_row=before.row_id, h_kind=before.kind)
-    rows = _history_rows(_history_statement(bounded, before is not None), params)
+        start = CARRIED if before.before is not None else LEDGER_SUM
+    else:
+        start = LEDGER_SUM if bounded else SCORE_ROW
+    rows = _history_rows(_history_statement(bounded, before is not None, start), params)
     if not rows and not _history_rows(_USER_EXISTS, {"h_user": user_id}, row=lambda *values: values):
         return None
     more = len(rows) > limit
     rows = rows[:limit]
-    entries = [
-        {"at": r.at.isoformat(), "score": int(r.score), "delta": int(r.delta), "kind": r.kind, "action": r.action}
-        for r in rows
-    ]
+    total = before.before if start == CARRIED else int(rows[0].anchor or 0) if rows else 0
+    entries = []
+    for r in rows:
+        entries.append(
+            {"at": r.at.isoformat(), "score": total, "delta": int(r.delta), "kind": r.kind, "action": r.action}
+        )
+        total -= int(r.delta)
     last = rows[-1] if rows and more else None
-    return entries, HistoryKey(last.at, last.row_id, last.kind) if last else None
+    return entries, HistoryKey(last.at, last.row_id, last.kind, total) if last else None
