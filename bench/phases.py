@@ -64,7 +64,8 @@ def prepare_claims(
         tag = f"p{run_id[:4]}x"
         pool = dataset.add_completions(db, tag, 6 * 4000, users=1000, spread=7)
         files["prof"] = (dataset.write_claims_file(out_dir / "prof.txt", pool, tokens), tag)
-    for count in counts if sockets else []:
+    # Socket count 0: the reference runs, the same claims with no socket open (the fan-out's CPU is the difference).
+    for count in [0, *counts] if sockets else []:
         for rate in rates:
             for run in range(runs):
                 tag = f"h{run_id[:4]}{count}r{rate}n{run}x"
@@ -268,12 +269,19 @@ def socket_phase(
     counts: list[int],
     log_dir: Path,
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """Delivery latency at each socket count and claim rate; memory per idle socket.
+    """Delivery latency at each socket count and claim rate, after the same runs with no socket open (the
+    reference of the fan-out's CPU); memory per idle socket.
 
-    Returns the claim runs and, by socket count, the web workers' memory before and after opening them.
+    Returns the claim runs (``sockets`` 0 for the reference runs) and, by socket count, the web workers'
+    memory before and after opening them.
     """
     results, memory = [], {}
     with SocketFleet(st.base, hot_token, log_dir) as fleet:
+        # First with no socket open: the claims' own web CPU at each rate, which the fan-out's figure subtracts.
+        for rate in rates:
+            for run in range(runs):
+                path, _tag = files[f"hot-0-{rate}-{run}"]
+                results.append(claim_run(st, fleet, path, rate, seconds, log_dir, f"0-{rate}-{run}") | {"sockets": 0})
         open_before = 0
         for count in counts:
             base_rss = st.web_rss_kib()
@@ -306,14 +314,11 @@ def socket_phase(
 # --- users and ranks -----------------------------------------------------------------------------
 
 
-def latency_runs(st: stack.Stack, path: Path, reader: str, runs: int, seconds: int) -> dict[str, list[dict[str, Any]]]:
-    """Top-10 GET and claim latency of one request at a time (1 connection), ``runs`` times each."""
-    wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2, connections=1)
-    tops, claims = [], []
-    for _run in range(runs):
-        tops.append(wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=seconds, connections=1))
-        claims.append(wrk(st.base + "/api/action/do", "claims.lua", [path, 1], seconds=seconds, connections=1))
-    return {"top": tops, "claims": claims}
+def latency_run(st: stack.Stack, path: Path, reader: str, seconds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One top-10 GET run and one claims run of one request at a time (1 connection): their wrk summaries."""
+    top = wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=seconds, connections=1)
+    claims = wrk(st.base + "/api/action/do", "claims.lua", [path, 1], seconds=seconds, connections=1)
+    return top, claims
 
 
 def _start(db_name: str, users: int, run_id: str, log_dir: Path, worker_class: str | None) -> tuple[stack.Stack, float]:
@@ -338,6 +343,34 @@ def _stop(st: stack.Stack) -> None:
     stack.clear_prefix(st.env["SCOREBOARD_REDIS_PREFIX"])
 
 
+def _latency_alternating(
+    databases: tuple[tuple[str, int], ...],
+    running: dict[str, tuple[stack.Stack, float]],
+    paths: dict[str, Path | None],
+    reader: str,
+    runs: int,
+    seconds: int,
+) -> list[dict[str, Any]]:
+    """The users phase on stacks running side by side: each run measures every side in turn (the order swapped
+    every run); returns, by database, the top-10 GET and claim runs."""
+    found: dict[str, dict[str, Any]] = {}
+    for db_name, users in databases:
+        st, build_seconds = running[db_name]
+        wrk(st.base + "/api/score/top", "get.lua", [reader], seconds=2, connections=1)
+        found[db_name] = {"users": users, "top": [], "claims": [], "startup_seconds": build_seconds}
+    for run in range(runs):
+        for db_name, _users in databases if run % 2 == 0 else tuple(reversed(databases)):
+            top, claims = latency_run(running[db_name][0], paths[db_name], reader, seconds)
+            found[db_name]["top"].append(top)
+            found[db_name]["claims"].append(claims)
+    for entry in found.values():
+        log(
+            f"  {entry['users']:,} users: top p50 {median([t['p50_us'] for t in entry['top']]):.0f} us, "
+            f"claim p50 {median([c['p50_us'] for c in entry['claims']]):.0f} us"
+        )
+    return [found[db_name] for db_name, _users in databases]
+
+
 def users_phase(
     run_id: str,
     log_dir: Path,
@@ -352,19 +385,18 @@ def users_phase(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The users and ranks phases with 1,000 and with 1,000,000 users; ``(latency, ranks)``, each by database.
 
-    Each database gets a stack of its own. Before it starts, the ranks phase's database work runs
+    Each database gets a stack of its own. Before any starts, the ranks phase's database work runs
     (the current week's rows, the claim statement timed with and without the period boards), with
-    nothing else of the bench running and so that the worker's first recompute mirrors it all. The
-    users phase measures each stack alone, the small one first. For the ranks phase the small stack
-    is then started again beside the large one, and the ranking reads alternate between the two,
-    so that whatever else loads the machine falls on both sizes alike. The second database is built
-    on first use, then kept.
+    nothing else of the bench running and so that the worker's first recompute mirrors it all. Then
+    both stacks run side by side: the users phase's runs (top-10 GET and claim latency) and the ranks
+    phase's reads alternate between the two, their order swapped every run, so that whatever else
+    loads the machine falls on both sizes alike. The second database is built on first use, then kept.
     """
     if fresh_million or dataset.count_users(dataset.MILLION_DB) != 1_000_010:
         log(f"  building {dataset.MILLION_DB} with generate_series (about a minute, kept for later runs)")
         dataset.prepare(dataset.MILLION_DB, 1_000_000, fresh=True)
     databases = ((dataset.SMALL_DB, 1000), (dataset.MILLION_DB, 1_000_000))
-    latency, prepared, running = [], {}, {}
+    latency, prepared, running, paths = [], {}, {}, {}
     try:
         for db_name, users in databases:
             path = None
@@ -379,24 +411,15 @@ def users_phase(
                 path = dataset.write_claims_file(log_dir / f"lat-{db_name}.txt", pool, tokens)
             if measure_ranks:
                 prepared[db_name] = ranks.prepare(db_name, users, run_id, runs, claim_cost_claims, log_dir)
-            st, build_seconds = running[db_name] = _start(db_name, users, run_id, log_dir, worker_class)
+            paths[db_name] = path
+        for db_name, users in databases:
+            _st, build_seconds = running[db_name] = _start(db_name, users, run_id, log_dir, worker_class)
             if measure_ranks:
                 prepared[db_name]["startup_seconds"] = build_seconds
-            if measure_users:
-                reader = next(iter(tokens.values()))
-                latency.append({"users": users, **latency_runs(st, path, reader, runs, seconds)})
-                latency[-1]["startup_seconds"] = build_seconds
-                log(
-                    f"  {users:,} users: top p50 {median([t['p50_us'] for t in latency[-1]['top']]):.0f} us, "
-                    f"claim p50 {median([c['p50_us'] for c in latency[-1]['claims']]):.0f} us"
-                )
-            if db_name != databases[-1][0] or not measure_ranks:
-                _stop(running.pop(db_name)[0])
+        if measure_users:
+            latency = _latency_alternating(databases, running, paths, next(iter(tokens.values())), runs, seconds)
         if not measure_ranks:
             return latency, []
-        for db_name, users in databases:
-            if db_name not in running:
-                running[db_name] = _start(db_name, users, run_id, log_dir, worker_class)
         sides = [ranks.Side(db_name, users, running[db_name][0], prepared[db_name]) for db_name, users in databases]
         return latency, ranks.measure(sides, tokens, runs, seconds, log_dir, run_id)
     finally:
