@@ -242,8 +242,9 @@ def fill_period(db_name: str, key: str, current: list[str]) -> tuple[int, float]
     return rows, time.monotonic() - start
 
 
-def analyze(db_name: str, tables: tuple[str, ...] = ("completions",)) -> None:
-    """``ANALYZE`` the tables the bench has just changed in bulk, as autovacuum would soon have.
+def analyze(db_name: str, tables: tuple[str, ...] = ("completions",), vacuum: bool = False) -> None:
+    """``ANALYZE`` (with ``vacuum``, ``VACUUM ANALYZE``) the tables the bench has just changed in bulk, as
+    autovacuum would soon have.
 
     The bench does not rely on autovacuum (it may be off, as it is on the server the published
     figures come from), and plans follow the statistics: a pool can outnumber everything the
@@ -251,11 +252,14 @@ def analyze(db_name: str, tables: tuple[str, ...] = ("completions",)) -> None:
     pending the planner finds the claim's completion through the partial index of pending
     completions (every pending row with a later expiry scanned) rather than by its id; with
     statistics from before thousands of claims, a history page scans the index on ``claimed_at``
-    (every claimed row) rather than the user's own rows.
+    (every claimed row) rather than the user's own rows. ``vacuum`` also clears the dead row versions
+    that tens of thousands of claims just left (a claim's update is not a HOT one): index scans of
+    the user's own rows would otherwise step over them, on whichever database the claims went to.
     """
     eng = engine(db_name)
+    command = "VACUUM ANALYZE" if vacuum else "ANALYZE"
     with eng.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(f"ANALYZE {', '.join(tables)}"))
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(f"{command} {', '.join(tables)}"))
     eng.dispose()
 
 

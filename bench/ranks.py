@@ -237,8 +237,10 @@ def measure(
         else:
             found = dataset.ledgers(side.db_name, owners)
             target = (round(median([c for c, _o in found])), round(median([o for _c, o in found])))
-    for side in sides:  # the claims since the last ANALYZE (the claim-cost runs, the users phase) change the plans
-        dataset.analyze(side.db_name, ("completions", "scores", "period_scores"))
+    # The claims since the last ANALYZE (the HTTP phase's, the claim-cost runs, the users phase) change the plans,
+    # and leave dead rows on one database more than the other.
+    for side in sides:
+        dataset.analyze(side.db_name, ("completions", "scores", "period_scores"), vacuum=True)
     prepared = {side.db_name: _read_files(side, tokens, log_dir) for side in sides}
     for side in sides:  # warm up: the first requests of each read pay for pools, scripts and plans
         for kind in READS:
