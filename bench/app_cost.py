@@ -1,10 +1,11 @@
 """The app's own CPU per request, in process: what each request costs before any server, socket or load generator.
 
 ``python -m bench.app_cost`` builds the production app twice on one bench database
-(``scoreboard_bench_app_cost``, made fresh), once with the rate limits on (the bench's windows,
-``stack.RATE_LIMITS``) and once with them off, and calls each app's WSGI callable directly with prepared
-environments: ``GET /healthz``, the top-10 GET with a player's token, and a claim of a completion recorded
-beforehand. Logs are the production format (JSON at INFO, written to /dev/null: formatted, not printed).
+(``scoreboard_bench_app_cost``, made fresh with the bench's 1,000 users), once with the rate limits on
+(the bench's windows, ``stack.RATE_LIMITS``) and once with them off, and calls each app's WSGI callable
+directly with prepared environments: ``GET /healthz``, the top-10 GET with a player's token, and a claim
+of a completion recorded beforehand (a pool of pending completions, as every bench phase records them).
+Logs are the production format (JSON at INFO, written to /dev/null: formatted, not printed).
 Each round runs each app in a child process of its own (the extensions are bound once per process),
 the two in turns; each figure is the median over ``--rounds`` of the child's CPU (user and system) per
 request. A claim's figure includes its PostgreSQL and Redis client work, not the servers'; the board's
@@ -33,7 +34,7 @@ from . import dataset, stack
 from .progress import log
 
 DB_NAME = "scoreboard_bench_app_cost"
-PLAYERS = 200
+USERS = 1000
 KINDS = ("healthz", "top", "claim")
 
 
@@ -68,10 +69,6 @@ class Caller:
         return status[0], body
 
 
-def _cpu() -> float:
-    return time.process_time()
-
-
 def build(limits: bool, prefix: str) -> Caller:
     """The production app on the bench database, with the rate limits on or off."""
     from scoreboard import create_app
@@ -88,24 +85,18 @@ def build(limits: bool, prefix: str) -> Caller:
 
 
 def prepare(caller: Caller, count: int) -> dict[str, list]:
-    """The requests of each kind: ``count`` completions recorded to claim, and the two reads as often."""
+    """The requests of each kind: ``count`` claims of a fresh pool of pending completions (``dataset``'s), and
+    the two reads as often."""
     from scoreboard.security.tokens import mint_token
 
+    pool = dataset.add_completions(DB_NAME, f"a{os.urandom(3).hex()}x", count, users=USERS, spread=7)
     with caller.app.app_context():
-        service = mint_token("site-backend", ["service"], None)
-        players = {f"p{n:04d}": mint_token(f"p{n:04d}", [], None) for n in range(PLAYERS)}
-    names = list(players)
+        tokens = {uid: mint_token(uid, [], None) for uid in {uid for _a, uid in pool}}
     requests: dict[str, list] = {"healthz": [caller.environ("GET", "/healthz")] * count}
-    requests["top"] = [caller.environ("GET", "/api/score/top", players[names[1]])] * count
-    requests["claim"] = []
-    for n in range(count):
-        player = names[n % len(names)]
-        record = {"userId": player, "action": "complete-lesson", "displayName": f"Player {player}"}
-        status, body = caller.call(caller.environ("POST", "/api/actions/completions", service, record))
-        if not status.startswith("201"):
-            raise SystemExit(f"recording a completion answered {status}: {body[:200]!r}")
-        action_id = orjson.loads(body)["actionId"]
-        requests["claim"].append(caller.environ("POST", "/api/action/do", players[player], {"actionId": action_id}))
+    requests["top"] = [caller.environ("GET", "/api/score/top", tokens[pool[0][1]])] * count
+    requests["claim"] = [
+        caller.environ("POST", "/api/action/do", tokens[uid], {"actionId": action_id}) for action_id, uid in pool
+    ]
     return requests
 
 
@@ -116,12 +107,12 @@ def measure(limits: bool, count: int) -> dict[str, float]:
     figures = {}
     for kind in KINDS:
         caller.call(requests[kind][0])  # warm the path (the first claim also takes the refresh slot)
-        started = _cpu()
+        started = time.process_time()
         for request in requests[kind][1:]:
             status, body = caller.call(request)
             if not status.startswith("200"):
                 raise SystemExit(f"{kind} answered {status}: {body[:200]!r}")
-        figures[kind] = (_cpu() - started) / count * 1e6
+        figures[kind] = (time.process_time() - started) / count * 1e6
     return figures
 
 
@@ -135,8 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         print(orjson.dumps(measure(args.worker == "on", args.requests)).decode())
         return
     log(f"app cost: a fresh {DB_NAME}")
-    stack.create_database(DB_NAME)
-    dataset.migrate(DB_NAME)
+    dataset.prepare(DB_NAME, USERS)
     figures: dict[str, dict[str, list[float]]] = {mode: {k: [] for k in KINDS} for mode in ("on", "off")}
     for round_ in range(args.rounds):
         for mode in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
