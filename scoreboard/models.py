@@ -207,6 +207,32 @@ class Completion(db.Model):
 
     __table_args__ = (
         Index("ix_completions_user_created", "user_id", "created_at"),
+        # A user's history, newest first, one index per kind of change (board.standings._events): a page reads
+        # its own rows, not the whole ledger. Only the claims' is written by a claim; the others are tiny.
+        Index(
+            "ix_completions_user_claims",
+            "user_id",
+            "claimed_at",
+            "id",
+            postgresql_where=text("claimed_at IS NOT NULL"),
+            sqlite_where=text("claimed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_completions_user_adjustments",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'adjustment'"),
+            sqlite_where=text("status = 'adjustment'"),
+        ),
+        Index(
+            "ix_completions_user_voids",
+            "user_id",
+            "voided_at",
+            "id",
+            postgresql_where=text("status = 'void'"),
+            sqlite_where=text("status = 'void'"),
+        ),
         # The anomaly scan reads the claims of its window (scoreboard.integrity).
         Index("ix_completions_claimed_at", "claimed_at"),
         Index(

@@ -400,6 +400,55 @@ def test_history_pages_keep_their_totals_while_new_changes_arrive_and_old_cursor
         assert forged.status_code == 400 and error_code(forged) == "bad_cursor", total
 
 
+def test_a_long_mixed_history_walks_the_same_at_every_page_size(client, record_and_claim, mint, admin):
+    # Claims, adjustments and voids interleaved, so that pages take their rows from every kind at once and some
+    # pages hold only one kind while another kind has rows newer than the cursor's.
+    points = {"complete-lesson": LESSON, "win-challenge": CHALLENGE}  # no cooldown, no daily cap
+    made, claimed = [], []  # (kind, delta) in the order made; the claims' ids
+    rng = random.Random(13)
+    for step in range(40):
+        roll = rng.random()
+        if roll < 0.15:
+            delta = rng.choice((-20, 5, 40))
+            answer = client.post(
+                "/api/admin/users/ann/adjustments", json={"delta": delta, "reason": f"step {step}"}, headers=admin
+            )
+            assert answer.status_code == 201, answer.get_json()
+            made.append(("adjustment", delta))
+        elif roll < 0.25 and claimed:
+            action_id, action = claimed.pop(rng.randrange(len(claimed)))
+            answer = client.post(
+                f"/api/admin/completions/{action_id}/void", json={"reason": f"step {step}"}, headers=admin
+            )
+            assert answer.status_code == 200, answer.get_json()
+            made.append(("void", -points[action]))
+        else:
+            action = rng.choice(sorted(points))
+            claimed.append((record_and_claim("ann", action)["actionId"], action))
+            made.append(("claim", points[action]))
+    assert {kind for kind, _delta in made} == {"claim", "adjustment", "void"}
+    totals, expected = 0, []
+    for kind, delta in made:
+        totals += delta
+        expected.append((kind, delta, totals))
+    expected.reverse()
+
+    ann = bearer(mint("ann"))
+    whole = history(client, "ann", ann, limit=100).get_json()
+    assert [(e["kind"], e["delta"], e["score"]) for e in whole["entries"]] == expected and whole["next"] is None
+    for size in (1, 2, 3, 7, 39, 40):
+        pages, cursor = [], None
+        while True:
+            page = history(client, "ann", ann, limit=size, **({"cursor": cursor} if cursor else {}))
+            assert page.status_code == 200, page.get_json()
+            assert len(page.get_json()["entries"]) <= size
+            pages += page.get_json()["entries"]
+            cursor = page.get_json()["next"]
+            if cursor is None:
+                break
+        assert pages == whole["entries"], size
+
+
 def test_history_of_a_period_holds_its_own_events_and_its_own_running_total(client, clock, claim, mint):
     today = datetime.now(UTC).replace(microsecond=0)
     two_days_ago, yesterday = today - timedelta(days=2), today - timedelta(days=1)

@@ -151,19 +151,48 @@ class HistoryKey:
     before: int | None = None
 
 
-def _events(user_id: Any) -> Select:
+def _events(user_id: Any, bounded: bool = False, keyset: bool = False, limited: bool = False) -> Select:
     """Every change of ``user_id``'s score (a value or a bound parameter) in the ledger:
-    ``(at, row_id, kind, delta, action)``."""
+    ``(at, row_id, kind, delta, action)``, one branch per kind of change.
+
+    ``bounded`` keeps a period's (``h_start`` <= at < ``h_end``), ``keyset`` those before the cursor's event
+    (``h_at``, ``h_row``, ``h_kind``), and ``limited`` only each branch's newest ``h_limit``: each branch is then
+    read newest first through its own time-ordered index of the user's rows (``ix_completions_user_claims``,
+    ``_user_adjustments``, ``_user_voids``), so a page reads about as many rows as it answers, however long the
+    ledger, and the newest of the three branches' are the page's.
+    """
     c = Completion.__table__
     mine = c.c.user_id == user_id
-    claims = select(
-        c.c.claimed_at.label("at"),
-        c.c.id.label("row_id"),
-        literal(CLAIM).label("kind"),
-        c.c.points.label("delta"),
-        func.coalesce(c.c.action_key, literal(CLAIM)).label("action"),
-    ).where(
-        mine,
+    timed = UTCDateTime()
+
+    def branch(at: Any, kind: str, delta: Any, action: Any, *where: Any) -> Select:
+        if bounded:
+            where += (at >= bindparam("h_start", type_=timed), at < bindparam("h_end", type_=timed))
+        if keyset:
+            cursor_at = bindparam("h_at", type_=timed)
+            # ``at <= h_at`` is implied by the tuple's comparison; stated, it bounds the index scan.
+            where += (
+                at <= cursor_at,
+                tuple_(at, c.c.id, literal(kind)) < tuple_(cursor_at, bindparam("h_row"), bindparam("h_kind")),
+            )
+        rows = select(
+            at.label("at"),
+            c.c.id.label("row_id"),
+            literal(kind).label("kind"),
+            delta.label("delta"),
+            action.label("action"),
+        ).where(mine, *where)
+        if not limited:
+            return rows
+        # A subquery of its own: SQLite takes no ORDER BY or LIMIT on a branch of a UNION.
+        newest = rows.order_by(at.desc(), c.c.id.desc()).limit(bindparam("h_limit", type_=Integer())).subquery()
+        return select(*newest.c)
+
+    claims = branch(
+        c.c.claimed_at,
+        CLAIM,
+        c.c.points,
+        func.coalesce(c.c.action_key, literal(CLAIM)),
         c.c.claimed_at.is_not(None),
         # A void from before ``voided_at`` was recorded has no time for its reversal: both halves are left
         # out, so the running total still ends at the score.
@@ -172,11 +201,17 @@ def _events(user_id: Any) -> Select:
             and_(c.c.status == CompletionStatus.VOID, c.c.voided_at.is_not(None)),
         ),
     )
-    adjustments = select(c.c.created_at, c.c.id, literal(ADJUSTMENT), c.c.points, literal(ADJUSTMENT)).where(
-        mine, c.c.status == CompletionStatus.ADJUSTMENT
+    adjustments = branch(
+        c.c.created_at, ADJUSTMENT, c.c.points, literal(ADJUSTMENT), c.c.status == CompletionStatus.ADJUSTMENT
     )
-    voids = select(c.c.voided_at, c.c.id, literal(VOID), -c.c.points, literal(VOID)).where(
-        mine, c.c.status == CompletionStatus.VOID, c.c.claimed_at.is_not(None), c.c.voided_at.is_not(None)
+    voids = branch(
+        c.c.voided_at,
+        VOID,
+        -c.c.points,
+        literal(VOID),
+        c.c.status == CompletionStatus.VOID,
+        c.c.claimed_at.is_not(None),
+        c.c.voided_at.is_not(None),
     )
     return union_all(claims, adjustments, voids)
 
@@ -193,29 +228,22 @@ def _history_statement(bounded: bool, keyset: bool, start: str) -> Select:
     and where its running total starts (``start``: :data:`SCORE_ROW`, :data:`LEDGER_SUM` or :data:`CARRIED`).
 
     Each row carries ``start``'s total as ``anchor`` (None for :data:`CARRIED`); the page's totals are worked out
-    from it backwards (:func:`history`), so the page reads its own rows and sums no older ones: the user's
-    rows are still all fetched to sort them by time, but no running sum is kept over the whole ledger.
+    from it backwards (:func:`history`), so the page reads only its own rows (each kind's newest, see
+    :func:`_events`), except for :data:`LEDGER_SUM`, whose sum reads every event up to the page.
 
     Bound by name: ``h_user``, ``h_limit`` (one more than the page), ``h_start`` and ``h_end`` (a period's),
     ``h_at``, ``h_row`` and ``h_kind`` (the cursor's event).
     """
-    events = _events(bindparam("h_user")).cte("events")
-    where = []
-    if bounded:
-        at = UTCDateTime()
-        where += [events.c.at >= bindparam("h_start", type_=at), events.c.at < bindparam("h_end", type_=at)]
-    if keyset:
-        before = tuple_(bindparam("h_at", type_=UTCDateTime()), bindparam("h_row"), bindparam("h_kind"))
-        where.append(tuple_(events.c.at, events.c.row_id, events.c.kind) < before)
+    events = _events(bindparam("h_user"), bounded, keyset, limited=True).subquery("events")
     if start == SCORE_ROW:
         anchor = select(Score.score).where(Score.user_id == bindparam("h_user")).scalar_subquery()
     elif start == LEDGER_SUM:
-        anchor = select(func.sum(events.c.delta)).where(*where).scalar_subquery()
+        every = _events(bindparam("h_user"), bounded, keyset).subquery("every")
+        anchor = select(func.sum(every.c.delta)).scalar_subquery()
     else:
         anchor = literal(None, type_=Integer())
     return (
         select(*events.c, anchor.label("anchor"))
-        .where(*where)
         .order_by(events.c.at.desc(), events.c.row_id.desc(), events.c.kind.desc())
         .limit(bindparam("h_limit", type_=Integer()))
     )
@@ -294,7 +322,7 @@ def history(
     total is known before the page is read: the score row for the all-time first page, the sum of the
     period's events for a period's first page, the total the cursor carries for a later page. Each older
     entry's is the one after it less its change. Returns the entries and the key of the last one when
-    there may be more. One query (:func:`_history_statement`), through ``ix_completions_user_created``;
+    there may be more. One query (:func:`_history_statement`), through the time-ordered indexes of :func:`_events`;
     an empty page asks one more, whether the user exists.
     """
     bounded = period.start is not None
