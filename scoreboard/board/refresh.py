@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, case, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..models import Completion, CompletionStatus, PeriodScore, Score
 from ..ops import metrics
 from ..ops.db_waits import timed_out
+from ..outbox import period_upsert
 from ..periods import ALL_TIME, TIMED, Period, all_kept, clock, current_periods, period_of, timezone
 from ..stores import Stores, get_stores
 from ..stores.board_cache import dumps, publish_each
@@ -80,28 +80,6 @@ _ADD_TO_PERIODS = text(
         board_pending = true
     """
 )
-
-
-def _add_to_periods_one_by_one():
-    """The same upsert for the embedded database (SQLite), one parameter set per row."""
-    statement = sqlite.insert(period_scores).values(
-        period=bindparam("p_period"),
-        user_id=bindparam("p_user"),
-        score=bindparam("p_points"),
-        reached_at=bindparam("p_now"),
-        version=1,
-        board_pending=True,
-    )
-    reached = period_scores.c.reached_at
-    return statement.on_conflict_do_update(
-        index_elements=[period_scores.c.period, period_scores.c.user_id],
-        set_={
-            "score": period_scores.c.score + statement.excluded.score,
-            "reached_at": case((reached > statement.excluded.reached_at, reached), else_=statement.excluded.reached_at),
-            "version": period_scores.c.version + 1,
-            "board_pending": True,
-        },
-    )
 
 
 def _take_pending(postgres: bool) -> list:
@@ -179,7 +157,7 @@ def fold_claims(max_batches: int = 50) -> int:
                 {"p_period": key, "p_user": user, "p_points": points, "p_now": at}
                 for (user, _rank, key), (points, at) in ordered
             ]
-            db.session.execute(_add_to_periods_one_by_one(), params)
+            db.session.execute(period_upsert("sqlite"), params)
         db.session.commit()
         total += len(rows)
         if len(rows) < BATCH:

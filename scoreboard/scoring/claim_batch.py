@@ -53,7 +53,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ..models import Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..ops.metrics import CLAIM_BATCH_RETRIES, CLAIM_BATCH_SIZE
-from .outbox import not_before, score_change
+from ..outbox import not_before, score_change
 
 completions = Completion.__table__
 scores = Score.__table__

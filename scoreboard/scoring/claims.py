@@ -39,9 +39,9 @@ from ..extensions import db
 from ..models import ClaimRefusal, Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
 from ..ops.db_waits import timed_out
 from ..ops.metrics import CLAIM_BATCH_RETRIES
+from ..outbox import not_before, period_params, period_upsert, score_change
 from ..periods import clock, current_periods
 from .claim_batch import claim_batcher
-from .outbox import not_before, period_params, period_upsert, score_change
 
 log = logging.getLogger(__name__)
 

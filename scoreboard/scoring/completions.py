@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Action, Completion, CompletionStatus, Score, User, UserStatus, utcnow
+from ..outbox import flag_periods, score_change
 from ..periods import all_kept
-from .outbox import flag_periods, score_change
 
 
 def new_action_id() -> str:

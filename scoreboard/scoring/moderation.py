@@ -34,9 +34,9 @@ from ..models import (
     UserStatus,
 )
 from ..ops import metrics
+from ..outbox import flag_periods, period_params, period_upsert, score_change
 from ..periods import TIMED, all_kept, clock, current_periods, period_at
 from .completions import new_action_id
-from .outbox import flag_periods, period_params, period_upsert, score_change
 
 scores = Score.__table__
 period_scores = PeriodScore.__table__

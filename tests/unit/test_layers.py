@@ -9,8 +9,8 @@ from tests.support import ROOT
 
 pytestmark = pytest.mark.unit
 
-# Modules every part may use: the data model, the extensions, errors, identifiers, settings.
-FOUNDATION = {"models", "extensions", "errors", "inputs", "config", "periods"}
+# Modules every part may use: the data model, the outbox's writes, the extensions, errors, identifiers, settings.
+FOUNDATION = {"models", "extensions", "errors", "inputs", "config", "periods", "outbox"}
 # Part -> the parts it may import. Entry points (api, demo, cli, live, workers) sit on top.
 ALLOWED = {
     "api": {"scoring", "board", "workers", "security", "stores", "ops", "integrity", "analytics"},

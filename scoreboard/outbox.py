@@ -1,9 +1,10 @@
 """The outbox: a score change committed with a flag the board's sweep picks up.
 
-Every write to a user's score or standing goes through :func:`score_change` (all-time) or
-:func:`period_change` (a day, week or month), so the row's ``version`` grows (the mirror never
-applies an older state) and ``board_pending`` stays set until the board has mirrored it
-(``board.refresh`` clears it).
+Every write to a user's score or standing goes through :func:`score_change` (all-time, or a period's row),
+:func:`period_upsert` (points added to a day, week or month) or :func:`flag_periods`, so the row's ``version``
+grows (the mirror never applies an older state) and ``board_pending`` stays set until the board has mirrored it
+(``board.refresh`` clears it). ``scoring`` writes through these, and ``board`` folds claims into their periods
+through the same upsert, hence their place beside the data model.
 """
 
 from collections.abc import Sequence
@@ -14,8 +15,8 @@ from sqlalchemy import ColumnElement, Table, bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert, Update
 
-from ..models import PeriodScore, Score
-from ..periods import Period
+from .models import PeriodScore, Score
+from .periods import Period
 
 scores = Score.__table__
 period_scores = PeriodScore.__table__
