@@ -70,8 +70,12 @@ def test_rate_limit_counters_are_under_the_prefix(app, mint, redis_client):
 # 3. The demo cannot run against a real database by accident.
 
 
-def test_the_demo_on_a_real_database_needs_a_second_setting(app, caplog):
+def test_the_demo_on_a_real_database_needs_a_second_setting(app, caplog, monkeypatch):
+    import scoreboard
     from scoreboard import create_app
+
+    # The warning is logged once a process: an app an earlier test built may have logged it already.
+    monkeypatch.setattr(scoreboard, "_warned", set())
 
     with pytest.raises(RefusedConfiguration, match="SCOREBOARD_DEMO_ALLOW_REAL_DATABASE"):
         create_app({"TESTING": True, "DEMO_ENABLED": True})
