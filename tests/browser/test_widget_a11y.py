@@ -57,6 +57,8 @@ def test_keyboard_only_sign_in_and_action_and_screen_reader_markup(demo_stack, n
 
     # Focus lands on the actions; Tab reaches the first one and Enter completes it.
     assert focused(page) == "actions-heading"
+    # The actions are fetched after sign-in: Tab can only reach them once they are on the page.
+    expect(page.locator("[data-action]").first).to_be_visible()
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.dataset.action") == "complete-lesson"
     page.keyboard.press("Enter")
