@@ -91,6 +91,9 @@ def database_settings() -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": engine,
         "SQLALCHEMY_BINDS": binds,
         "MIGRATIONS_DIR": BASE_DIR / "migrations",
+        # The claim and recompute statements prepared once per connection (scoreboard.ops.prepared); off for
+        # PgBouncer in transaction mode, which does not keep a session's prepared statements.
+        "DB_PREPARED_STATEMENTS": env_bool("DB_PREPARED_STATEMENTS", True),
         # The longest a web or worker process waits for PostgreSQL to answer one operation (scoreboard.ops.db_waits).
         "DB_WAIT_TIMEOUT": seconds(env("DB_WAIT_TIMEOUT", "1.5s")),
     }

@@ -9,8 +9,9 @@ without, without, with, ...; so drift on the machine falls on both alike): ``wit
 ``CLAIM_ONE_STATEMENT`` (which flags the claimed completion for the period boards,
 ``completions.period_pending``), and ``without``, the statement as it was before the period
 boards (the claimed CTE and the score's increment, no flag). Both are sent the way the claim
-sends its statement: compiled once (``scoring.claims._compiled_claim``) and executed as their SQL
-string with ``exec_driver_sql``, so the difference is what the period boards cost the claim.
+sends its statement: compiled once (``scoring.claims._compiled_claim``) and run as a prepared
+statement of the connection (``ops.prepared``, as ``SCOREBOARD_DB_PREPARED_STATEMENTS`` says), so the
+difference is what the period boards cost the claim.
 ``CLAIMS_FILE`` holds ``actionId user`` lines of pending completions, claimed in order: the
 first ``2 * WAL_SAMPLES`` lines are kept for the WAL sample, the rest split into ``RUNS`` runs.
 Each claim must succeed (its new score returned). The first claims of each run are a warm-up and
@@ -53,6 +54,7 @@ def main() -> None:
     from scoreboard import create_app
     from scoreboard.extensions import db
     from scoreboard.models import Completion
+    from scoreboard.ops import prepared
     from scoreboard.periods import clock, current_periods
     from scoreboard.scoring.claims import CLAIM_ONE_STATEMENT, _claimed, _raise_score
 
@@ -74,7 +76,7 @@ def main() -> None:
         sql = {kind: c.string for kind, c in compiled.items()}
 
         def claim(conn, kind: str, bound: dict):
-            return conn.exec_driver_sql(sql[kind], compiled[kind].construct_params(bound)).scalar()
+            return prepared.execute(conn, f"cost_{kind}", sql[kind], compiled[kind].construct_params(bound)).scalar()
 
         def params(action_id: str, user: str) -> dict:
             return {

@@ -26,6 +26,9 @@ except ImportError:  # the plain loop only makes the generator a little heavier
     uvloop = None
 
 MAX_CONNECTIONS = 128
+# gunicorn closes a keep-alive connection idle for its ``keepalive`` (5 s, gunicorn.conf.py): one idle nearly that
+# long is closed here instead of being sent a claim the server may already have hung up on.
+IDLE_LIMIT = 4.0
 
 
 class Connection:
@@ -33,6 +36,7 @@ class Connection:
 
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
+        self.used = time.monotonic()
 
     async def post(self, host, path, token, body):
         """Send one POST and read the answer; returns ``(status, body bytes)``."""
@@ -61,8 +65,12 @@ class Pool:
 
     async def acquire(self):
         """An idle connection, a new one, or the next one freed."""
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            conn = self.idle.pop()
+            if time.monotonic() - conn.used < IDLE_LIMIT:
+                return conn
+            conn.writer.close()
+            self.opened -= 1
         if self.opened < MAX_CONNECTIONS:
             self.opened += 1
             return Connection(*await asyncio.open_connection(self.host, self.port))
@@ -72,6 +80,7 @@ class Pool:
 
     def release(self, conn):
         """Give a connection back (to a waiter first)."""
+        conn.used = time.monotonic()
         while self.waiters:
             waiter = self.waiters.pop(0)
             if not waiter.done():

@@ -141,6 +141,7 @@ def test_concurrent_claims_and_folds_count_each_claim_once(app, mint, record, ho
 
 def test_a_failed_add_takes_nothing_and_leaves_no_transaction_open(app, mint, record, hold_slot):
     from scoreboard.board import refresh
+    from scoreboard.extensions import db
 
     threads, errors = claim_all(app, mint, record, 1)
     for thread in threads:
@@ -148,13 +149,19 @@ def test_a_failed_add_takes_nothing_and_leaves_no_transaction_open(app, mint, re
     for thread in threads:
         thread.join(60)
     assert errors == [] and pending(app)[0] == len(USERS)
-    adding = refresh._PG_ADD
-    refresh._PG_ADD = "SELECT 1 / 0 WHERE %(periods)s IS NOT NULL;"  # fails after the take, before its commit
+    statements = refresh._PG_STATEMENTS
+    # Fails after the take, before its commit. Fresh connections, so that this is the text they prepare.
+    failing = "SELECT 1 / 0 WHERE CAST(%(periods)s AS varchar[]) IS NOT NULL"
+    refresh._PG_STATEMENTS = {**statements, "board_fold": failing}
+    with app.app_context():
+        db.engines["claims"].dispose()
     try:
         with app.app_context(), pytest.raises(DataError):
             refresh.refresh_board()
     finally:
-        refresh._PG_ADD = adding
+        refresh._PG_STATEMENTS = statements
+        with app.app_context():
+            db.engines["claims"].dispose()
     assert pending(app)[0] == len(USERS)  # the take was rolled back with the add
     assert in_transaction(app) == 0  # and its connection was not pooled inside its transaction
     week = current_keys(app)[1]

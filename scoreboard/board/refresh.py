@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..models import Completion, CompletionStatus, PeriodScore, Score
-from ..ops import metrics
+from ..ops import metrics, prepared
 from ..ops.db_waits import timed_out
 from ..outbox import period_upsert
 from ..periods import ALL_TIME, TIMED, Period, all_kept, clock, current_periods, period_of, timezone
@@ -238,8 +238,9 @@ def sync_period_pending(stores: Stores, kept: set[str], max_batches: int = 50) -
 # newer change has landed since (each table in a transaction of its own, as a claim or a void writes them).
 # Exactly once as :func:`fold_claims`: the take and the add commit together, or neither does.
 
+# Each statement is sent prepared (``ops.prepared``: prepared once per connection, all five in one round trip).
 _PG_TAKE = (
-    "BEGIN; UPDATE completions SET period_pending = false WHERE id IN ("
+    "UPDATE completions SET period_pending = false WHERE id IN ("
     "SELECT id FROM completions WHERE period_pending ORDER BY claimed_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
     ") RETURNING user_id, points, claimed_at, status"
 )
@@ -253,11 +254,10 @@ _PG_ADD = """
         score = period_scores.score + excluded.score,
         reached_at = GREATEST(period_scores.reached_at, excluded.reached_at),
         version = period_scores.version + 1,
-        board_pending = true;
+        board_pending = true
 """
 # The all-time rows carry the period "" (the all-time board's name); each half served by its partial index.
 _PG_READ = """
-    COMMIT;
     (SELECT '' AS period, s.user_id, s.score, s.reached_at, s.version, u.status, u.display_name
      FROM scores s JOIN users u ON u.id = s.user_id WHERE s.board_pending LIMIT %(batch)s)
     UNION ALL
@@ -265,11 +265,9 @@ _PG_READ = """
      FROM period_scores p JOIN users u ON u.id = p.user_id WHERE p.board_pending LIMIT %(batch)s)
 """
 _PG_CLEAR_SCORES = """
-    BEGIN;
     UPDATE scores SET board_pending = false
     FROM unnest(CAST(%(s_users)s AS varchar[]), CAST(%(s_versions)s AS bigint[])) AS t(user_id, version)
-    WHERE scores.user_id = t.user_id AND scores.version = t.version;
-    COMMIT;
+    WHERE scores.user_id = t.user_id AND scores.version = t.version
 """
 _PG_CLEAR_PERIODS = """
     UPDATE period_scores SET board_pending = false
@@ -277,6 +275,13 @@ _PG_CLEAR_PERIODS = """
         AS t(period, user_id, version)
     WHERE period_scores.period = t.period AND period_scores.user_id = t.user_id AND period_scores.version = t.version
 """
+_PG_STATEMENTS = {
+    "board_take": _PG_TAKE,
+    "board_fold": _PG_ADD,
+    "board_read": _PG_READ,
+    "board_clear_scores": _PG_CLEAR_SCORES,
+    "board_clear_periods": _PG_CLEAR_PERIODS,
+}
 
 
 class _OutboxRow(NamedTuple):
@@ -327,7 +332,8 @@ def _outbox_round(
     all-time and period change mirrored was made (epoch ms, or None)."""
     for attempt in (1, 2):
         try:
-            taken = [_Taken(*r) for r in _run(conn, _PG_TAKE, {"batch": BATCH})]
+            sql = prepared.statements(conn, _PG_STATEMENTS)
+            taken = [_Taken(*r) for r in _run(conn, "BEGIN; " + sql["board_take"], {"batch": BATCH})]
             break
         except DBAPIError as exc:
             # A pooled connection the server dropped (a restart) fails its first use: once more on a fresh one.
@@ -336,7 +342,7 @@ def _outbox_round(
                 raise
             conn.engine.dispose()
     ordered = _period_sums(taken, kept, keys_of)
-    read = _PG_READ if not ordered else _PG_ADD + _PG_READ
+    read = ("" if not ordered else sql["board_fold"] + "; ") + "COMMIT; " + sql["board_read"]
     rows = [_OutboxRow(*r) for r in _run(conn, read, {"batch": BATCH, **(_add_params(ordered) if ordered else {})})]
     all_time = [r for r in rows if not r.period]
     by_period: dict[str, list[_OutboxRow]] = defaultdict(list)
@@ -356,10 +362,10 @@ def _outbox_round(
     clear = ""
     params: dict[str, Any] = {}
     if all_time:
-        clear += _PG_CLEAR_SCORES
+        clear += "BEGIN; " + sql["board_clear_scores"] + "; COMMIT; "
         params.update(s_users=[r.user_id for r in all_time], s_versions=[r.version for r in all_time])
     if period_rows_read:
-        clear += _PG_CLEAR_PERIODS
+        clear += sql["board_clear_periods"]
         flagged = [r for r in rows if r.period]
         params.update(
             p_periods=[r.period for r in flagged],

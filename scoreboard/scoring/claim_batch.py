@@ -51,6 +51,7 @@ from sqlalchemy.engine.interfaces import Compiled
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..models import Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
+from ..ops import prepared
 from ..ops.db_waits import timed_out
 from ..ops.metrics import CLAIM_BATCH_RETRIES, CLAIM_BATCH_SIZE
 from ..outbox import not_before, score_change
@@ -164,7 +165,7 @@ def claim_batch_in_one_statement(engine: Engine, claims: Sequence[dict[str, Any]
         try:
             with engine.connect() as conn:
                 compiled = _compiled_batch(conn.dialect)
-                rows = conn.exec_driver_sql(compiled.string, compiled.construct_params(params)).all()
+                rows = prepared.execute(conn, "claim_batch", compiled.string, compiled.construct_params(params)).all()
             break
         except DBAPIError as exc:
             if getattr(exc.orig, "pgcode", None) == DEADLOCK and deadlocks < DEADLOCK_RETRIES:

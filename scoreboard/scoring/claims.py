@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..errors import ApiError
 from ..extensions import db
 from ..models import ClaimRefusal, Completion, CompletionStatus, Score, User, UserStatus, UTCDateTime
+from ..ops import prepared
 from ..ops.db_waits import timed_out
 from ..ops.metrics import CLAIM_BATCH_RETRIES
 from ..outbox import not_before, period_params, period_upsert, score_change
@@ -134,7 +135,7 @@ def _claim_in_one_statement(engine, params):
         try:
             with engine.connect() as conn:
                 compiled = _compiled_claim(conn.dialect)
-                return conn.exec_driver_sql(compiled.string, compiled.construct_params(params)).scalar()
+                return prepared.execute(conn, "claim_one", compiled.string, compiled.construct_params(params)).scalar()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated or timed_out(exc):
                 raise

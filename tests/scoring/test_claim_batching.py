@@ -78,7 +78,9 @@ class Claimer(threading.Thread):
 
 def lock_waits(app, batch=None):
     """Backend pids of this database's statements waiting on a lock (``batch``: only batches, or only the rest)."""
-    which = {None: "", True: " AND query LIKE '%unnest%'", False: " AND query NOT LIKE '%unnest%'"}[batch]
+    # A batch is sent as its text (``unnest`` of the arrays) or as its prepared statement (``scoreboard.ops.prepared``).
+    is_batch = "(query LIKE '%unnest%' OR query LIKE 'EXECUTE claim_batch%')"
+    which = {None: "", True: f" AND {is_batch}", False: f" AND NOT {is_batch}"}[batch]
     with app.app_context():
         pids = db.session.scalars(
             text(
