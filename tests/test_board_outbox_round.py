@@ -8,11 +8,11 @@ import threading
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from scoreboard.stores import get_stores
 from tests.conftest import PREFIX
-from tests.support import bearer
+from tests.support import bearer, wait_until
 
 POINTS = 50  # complete-lesson in the default catalog
 USERS = [f"ob{n}" for n in range(5)]
@@ -284,3 +284,62 @@ def test_a_draining_recompute_reads_each_claim_within_a_second_and_claims_queue_
     for key in current_keys(app):
         assert period_table(app, key) == mirrored(app, key) == expected
     print(f"[drain] {len(waits)} claims, on the board after {max(waits) * 1000:.0f} ms at most")
+
+
+def test_the_score_clear_locks_rows_in_user_order_as_claim_batches_do(app, record):
+    """Given the users in reverse order, the clear still takes their score rows' locks in user_id order (a batch of
+    claims locks them so; two orders could each wait for the other until both time out), and clears each row."""
+    from scoreboard.board import refresh
+    from scoreboard.extensions import db
+
+    users = ["lk-a", "lk-b", "lk-c"]
+    for user in reversed(users):  # rows laid out, and handed to the clear, against the users' order
+        record(user)
+    versions = {user: scalar(app, "SELECT version FROM scores WHERE user_id = :u", u=user) for user in users}
+    with app.app_context():
+        for user in reversed(users):
+            db.session.execute(text("UPDATE scores SET board_pending = true WHERE user_id = :u"), {"u": user})
+        db.session.commit()
+        holder = db.engine.connect()
+        held = holder.begin()
+        holder.execute(text("SELECT 1 FROM scores WHERE user_id = 'lk-b' FOR UPDATE"))
+        failed = []
+
+        def clear():
+            try:
+                with app.app_context(), db.engines["claims"].connect() as conn:
+                    sql = refresh.prepared.statements(conn, refresh._PG_STATEMENTS)["board_clear_scores"]
+                    order = list(reversed(users))
+                    conn.exec_driver_sql(sql, {"s_users": order, "s_versions": [versions[u] for u in order]})
+            except Exception as exc:  # reported below
+                failed.append(exc)
+
+        clearing = threading.Thread(target=clear)
+        clearing.start()
+        try:
+            wait_until(lambda: lock_waiters(app) >= 1, message="the clear never waited on the held row")
+
+            def locked(user):
+                probe = db.engine.connect()
+                try:
+                    probe.execute(text("SELECT 1 FROM scores WHERE user_id = :u FOR UPDATE NOWAIT"), {"u": user})
+                    return False
+                except OperationalError:
+                    return True
+                finally:
+                    probe.close()
+
+            assert (locked("lk-a"), locked("lk-c")) == (True, False)
+        finally:
+            held.rollback()
+            holder.close()
+            clearing.join(30)
+    assert failed == [] and not clearing.is_alive()
+    assert [scalar(app, "SELECT board_pending FROM scores WHERE user_id = :u", u=u) for u in users] == [False] * 3
+
+
+def lock_waiters(app):
+    return scalar(
+        app,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )

@@ -97,3 +97,42 @@ def test_redaction_of_credentials_in_any_message():
         redact('{"code": "token_missing", "message": "A Bearer token is required."}')
         == '{"code": "token_missing", "message": "A Bearer token is required."}'
     )
+
+
+@pytest.mark.unit
+def test_an_access_line_formats_as_any_record_with_the_same_fields():
+    """The JSON formatter's short path for access lines writes what its general path writes, field for field."""
+    from scoreboard.ops.log_format import ACCESS_FIELDS
+
+    fields = {
+        "method": "GET",
+        "path": "/api/score/top",
+        "status": 200,
+        "duration_ms": 0.42,
+        "remote_addr": "10.0.0.1",
+        "user_id": "alice",
+        "request_id": "req-9",
+    }
+    formatter = make_formatter("json")
+
+    def record(extra):
+        made = logging.getLogger("scoreboard.access").makeRecord(
+            "scoreboard.access",
+            logging.INFO,
+            __file__,
+            1,
+            "%s %s %s",
+            ("GET", "/api/score/top", 200),
+            None,
+            extra=extra,
+        )
+        made.created = 1764806400.123456
+        return made
+
+    short = formatter.format(record({**fields, ACCESS_FIELDS: fields}))
+    general = formatter.format(record(dict(fields)))
+    assert list(json.loads(short).items()) == list(json.loads(general).items())
+    assert json.loads(short)["message"] == "GET /api/score/top 200" and json.loads(short)["request_id"] == "req-9"
+    # A credential in a logged path is scrubbed on the short path too.
+    leaky = {**fields, "path": "/x/token=abcdefghijklmnopqrstuvwxyz"}
+    assert "abcdefghij" not in formatter.format(record({**leaky, ACCESS_FIELDS: leaky}))

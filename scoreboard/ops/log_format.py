@@ -3,7 +3,9 @@
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 
+import orjson
 from flask import g, has_request_context
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -40,11 +42,17 @@ def redact(text: str) -> str:
     return text
 
 
+# The attribute of an access line's record holding its fields (``ops.request_log``), context included.
+ACCESS_FIELDS = "_access_fields"
+
+
 class ContextFilter(logging.Filter):
     """Adds ``request_id`` and ``user_id`` inside a request, ``task_id`` inside a Celery task."""
 
     def filter(self, record):
         """Attach the context fields; never drops a record."""
+        if ACCESS_FIELDS in record.__dict__:
+            return True  # an access line brings its own
         if has_request_context():
             record.request_id = g.get("request_id")
             user_id = verified_user_id()
@@ -83,6 +91,19 @@ class Formatter(OrjsonFormatter):
 
     def format(self, record):
         """Format as JSON, then redact."""
+        fields = record.__dict__.get(ACCESS_FIELDS)
+        if fields is not None and not record.exc_info and not record.stack_info:
+            # An access line, one a request: the same object the general path builds, without its generic walk
+            # over the record's attributes (about half of the line's cost).
+            line = {
+                "level": record.levelname,
+                "logger": record.name,
+                "pid": record.process,
+                "message": record.getMessage(),
+                **fields,
+                "time": datetime.fromtimestamp(record.created, tz=UTC),
+            }
+            return redact(orjson.dumps(line, default=str).decode())
         return redact(super().format(record))
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, g, request
 
 from . import metrics
-from .log_format import verified_user_id
+from .log_format import ACCESS_FIELDS, verified_user_id
 
 log = logging.getLogger("scoreboard.access")
 
@@ -68,23 +68,21 @@ def finish_request(response):
         metrics.CLAIM_SECONDS.observe(elapsed)
     if response.status_code == 429:
         metrics.RATE_LIMITED.labels(endpoint=request.endpoint or "unknown").inc()
-    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    path = request.path
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
     if log.isEnabledFor(level):
-        log.log(
-            level,
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(elapsed * 1000, 2),
-                "remote_addr": request.remote_addr,
-                "user_id": verified_user_id(),
-            },
-        )
+        method, status = request.method, response.status_code
+        fields = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "remote_addr": request.remote_addr,
+            "user_id": verified_user_id(),
+            "request_id": g.request_id,
+        }
+        # The fields as attributes (for any handler), and as one dict for the JSON formatter's short path.
+        log.log(level, "%s %s %s", method, path, status, extra={**fields, ACCESS_FIELDS: fields})
     return response
 
 
