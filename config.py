@@ -303,10 +303,12 @@ def board_settings() -> dict[str, Any]:
         "BOARD_SIZE": env_int("BOARD_SIZE", 10),
         "TOP_CACHE_TTL": env_int("TOP_CACHE_TTL", 300),
         "BROADCAST_MAX_RATE": env_float("BROADCAST_MAX_RATE", 20),
-        # Board frames a process writes per second at most (scoreboard.live.relay): at ~10 us a frame a fifth
-        # of a core. Below it (1,000 sockets at 20 boards a second: 10,000 frames per process) every broadcast
-        # goes out as it comes; above it boards per second = budget / sockets.
-        "FANOUT_FRAMES_PER_SECOND": env_int("FANOUT_FRAMES_PER_SECOND", 20_000),
+        # Board frames a process writes per second at most (scoreboard.live.relay): at 12-19 us a frame, up to a
+        # fifth of a core. Up to it (1,000 sockets over two processes at 20 boards a second: 10,000 frames per
+        # process) every broadcast goes out as it comes; above it boards per second = budget / sockets, never
+        # fewer than one a second. 10,000 rather than 20,000: with 10,000 sockets at 1,000 claims/s, 78% of
+        # the claims were served instead of 50-63% (docs/performance.md).
+        "FANOUT_FRAMES_PER_SECOND": env_int("FANOUT_FRAMES_PER_SECOND", 10_000),
         "PUBLIC_BOARD": env_bool("PUBLIC_BOARD", False),
         # The day, week and month boards roll over at midnight in this zone (scoreboard.periods).
         "PERIOD_TZ": period_zone(env("PERIOD_TZ", "UTC")),
