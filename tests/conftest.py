@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from tests.support import ROOT, bearer, pid_alive, running_stack
 
@@ -141,11 +142,22 @@ def reset_state(app, redis_client):
     from scoreboard.stores import get_stores
 
     with app.app_context():
-        # Test set-up, not a request: the sessions' statement and lock bounds do not apply to it.
-        db.session.execute(text("SET LOCAL statement_timeout = 0"))
-        db.session.execute(text("SET LOCAL lock_timeout = 0"))
-        db.session.execute(text("TRUNCATE audit_log, claim_refusals, completions, scores, users, actions CASCADE"))
-        db.session.commit()
+        # A live stack's worker may be inside a recompute (its take and fold hold one table while reaching for
+        # another): PostgreSQL then picks the truncate as a deadlock's victim, and it is simply run again.
+        for attempt in range(5):
+            try:
+                # Test set-up, not a request: the sessions' statement and lock bounds do not apply to it.
+                db.session.execute(text("SET LOCAL statement_timeout = 0"))
+                db.session.execute(text("SET LOCAL lock_timeout = 0"))
+                db.session.execute(
+                    text("TRUNCATE audit_log, claim_refusals, completions, scores, users, actions CASCADE")
+                )
+                db.session.commit()
+                break
+            except OperationalError as exc:
+                db.session.rollback()
+                if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == 4:
+                    raise
         load_catalog(DEFAULT_CATALOG)
         if limiter.enabled:
             limiter.reset()
