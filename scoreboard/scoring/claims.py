@@ -11,10 +11,10 @@ and clears the flags in one transaction (``board.refresh.fold_claims``): each
 claim counts in its periods exactly once, whenever the worker gets to it.
 
 On PostgreSQL all of it is one statement (a data-modifying CTE) run on a
-connection in autocommit (the ``claims`` bind): one round trip commits the
-claim. Claims that arrive while another claim's statement is in flight in the
-process go together in the next one (``claim_batch``: group commit), each with
-its own answer. SQLite cannot modify data in a CTE, so the embedded database runs the
+connection in autocommit (the ``claims`` bind), prepared once per connection
+(``ops.prepared``): one round trip commits the claim. Claims that arrive
+while another claim's statement is in flight in the process go together in
+the next one (``claim_batch``: group commit), each with its own answer. SQLite cannot modify data in a CTE, so the embedded database runs the
 same updates in one transaction, and adds the points to the periods there too
 (with no flag to fold). Every user with a completion has a score row
 (``ensure_user`` writes both in the transaction that records it), so the
