@@ -14,8 +14,9 @@ On PostgreSQL all of it is one statement (a data-modifying CTE) run on a
 connection in autocommit (the ``claims`` bind), prepared once per connection
 (``ops.prepared``): one round trip commits the claim. Claims that arrive
 while another claim's statement is in flight in the process go together in
-the next one (``claim_batch``: group commit), each with its own answer. SQLite cannot modify data in a CTE, so the embedded database runs the
-same updates in one transaction, and adds the points to the periods there too
+the next one (``claim_batch``: group commit), each with its own answer.
+SQLite cannot modify data in a CTE, so the embedded database runs the same
+updates in one transaction, and adds the points to the periods there too
 (with no flag to fold). Every user with a completion has a score row
 (``ensure_user`` writes both in the transaction that records it), so the
 second update always matches when the first did.
