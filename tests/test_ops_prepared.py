@@ -3,6 +3,7 @@
 from sqlalchemy import text
 
 from scoreboard.extensions import db
+from scoreboard.ops import prepared
 from tests.scoring.test_claim_batching import new_completion
 from tests.support import bearer
 
@@ -32,6 +33,8 @@ def claim(app, client, mint, user):
 
 
 def test_a_claim_runs_as_the_connections_prepared_statement(app, client, mint):
+    with app.app_context():
+        db.engines["claims"].dispose()  # only the connections the claims below open
     first = claim(app, client, mint, "prep-a")
     assert first.get_json() == {"success": True, "newScore": 50}
     names, connections = held_by_the_claims_pool(app)
@@ -42,15 +45,18 @@ def test_a_claim_runs_as_the_connections_prepared_statement(app, client, mint):
 
 
 def test_a_connection_that_lost_its_statement_prepares_it_again(app, client, mint):
-    assert claim(app, client, mint, "prep-b").status_code == 200
-    with app.app_context():
-        engine = db.engines["claims"]
-        with engine.connect() as conn:
-            conn.exec_driver_sql("DEALLOCATE ALL")  # as a pooler's reset, or DISCARD ALL, would
-    # The pool still believes the statement is there: the claim meets "does not exist", prepares, and runs once.
-    r = claim(app, client, mint, "prep-b")
-    assert r.status_code == 200 and r.get_json()["newScore"] == 100
-    assert "claim_one" in held_by_the_claims_pool(app)[0]
+    with app.app_context(), db.engines["claims"].connect() as conn:
+        sql = "SELECT CAST(%(a)s AS integer) + 1"
+        assert prepared.execute(conn, "probe", sql, {"a": 1}).scalar() == 2
+        conn.exec_driver_sql("DEALLOCATE ALL")  # as a pooler's reset, or DISCARD ALL, would
+        # The connection's record still names the statement: the run meets "does not exist", prepares, runs once.
+        assert prepared.execute(conn, "probe", sql, {"a": 41}).scalar() == 42
+        assert conn.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars().all() == ["probe"]
+    # And claims keep working on every connection of the pool, whatever each holds.
+    assert claim(app, client, mint, "prep-b").get_json() == {"success": True, "newScore": 50}
+    with app.app_context(), db.engines["claims"].connect() as conn:
+        conn.exec_driver_sql("DEALLOCATE ALL")
+    assert claim(app, client, mint, "prep-b").get_json() == {"success": True, "newScore": 100}
 
 
 def test_switched_off_the_claim_is_sent_as_text(app, client, mint):
