@@ -48,24 +48,22 @@ def enabled() -> bool:
 def execute(conn: Connection, name: str, sql: str, params: dict[str, Any]) -> Any:
     """Run ``sql`` (pyformat placeholders, as SQLAlchemy compiles for psycopg2) as the prepared statement ``name``
     of this connection, preparing it first if the connection does not hold it yet; returns the result."""
-    if not enabled():
-        return conn.exec_driver_sql(sql, params)
-    held: dict[str, str] = conn.connection.info.setdefault("prepared", {})
-    for attempt in (1, 2):
-        run = held.get(name)
-        if run is None:
-            numbered, names = _numbered(sql)
-            # Sent without parameters, so the driver formats nothing: a literal ``%%`` is the server's ``%``.
-            conn.exec_driver_sql(f"PREPARE {name} AS " + numbered.replace("%%", "%"))
-            run = held[name] = f"EXECUTE {name}(" + ", ".join(f"%({n})s" for n in names) + ")"
-        try:
-            return conn.exec_driver_sql(run, params)
-        except DBAPIError as exc:
-            if attempt == 2 or getattr(exc.orig, "pgcode", None) not in _PREPARE_AGAIN or exc.connection_invalidated:
-                raise
-            held.pop(name, None)
-            _deallocate(conn, name)
-    raise AssertionError("unreachable")
+    run = statements(conn, {name: sql})[name]
+    try:
+        return conn.exec_driver_sql(run, params)
+    except DBAPIError as exc:
+        code = getattr(exc.orig, "pgcode", None)
+        if run == sql or code not in _PREPARE_AGAIN or exc.connection_invalidated:
+            raise
+        _held(conn).pop(name, None)
+        if code == "0A000":  # the server still holds the statement, with a plan it can no longer use
+            conn.exec_driver_sql(f"DEALLOCATE {name}")
+    return conn.exec_driver_sql(statements(conn, {name: sql})[name], params)
+
+
+def _held(conn: Connection) -> dict[str, str]:
+    """The statements this connection holds prepared: name -> what runs it."""
+    return conn.connection.info.setdefault("prepared", {})
 
 
 def statements(conn: Connection, sql_by_name: dict[str, str]) -> dict[str, str]:
@@ -78,21 +76,13 @@ def statements(conn: Connection, sql_by_name: dict[str, str]) -> dict[str, str]:
     """
     if not enabled():
         return sql_by_name
-    held: dict[str, str] = conn.connection.info.setdefault("prepared", {})
+    held = _held(conn)
     missing = {name: _numbered(sql) for name, sql in sql_by_name.items() if name not in held}
     if missing:
+        # Sent without parameters, so the driver formats nothing: a literal ``%%`` is the server's ``%``.
         conn.exec_driver_sql(
             "; ".join(f"PREPARE {name} AS " + numbered.replace("%%", "%") for name, (numbered, _) in missing.items())
         )
         for name, (_, names) in missing.items():
             held[name] = f"EXECUTE {name}(" + ", ".join(f"%({n})s" for n in names) + ")"
     return {name: held[name] for name in sql_by_name}
-
-
-def _deallocate(conn: Connection, name: str) -> None:
-    """Forget ``name`` on the server if it still holds it (after a plan a schema change made unusable)."""
-    try:
-        conn.exec_driver_sql(f"DEALLOCATE {name}")
-    except DBAPIError as exc:
-        if getattr(exc.orig, "pgcode", None) != "26000" or exc.connection_invalidated:
-            raise
